@@ -1,0 +1,569 @@
+package tasker
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"golang.org/x/mod/semver"
+
+	"github.com/tasker-go/tasker/internal/builtin"
+	"github.com/tasker-go/tasker/internal/clock"
+	"github.com/tasker-go/tasker/internal/engine"
+	"github.com/tasker-go/tasker/internal/eventbus"
+	"github.com/tasker-go/tasker/internal/store"
+	"github.com/tasker-go/tasker/internal/store/sqlite"
+	"github.com/tasker-go/tasker/internal/template"
+)
+
+// Config configures a Client. Zero fields take the documented defaults.
+type Config struct {
+	// Database is the path of the SQLite database file, created if missing.
+	// Default "tasker.db" in the working directory.
+	Database string
+	// Handlers are the Go step handlers by name. They are added to the
+	// built-in handlers ("command", "noop", "sleep"); a name may not be
+	// used twice.
+	Handlers map[string]Handler
+	// DisableCommandHandler leaves out the built-in "command" handler, which
+	// runs programs with this process's privileges.
+	DisableCommandHandler bool
+	// Environment selects the per-environment overrides of templates loaded
+	// with LoadTemplateFile. Default: none.
+	Environment string
+	// Concurrency bounds the handlers running at once. Default 16.
+	Concurrency int
+	// PollInterval is the fallback interval of the dispatcher. Default 1s.
+	PollInterval time.Duration
+	// SweepInterval is how often expired leases are rescued. Default 5s.
+	SweepInterval time.Duration
+	// LeaseGrace is added to a step's timeout to set its lease. Default 15s.
+	LeaseGrace time.Duration
+	// StopGrace is how long Stop lets running handlers finish. Default 10s.
+	StopGrace time.Duration
+	// MaxContextBytes caps the size of a task context. Default 1 MiB.
+	MaxContextBytes int
+	// MaxResultBytes caps the size of a step result. Default 1 MiB.
+	MaxResultBytes int
+	// SQLiteSynchronous is "FULL" (default: every commit is on disk) or
+	// "NORMAL" (faster; a power loss may drop the last commits).
+	SQLiteSynchronous string
+	// WorkerID names this process in leases. Default "HOST/PID/RANDOM".
+	WorkerID string
+	// Logger receives logs. Default: discard.
+	Logger *slog.Logger
+}
+
+func (c Config) withDefaults() Config {
+	if c.Database == "" {
+		c.Database = "tasker.db"
+	}
+	if c.MaxContextBytes <= 0 {
+		c.MaxContextBytes = 1 << 20
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+// Client creates and runs tasks on a store. Open one per process; it is
+// safe for concurrent use.
+type Client struct {
+	cfg      Config
+	store    store.Store
+	bus      *eventbus.Bus
+	engine   *engine.Engine
+	clock    clock.Clock
+	handlers map[string]Handler
+	log      *slog.Logger
+
+	mu      sync.Mutex
+	started bool
+}
+
+// Open opens the database (applying migrations) and returns a client. Call
+// Start to run tasks in this process, and Close when done.
+func Open(ctx context.Context, cfg Config) (*Client, error) {
+	cfg = cfg.withDefaults()
+	handlers := map[string]Handler{}
+	for name, h := range builtin.Handlers(builtin.Options{DisableCommand: cfg.DisableCommandHandler,
+		Command: builtin.CommandOptions{Logger: cfg.Logger}}) {
+		handlers[name] = h
+	}
+	for name, h := range cfg.Handlers {
+		if _, dup := handlers[name]; dup {
+			return nil, fmt.Errorf("tasker: handler %q is a built-in handler; choose another name", name)
+		}
+		if h == nil {
+			return nil, fmt.Errorf("tasker: handler %q is nil", name)
+		}
+		handlers[name] = h
+	}
+	st, err := sqlite.Open(ctx, cfg.Database, sqlite.Options{Logger: cfg.Logger, Synchronous: cfg.SQLiteSynchronous})
+	if err != nil {
+		return nil, fmt.Errorf("tasker: %w", err)
+	}
+	bus := eventbus.New(eventbus.Config{Logger: cfg.Logger})
+	clk := clock.Real{}
+	eng := engine.New(st, bus, engine.Config{
+		WorkerID: cfg.WorkerID, Handlers: handlers, Concurrency: cfg.Concurrency, PollInterval: cfg.PollInterval,
+		SweepInterval: cfg.SweepInterval, LeaseGrace: cfg.LeaseGrace, StopGrace: cfg.StopGrace,
+		MaxResultBytes: cfg.MaxResultBytes, Logger: cfg.Logger, Clock: clk,
+	})
+	return &Client{cfg: cfg, store: st, bus: bus, engine: eng, clock: clk, handlers: handlers, log: cfg.Logger}, nil
+}
+
+// HandlerNames returns the names of the handlers this client runs, sorted.
+func (c *Client) HandlerNames() []string {
+	names := make([]string, 0, len(c.handlers))
+	for n := range c.handlers {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// LoadTemplateFile parses a template file with the client's environment,
+// checks that every handler it names is registered, and registers it.
+func (c *Client) LoadTemplateFile(ctx context.Context, path string) (*Template, error) {
+	t, err := ParseTemplateFile(path, &TemplateOpts{Environment: c.cfg.Environment, KnownHandlers: c.HandlerNames()})
+	if err != nil {
+		return nil, err
+	}
+	if err := c.RegisterTemplate(ctx, t); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// RegisterTemplate stores a template so tasks can be created from it. A
+// different definition of the same namespace/name@version replaces the
+// current one; tasks already created keep the definition they started with.
+func (c *Client) RegisterTemplate(ctx context.Context, t *Template) error {
+	var missing []string
+	for _, s := range t.Steps {
+		if _, ok := c.handlers[s.Handler]; !ok && !slices.Contains(missing, s.Handler) {
+			missing = append(missing, s.Handler)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("tasker: template %s uses handlers this client does not have: %v", t.Key(), missing)
+	}
+	def, err := t.MarshalJSON()
+	if err != nil {
+		return fmt.Errorf("tasker: encode template %s: %w", t.Key(), err)
+	}
+	if _, err := c.store.TemplateRegister(ctx, &store.TemplateRegisterParams{ID: t.Digest(), Namespace: t.Namespace,
+		Name: t.Name, Version: t.Version, Definition: def, Now: c.clock.Now()}); err != nil {
+		return fmt.Errorf("tasker: %w", err)
+	}
+	c.engine.RegisterTemplate(t)
+	return nil
+}
+
+// Template returns the current definition of namespace/name@version. An
+// empty version selects the highest registered version.
+func (c *Client) Template(ctx context.Context, namespace, name, version string) (*Template, error) {
+	rec, err := c.currentTemplate(ctx, namespace, name, version)
+	if err != nil {
+		return nil, err
+	}
+	return template.FromJSON(rec.Definition)
+}
+
+// Templates returns the current definition of every registered template.
+func (c *Client) Templates(ctx context.Context) ([]*Template, error) {
+	recs, err := c.store.TemplateList(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("tasker: %w", err)
+	}
+	var out []*Template
+	for _, r := range recs {
+		if !r.Current {
+			continue
+		}
+		t, err := template.FromJSON(r.Definition)
+		if err != nil {
+			return nil, fmt.Errorf("tasker: template %s: %w", r.ID, err)
+		}
+		out = append(out, t)
+	}
+	return out, nil
+}
+
+func (c *Client) currentTemplate(ctx context.Context, namespace, name, version string) (*store.Template, error) {
+	if version != "" {
+		rec, err := c.store.TemplateGetCurrent(ctx, namespace, name, version)
+		if err != nil {
+			return nil, fmt.Errorf("tasker: %w", err)
+		}
+		return rec, nil
+	}
+	recs, err := c.store.TemplateList(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("tasker: %w", err)
+	}
+	var best *store.Template
+	for _, r := range recs {
+		if r.Current && r.Namespace == namespace && r.Name == name &&
+			(best == nil || semver.Compare("v"+r.Version, "v"+best.Version) > 0) {
+			best = r
+		}
+	}
+	if best == nil {
+		return nil, fmt.Errorf("tasker: template %s/%s: %w", namespace, name, ErrNotFound)
+	}
+	return best, nil
+}
+
+// TaskRequest asks for a task.
+type TaskRequest struct {
+	// Namespace and Name select the template.
+	Namespace string
+	Name      string
+	// Version selects the template version; empty selects the highest.
+	Version string
+	// Context is the task's input, validated against the template's JSON
+	// Schema before anything is stored. Empty means {}.
+	Context json.RawMessage
+	// IdempotencyKey makes the request idempotent: a second request with
+	// the same key for the same namespace and name returns the first task.
+	// It overrides the template's identity strategy.
+	IdempotencyKey string
+}
+
+// TaskCreated is the outcome of CreateTask.
+type TaskCreated struct {
+	Task *Task
+	// Created is false when the request duplicated an earlier one and the
+	// existing task was returned.
+	Created bool
+}
+
+// CreateTask validates a request, stores the task and starts it. Invalid
+// requests store nothing and return an error wrapping ErrInvalidRequest.
+func (c *Client) CreateTask(ctx context.Context, req TaskRequest) (*TaskCreated, error) {
+	if req.Namespace == "" || req.Name == "" {
+		return nil, fmt.Errorf("tasker: create task: namespace and name are required: %w", ErrInvalidRequest)
+	}
+	rec, err := c.currentTemplate(ctx, req.Namespace, req.Name, req.Version)
+	if errors.Is(err, ErrNotFound) {
+		return nil, fmt.Errorf("tasker: create task: no template %s/%s@%s is registered: %w", req.Namespace, req.Name, orLatest(req.Version), ErrInvalidRequest)
+	}
+	if err != nil {
+		return nil, err
+	}
+	t, err := c.engineTemplate(rec)
+	if err != nil {
+		return nil, err
+	}
+	taskCtx := req.Context
+	if len(taskCtx) == 0 {
+		taskCtx = json.RawMessage("{}")
+	}
+	if len(taskCtx) > c.cfg.MaxContextBytes {
+		return nil, fmt.Errorf("tasker: create task: context is %d bytes, over the limit of %d: %w", len(taskCtx), c.cfg.MaxContextBytes, ErrInvalidRequest)
+	}
+	canonical, err := canonicalJSON(taskCtx)
+	if err != nil {
+		return nil, fmt.Errorf("tasker: create task: context is not valid JSON: %v: %w", err, ErrInvalidRequest)
+	}
+	if err := t.ValidateContext(canonical); err != nil {
+		var ce *template.ContextError
+		if errors.As(err, &ce) {
+			return nil, &ContextError{Template: t.Key(), Problems: ce.Problems}
+		}
+		return nil, fmt.Errorf("tasker: create task: %v: %w", err, ErrInvalidRequest)
+	}
+	identity, err := identityKey(t, canonical, req.IdempotencyKey)
+	if err != nil {
+		return nil, err
+	}
+	specs := make([]store.StepSpec, len(t.Steps))
+	for i, s := range t.Steps {
+		specs[i] = store.StepSpec{Name: s.Name, Handler: s.Handler, MaxAttempts: s.Retry.Limit, Timeout: s.Timeout, Parents: s.Parents}
+		if !s.Retryable {
+			specs[i].MaxAttempts = 1
+		}
+	}
+	res, err := c.store.TaskCreate(ctx, &store.TaskCreateParams{TemplateID: rec.ID, Namespace: t.Namespace, Name: t.Name,
+		Version: t.Version, Context: canonical, IdentityKey: identity, IdempotencyKey: req.IdempotencyKey, Steps: specs,
+		Now: c.clock.Now()})
+	if err != nil {
+		return nil, fmt.Errorf("tasker: %w", err)
+	}
+	if res.Created {
+		c.engine.Apply(ctx, &store.ChangeResult{Events: res.Events, Ready: res.Ready})
+	}
+	return &TaskCreated{Task: taskFromStore(res.Task), Created: res.Created}, nil
+}
+
+func (c *Client) engineTemplate(rec *store.Template) (*Template, error) {
+	t, err := template.FromJSON(rec.Definition)
+	if err != nil {
+		return nil, fmt.Errorf("tasker: template %s/%s@%s: %w", rec.Namespace, rec.Name, rec.Version, err)
+	}
+	c.engine.RegisterTemplate(t)
+	return t, nil
+}
+
+func orLatest(v string) string {
+	if v == "" {
+		return "(latest)"
+	}
+	return v
+}
+
+// identityKey computes the deduplication key of a request.
+func identityKey(t *Template, canonicalContext json.RawMessage, idempotencyKey string) (string, error) {
+	sum := func(parts ...string) string {
+		h := sha256.New()
+		for _, p := range parts {
+			h.Write([]byte(p))
+			h.Write([]byte{0})
+		}
+		return hex.EncodeToString(h.Sum(nil))
+	}
+	switch {
+	case idempotencyKey != "":
+		if len(idempotencyKey) > 255 {
+			return "", fmt.Errorf("tasker: create task: idempotency key is longer than 255 bytes: %w", ErrInvalidRequest)
+		}
+		return "key:" + sum(t.Namespace, t.Name, idempotencyKey), nil
+	case t.IdentityStrategy == template.IdentityIdempotencyKey:
+		return "", fmt.Errorf("tasker: create task: template %s requires an idempotency key: %w", t.Key(), ErrInvalidRequest)
+	case t.IdentityStrategy == template.IdentityHash:
+		return "hash:" + sum(t.Key(), string(canonicalContext)), nil
+	}
+	return "", nil
+}
+
+// canonicalJSON re-encodes JSON with sorted object keys and no
+// insignificant whitespace; numbers keep their text.
+func canonicalJSON(raw json.RawMessage) (json.RawMessage, error) {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, err
+	}
+	if dec.More() {
+		return nil, errors.New("unexpected data after the JSON value")
+	}
+	return json.Marshal(v)
+}
+
+// Task returns a task with its steps.
+func (c *Client) Task(ctx context.Context, id string) (*Task, error) {
+	st, err := c.store.TaskGet(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("tasker: %w", err)
+	}
+	t := taskFromStore(st)
+	steps, err := c.store.StepListByTask(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("tasker: %w", err)
+	}
+	for _, s := range steps {
+		t.Steps = append(t.Steps, stepFromStore(s))
+	}
+	return t, nil
+}
+
+// TaskListOpts filter Tasks.
+type TaskListOpts struct {
+	// State keeps only tasks in this state.
+	State TaskState
+	// Limit caps the result. Default 100.
+	Limit int
+}
+
+// Tasks lists tasks, newest first, without their steps.
+func (c *Client) Tasks(ctx context.Context, opts *TaskListOpts) ([]*Task, error) {
+	p := &store.TaskListParams{}
+	if opts != nil {
+		if opts.State != "" && !opts.State.Valid() {
+			return nil, fmt.Errorf("tasker: unknown task state %q: %w", opts.State, ErrInvalidRequest)
+		}
+		p.State, p.Limit = opts.State, opts.Limit
+	}
+	list, err := c.store.TaskList(ctx, p)
+	if err != nil {
+		return nil, fmt.Errorf("tasker: %w", err)
+	}
+	out := make([]*Task, len(list))
+	for i, t := range list {
+		out[i] = taskFromStore(t)
+	}
+	return out, nil
+}
+
+// Transitions returns the audit trail of a task: every transition of the
+// task and its steps, in order.
+func (c *Client) Transitions(ctx context.Context, taskID string) ([]*Transition, error) {
+	if _, err := c.store.TaskGet(ctx, taskID); err != nil {
+		return nil, fmt.Errorf("tasker: %w", err)
+	}
+	var out []*Transition
+	var after int64
+	for {
+		evs, err := c.store.EventList(ctx, &store.EventListParams{After: after, TaskID: taskID, TransitionsOnly: true, Limit: 5000})
+		if err != nil {
+			return nil, fmt.Errorf("tasker: %w", err)
+		}
+		for _, e := range evs {
+			out = append(out, transitionFromStore(e))
+			after = e.Cursor
+		}
+		if len(evs) < 5000 {
+			return out, nil
+		}
+	}
+}
+
+// EventListOpts select entries of the durable event log.
+type EventListOpts struct {
+	// After is the cursor to read after; 0 reads from the start.
+	After int64
+	// TaskID keeps only one task's events.
+	TaskID string
+	// Limit caps the result. Default 1000.
+	Limit int
+}
+
+// Events reads the durable event log: every lifecycle transition and custom
+// event, in commit order, with its cursor. Read again after the last
+// cursor to resume.
+func (c *Client) Events(ctx context.Context, opts *EventListOpts) ([]Event, error) {
+	p := &store.EventListParams{}
+	if opts != nil {
+		p.After, p.TaskID, p.Limit = opts.After, opts.TaskID, opts.Limit
+	}
+	evs, err := c.store.EventList(ctx, p)
+	if err != nil {
+		return nil, fmt.Errorf("tasker: %w", err)
+	}
+	out := make([]Event, len(evs))
+	for i, e := range evs {
+		out[i] = engine.EventFromLog(e)
+	}
+	return out, nil
+}
+
+// CancelTask cancels a pending or in-progress task and its unfinished
+// steps. Cancelling a cancelled task does nothing.
+func (c *Client) CancelTask(ctx context.Context, id, reason string) (*Task, error) {
+	res, err := c.store.TaskCancel(ctx, &store.TaskCancelParams{TaskID: id, Reason: reason, Now: c.clock.Now()})
+	if err != nil {
+		return nil, fmt.Errorf("tasker: %w", err)
+	}
+	c.engine.Apply(ctx, res)
+	return c.Task(ctx, id)
+}
+
+// RetryTask resets the failed steps of a task in error, each with a fresh
+// retry budget, and resumes the task.
+func (c *Client) RetryTask(ctx context.Context, id, reason string) (*Task, error) {
+	res, err := c.store.TaskRetry(ctx, &store.TaskRetryParams{TaskID: id, Reason: reason, Now: c.clock.Now()})
+	if err != nil {
+		return nil, fmt.Errorf("tasker: %w", err)
+	}
+	c.engine.Apply(ctx, res)
+	return c.Task(ctx, id)
+}
+
+// Subscribe receives events published by this client's engine and
+// operations, after the changes they describe are committed. Close the
+// subscription when done.
+func (c *Client) Subscribe(opts *SubscribeOpts) *Subscription { return subscribe(c.bus, opts) }
+
+// WaitTask blocks until the task is finished (complete, error, cancelled or
+// resolved manually) or ctx is done, and returns it with its steps. It
+// notices changes made by other processes too.
+func (c *Client) WaitTask(ctx context.Context, id string) (*Task, error) {
+	sub := c.Subscribe(&SubscribeOpts{TaskID: id, Names: []string{"task.*"}, Buffer: 16})
+	defer sub.Close()
+	poll := time.NewTicker(500 * time.Millisecond)
+	defer poll.Stop()
+	for {
+		t, err := c.store.TaskGet(ctx, id)
+		if err != nil {
+			return nil, fmt.Errorf("tasker: %w", err)
+		}
+		if t.State.Finished() {
+			return c.Task(ctx, id)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-sub.Events():
+		case <-poll.C:
+		}
+	}
+}
+
+// StartOpts are options for Start.
+type StartOpts struct {
+	// TaskIDs, when set, restricts this process to running these tasks.
+	TaskIDs []string
+}
+
+// Start runs tasks in this process: it claims ready steps, runs their
+// handlers and records the outcomes until Stop. Leases left by a dead
+// process on this host are rescued at once.
+func (c *Client) Start(ctx context.Context, opts *StartOpts) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.started {
+		return errors.New("tasker: already started")
+	}
+	if opts != nil {
+		c.engine.SetTaskScope(opts.TaskIDs)
+	}
+	if err := c.engine.Start(ctx); err != nil {
+		return fmt.Errorf("tasker: %w", err)
+	}
+	c.started = true
+	return nil
+}
+
+// Stop stops claiming steps, lets running handlers finish within the stop
+// grace (or until ctx is done), releases the steps of the others so they
+// run again later, and records every outcome already produced.
+func (c *Client) Stop(ctx context.Context) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.started {
+		return nil
+	}
+	c.started = false
+	return c.engine.Stop(ctx)
+}
+
+// Stats are counters of this process's engine.
+type Stats = engine.Stats
+
+// Stats returns the engine's counters.
+func (c *Client) Stats() Stats { return c.engine.Stats() }
+
+// Close stops the engine if it runs and closes the database.
+func (c *Client) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := c.Stop(ctx)
+	c.bus.Close()
+	return errors.Join(err, c.store.Close())
+}
+
+// DatabasePath returns the database file the client uses.
+func (c *Client) DatabasePath() string { return c.cfg.Database }

@@ -1,0 +1,151 @@
+// Package cli is the tasker command tree: run, resume, task, template and
+// bench. cmd/tasker is a thin main around Main.
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tasker-go/tasker"
+)
+
+// Exit statuses.
+const (
+	// ExitOK: the command succeeded (for run and resume: the task is complete).
+	ExitOK = 0
+	// ExitTaskFailed: the task ended in error or was cancelled.
+	ExitTaskFailed = 1
+	// ExitUsage: bad input (flags, template, context) or an operational error.
+	ExitUsage = 2
+	// ExitInterrupted: stopped by a signal; the task can be resumed.
+	ExitInterrupted = 130
+)
+
+// exitError carries an exit status through cobra.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string {
+	if e.err == nil {
+		return fmt.Sprintf("exit status %d", e.code)
+	}
+	return e.err.Error()
+}
+
+func (e *exitError) Unwrap() error { return e.err }
+
+func exitWith(code int, err error) error { return &exitError{code: code, err: err} }
+
+// env is what commands share: streams and global flags.
+type env struct {
+	stdout, stderr io.Writer
+	db             string
+	logLevel       string
+	logFormat      string
+	getenv         func(string) string
+}
+
+func (e *env) logger() (*slog.Logger, error) {
+	var level slog.Level
+	switch strings.ToLower(e.logLevel) {
+	case "debug":
+		level = slog.LevelDebug
+	case "info":
+		level = slog.LevelInfo
+	case "warn", "warning", "":
+		level = slog.LevelWarn
+	case "error":
+		level = slog.LevelError
+	default:
+		return nil, fmt.Errorf("unknown --log-level %q (want debug, info, warn or error)", e.logLevel)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch strings.ToLower(e.logFormat) {
+	case "text", "":
+		return slog.New(slog.NewTextHandler(e.stderr, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(e.stderr, opts)), nil
+	}
+	return nil, fmt.Errorf("unknown --log-format %q (want text or json)", e.logFormat)
+}
+
+// open opens a client on the database of the global flags.
+func (e *env) open(ctx context.Context, cfg tasker.Config) (*tasker.Client, error) {
+	log, err := e.logger()
+	if err != nil {
+		return nil, exitWith(ExitUsage, err)
+	}
+	cfg.Database = e.db
+	cfg.Logger = log
+	c, err := tasker.Open(ctx, cfg)
+	if err != nil {
+		return nil, exitWith(ExitUsage, err)
+	}
+	return c, nil
+}
+
+// Main runs the tasker command line and returns the exit status.
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	e := &env{stdout: stdout, stderr: stderr, getenv: os.Getenv}
+	root := newRoot(e)
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return ExitOK
+	}
+	var xe *exitError
+	if errors.As(err, &xe) {
+		if xe.err != nil {
+			fmt.Fprintf(stderr, "tasker: %v\n", xe.err)
+		}
+		return xe.code
+	}
+	fmt.Fprintf(stderr, "tasker: %v\n", err)
+	return ExitUsage
+}
+
+func newRoot(e *env) *cobra.Command {
+	defaultDB := e.getenv("TASKER_DB")
+	if defaultDB == "" {
+		defaultDB = "tasker.db"
+	}
+	root := &cobra.Command{
+		Use:   "tasker",
+		Short: "A durable, declarative, event-driven workflow engine",
+		Long: `Tasker runs workflows declared as YAML task templates: a DAG of steps with
+retries, backoff and timeouts, recorded step by step in an audit trail.
+
+By default it works on the embedded SQLite database ./tasker.db (set --db or
+TASKER_DB to choose another file).`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.PersistentFlags().StringVar(&e.db, "db", defaultDB, "SQLite database file (env TASKER_DB)")
+	root.PersistentFlags().StringVar(&e.logLevel, "log-level", "warn", "log level: debug, info, warn or error (logs go to stderr)")
+	root.PersistentFlags().StringVar(&e.logFormat, "log-format", "text", "log format: text or json")
+	root.AddCommand(newRunCmd(e), newResumeCmd(e), newTaskCmd(e), newTemplateCmd(e), newBenchCmd(e), newVersionCmd(e))
+	return root
+}
+
+func newVersionCmd(e *env) *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			fmt.Fprintln(e.stdout, "tasker", tasker.Version)
+			return nil
+		},
+	}
+}

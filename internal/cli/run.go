@@ -1,0 +1,190 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/tasker-go/tasker"
+)
+
+type runFlags struct {
+	context     string
+	contextFile string
+	jsonOut     bool
+	environment string
+	idemKey     string
+	concurrency int
+	stopGrace   time.Duration
+}
+
+func newRunCmd(e *env) *cobra.Command {
+	var f runFlags
+	cmd := &cobra.Command{
+		Use:   "run TEMPLATE",
+		Short: "Create a task from a template file and run it to the end",
+		Long: `Run validates TEMPLATE, stores it, creates a task with the given context and
+runs it to a terminal state on the embedded database, showing live progress.
+
+Exit status: 0 when the task completes, 1 when it ends in error or is
+cancelled, 2 for bad input, 130 when interrupted (Ctrl-C): the task stays in
+the database and "tasker resume TASK_ID" continues it.`,
+		Example: `  tasker run examples/templates/diamond.yaml
+  tasker run order.yaml --context '{"order_id": 42}'
+  tasker run order.yaml --context-file order.json --json`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runTemplate(cmd.Context(), e, args[0], f)
+		},
+	}
+	cmd.Flags().StringVar(&f.context, "context", "", "task context as JSON (default {})")
+	cmd.Flags().StringVar(&f.contextFile, "context-file", "", "read the task context from this JSON file (- for stdin)")
+	cmd.Flags().BoolVar(&f.jsonOut, "json", false, "print the final task document as JSON on stdout instead of progress")
+	cmd.Flags().StringVar(&f.environment, "env", "", "apply the template's overrides for this environment")
+	cmd.Flags().StringVar(&f.idemKey, "idempotency-key", "", "reuse the task an earlier request with this key created")
+	cmd.Flags().IntVar(&f.concurrency, "concurrency", 16, "maximum steps running at once")
+	cmd.Flags().DurationVar(&f.stopGrace, "stop-grace", 5*time.Second, "on Ctrl-C, how long running steps may finish before they are interrupted")
+	return cmd
+}
+
+func newResumeCmd(e *env) *cobra.Command {
+	var f runFlags
+	cmd := &cobra.Command{
+		Use:   "resume TASK_ID",
+		Short: "Continue an unfinished task from the database",
+		Long: `Resume runs an unfinished task to a terminal state, for example after Ctrl-C or
+a crash of "tasker run". Steps that completed are not run again; steps that
+were running in a process that died are rescued and run again.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			c, err := e.open(ctx, tasker.Config{Concurrency: f.concurrency, StopGrace: f.stopGrace})
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			task, err := c.Task(ctx, args[0])
+			if err != nil {
+				return exitWith(ExitUsage, err)
+			}
+			return drive(ctx, e, c, task, f)
+		},
+	}
+	cmd.Flags().BoolVar(&f.jsonOut, "json", false, "print the final task document as JSON on stdout instead of progress")
+	cmd.Flags().IntVar(&f.concurrency, "concurrency", 16, "maximum steps running at once")
+	cmd.Flags().DurationVar(&f.stopGrace, "stop-grace", 5*time.Second, "on Ctrl-C, how long running steps may finish before they are interrupted")
+	return cmd
+}
+
+func readContext(f runFlags) (json.RawMessage, error) {
+	switch {
+	case f.context != "" && f.contextFile != "":
+		return nil, errors.New("use --context or --context-file, not both")
+	case f.context != "":
+		return json.RawMessage(f.context), nil
+	case f.contextFile == "-":
+		b, err := io.ReadAll(os.Stdin)
+		if err != nil {
+			return nil, fmt.Errorf("read context from stdin: %w", err)
+		}
+		return b, nil
+	case f.contextFile != "":
+		b, err := os.ReadFile(f.contextFile)
+		if err != nil {
+			return nil, fmt.Errorf("read context: %w", err)
+		}
+		return b, nil
+	}
+	return nil, nil
+}
+
+func runTemplate(ctx context.Context, e *env, path string, f runFlags) error {
+	taskCtx, err := readContext(f)
+	if err != nil {
+		return exitWith(ExitUsage, err)
+	}
+	c, err := e.open(ctx, tasker.Config{Environment: f.environment, Concurrency: f.concurrency, StopGrace: f.stopGrace})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	tmpl, err := c.LoadTemplateFile(ctx, path)
+	if err != nil {
+		return exitWith(ExitUsage, err)
+	}
+	created, err := c.CreateTask(ctx, tasker.TaskRequest{Namespace: tmpl.Namespace, Name: tmpl.Name, Version: tmpl.Version,
+		Context: taskCtx, IdempotencyKey: f.idemKey})
+	if err != nil {
+		return exitWith(ExitUsage, err)
+	}
+	if !created.Created {
+		fmt.Fprintf(e.stderr, "tasker: idempotency key %q already created task %s; following it\n", f.idemKey, created.Task.ID)
+	}
+	return drive(ctx, e, c, created.Task, f)
+}
+
+// drive runs one task to a terminal state and reports it.
+func drive(ctx context.Context, e *env, c *tasker.Client, task *tasker.Task, f runFlags) error {
+	fmt.Fprintf(e.stderr, "tasker: task %s (%s/%s@%s) in %s\n", task.ID, task.Namespace, task.Name, task.Version, e.db)
+	if !task.Finished() {
+		var rep reporter
+		switch {
+		case f.jsonOut:
+			rep = quietReporter{}
+		case isTerminal(e.stdout):
+			rep = newLiveView(e.stdout, c, task.ID)
+		default:
+			rep = newLineLog(e.stdout, c, task.ID)
+		}
+		rep.start(ctx)
+		err := c.Start(ctx, &tasker.StartOpts{TaskIDs: []string{task.ID}})
+		if err != nil {
+			rep.stop()
+			return exitWith(ExitUsage, err)
+		}
+		_, waitErr := c.WaitTask(ctx, task.ID)
+		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), f.stopGrace+30*time.Second)
+		stopErr := c.Stop(stopCtx)
+		cancel()
+		rep.stop()
+		if waitErr != nil {
+			if ctx.Err() != nil {
+				fmt.Fprintf(e.stderr, "tasker: interrupted; task %s is unfinished. Continue it with:\n  tasker resume %s --db %s\n", task.ID, task.ID, e.db)
+				return exitWith(ExitInterrupted, nil)
+			}
+			return exitWith(ExitUsage, waitErr)
+		}
+		if stopErr != nil {
+			return exitWith(ExitUsage, stopErr)
+		}
+	}
+	final, err := c.Task(context.WithoutCancel(ctx), task.ID)
+	if err != nil {
+		return exitWith(ExitUsage, err)
+	}
+	if f.jsonOut {
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(final); err != nil {
+			return exitWith(ExitUsage, err)
+		}
+	} else {
+		printSummary(e.stdout, final, time.Now())
+	}
+	if final.State != tasker.TaskComplete {
+		return exitWith(ExitTaskFailed, nil)
+	}
+	return nil
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}

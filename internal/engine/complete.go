@@ -1,0 +1,125 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/tasker-go/tasker/internal/event"
+	"github.com/tasker-go/tasker/internal/store"
+)
+
+// maxCompleteBatch caps the outcomes recorded in one transaction.
+const maxCompleteBatch = 256
+
+// completeLoop records attempt outcomes in batches: whatever has arrived
+// while the previous batch was being written goes into the next one.
+func (e *Engine) completeLoop() {
+	defer e.completer.Done()
+	ctx := context.Background()
+	for a := range e.outcomes {
+		batch := []*attempt{a}
+	drain:
+		for len(batch) < maxCompleteBatch {
+			select {
+			case more, ok := <-e.outcomes:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, more)
+			default:
+				break drain
+			}
+		}
+		e.record(ctx, batch)
+	}
+}
+
+// record writes one batch of outcomes, retrying until the store accepts
+// it: an outcome a handler produced is never dropped.
+func (e *Engine) record(ctx context.Context, batch []*attempt) {
+	var done, released []*attempt
+	for _, a := range batch {
+		if a.release {
+			released = append(released, a)
+		} else {
+			done = append(done, a)
+		}
+	}
+	if len(released) > 0 {
+		leases := make([]store.Lease, len(released))
+		for i, a := range released {
+			leases[i] = store.Lease{StepID: a.cs.Step.ID, LeaseToken: a.cs.Step.LeaseToken, Attempt: a.cs.Step.Attempts}
+		}
+		e.retryStore(ctx, "release", func() error {
+			res, err := e.store.StepRelease(ctx, &store.StepReleaseParams{Worker: e.cfg.WorkerID, Reason: "worker stopping",
+				Leases: leases, Now: e.clock.Now()})
+			if err != nil {
+				return err
+			}
+			e.stats.released.Add(int64(res.Count))
+			e.publishChange(ctx, res, nil)
+			return nil
+		})
+	}
+	if len(done) == 0 {
+		return
+	}
+	outs := make([]store.StepOutcome, len(done))
+	for i, a := range done {
+		outs[i] = a.outcome
+	}
+	e.retryStore(ctx, "complete", func() error {
+		e.stats.completeCalls.Add(1)
+		res, err := e.store.StepCompleteMany(ctx, &store.StepCompleteManyParams{Worker: e.cfg.WorkerID, Now: e.clock.Now(), Outcomes: outs})
+		if err != nil {
+			return err
+		}
+		stale := map[int]bool{}
+		for _, i := range res.Stale {
+			stale[i] = true
+		}
+		e.stats.stale.Add(int64(len(res.Stale)))
+		e.stats.completed.Add(int64(len(done) - len(res.Stale)))
+		var observed []event.Event
+		for i, a := range done {
+			if stale[i] {
+				e.log.Warn("engine: discarded the outcome of a lost lease", slog.String("task_id", a.cs.Step.TaskID),
+					slog.String("step", a.cs.Step.Name), slog.Int("attempt", a.cs.Step.Attempts))
+				observed = append(observed, e.observation(a, event.StepResultDiscarded, 0, nil,
+					map[string]any{"worker": e.cfg.WorkerID, "lease_token": a.cs.Step.LeaseToken}))
+				continue
+			}
+			observed = append(observed, a.observed...)
+			if a.outcome.Kind == store.OutcomeRetry {
+				e.noteDue(a.outcome.NextAttemptAt)
+			}
+		}
+		e.publishChange(ctx, &res.ChangeResult, observed)
+		if len(res.Ready) > 0 {
+			e.Wake()
+		}
+		return nil
+	})
+}
+
+// retryStore retries a store write with capped exponential backoff until it
+// succeeds.
+func (e *Engine) retryStore(ctx context.Context, what string, fn func() error) {
+	delay := 50 * time.Millisecond
+	for {
+		err := fn()
+		if err == nil {
+			return
+		}
+		if errors.Is(err, store.ErrClosed) {
+			e.log.ErrorContext(ctx, "engine: store closed; outcomes not recorded (their leases will expire and be rescued)", slog.String("op", what))
+			return
+		}
+		e.log.ErrorContext(ctx, "engine: recording outcomes failed; retrying", slog.String("op", what), slog.Any("error", err), slog.Duration("in", delay))
+		t := e.clock.NewTimer(delay)
+		<-t.C()
+		delay = min(delay*2, 5*time.Second)
+	}
+}

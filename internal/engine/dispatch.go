@@ -1,0 +1,144 @@
+package engine
+
+import (
+	"context"
+	"log/slog"
+	"math/rand/v2"
+	"time"
+
+	"github.com/tasker-go/tasker/internal/store"
+)
+
+// dispatchLoop claims ready steps whenever it is woken: a step became ready,
+// a retry fell due, a slot freed up, or the poll interval passed.
+func (e *Engine) dispatchLoop(ctx context.Context) {
+	defer e.loops.Done()
+	timer := e.clock.NewTimer(e.cfg.PollInterval)
+	defer timer.Stop()
+	for {
+		e.stats.dispatchCycles.Add(1)
+		e.claimRound(ctx)
+		timer.Reset(e.nextWait(ctx))
+		select {
+		case <-ctx.Done():
+			return
+		case <-e.wake:
+		case <-timer.C():
+		}
+	}
+}
+
+// nextWait is how long the dispatcher sleeps when nothing signals it: until
+// the earliest retry this process knows about, at most PollInterval.
+func (e *Engine) nextWait(ctx context.Context) time.Duration {
+	wait := e.cfg.PollInterval
+	e.mu.Lock()
+	due := e.dueAt
+	e.mu.Unlock()
+	if !due.IsZero() {
+		if d := due.Sub(e.clock.Now()); d < wait {
+			wait = max(d, time.Millisecond)
+		}
+	}
+	return wait
+}
+
+// noteDue records that a step becomes claimable at t, and wakes the
+// dispatcher if that is earlier than anything it was waiting for.
+func (e *Engine) noteDue(t time.Time) {
+	e.mu.Lock()
+	earlier := e.dueAt.IsZero() || t.Before(e.dueAt)
+	if earlier {
+		e.dueAt = t
+	}
+	e.mu.Unlock()
+	if earlier {
+		e.Wake()
+	}
+}
+
+// claimRound claims steps until capacity or ready steps run out.
+func (e *Engine) claimRound(ctx context.Context) {
+	now := e.clock.Now()
+	e.mu.Lock()
+	if !e.dueAt.IsZero() && !e.dueAt.After(now) {
+		e.dueAt = time.Time{}
+	}
+	e.mu.Unlock()
+	for ctx.Err() == nil {
+		free := e.freeSlots()
+		if free == 0 {
+			return
+		}
+		n := min(free, e.cfg.ClaimBatch)
+		got, more := e.claimOnce(ctx, n)
+		if got == 0 || !more {
+			return
+		}
+	}
+}
+
+// freeSlots returns the free global slots and marks the dispatcher blocked
+// when there are none, so the next freed slot wakes it.
+func (e *Engine) freeSlots() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	free := e.cfg.Concurrency - e.running
+	e.blocked = free <= 0
+	return max(free, 0)
+}
+
+// claimOnce claims up to n steps: first for templates with a concurrency
+// limit (up to their free slots), then for all other templates. It reports
+// how many it claimed and whether a full batch suggests more are ready.
+func (e *Engine) claimOnce(ctx context.Context, n int) (int, bool) {
+	limits := e.tmpl.limited()
+	claimed, full := 0, false
+	var excluded []string
+	for id, limit := range limits {
+		excluded = append(excluded, id)
+		e.mu.Lock()
+		free := limit - e.perTemplate[id]
+		e.mu.Unlock()
+		want := min(free, n-claimed)
+		if want <= 0 {
+			continue
+		}
+		got := e.claim(ctx, &store.StepClaimParams{Limit: want, TemplateIDs: []string{id}})
+		claimed += got
+		full = full || got == want
+	}
+	if want := n - claimed; want > 0 {
+		got := e.claim(ctx, &store.StepClaimParams{Limit: want, ExcludeTemplateIDs: excluded})
+		claimed += got
+		full = full || got == want
+	}
+	return claimed, full
+}
+
+// claim runs one claim query and starts a handler for every claimed step.
+func (e *Engine) claim(ctx context.Context, p *store.StepClaimParams) int {
+	p.Worker = e.cfg.WorkerID
+	p.LeaseToken = rand.Int64N(1<<62) + 1
+	p.Now = e.clock.Now()
+	p.LeaseGrace = e.cfg.LeaseGrace
+	p.Handlers = e.handlerNames
+	p.TaskIDs = e.cfg.TaskIDs
+	e.stats.claimCalls.Add(1)
+	res, err := e.store.StepClaim(ctx, p)
+	if err != nil {
+		if ctx.Err() == nil {
+			e.log.WarnContext(ctx, "engine: claim failed; will retry", slog.Any("error", err))
+		}
+		return 0
+	}
+	if len(res.Steps) == 0 {
+		return 0
+	}
+	e.stats.claimed.Add(int64(len(res.Steps)))
+	e.publishChange(ctx, &store.ChangeResult{Events: res.Events}, nil)
+	for _, cs := range res.Steps {
+		e.startAttempt(cs)
+	}
+	return len(res.Steps)
+}

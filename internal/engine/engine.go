@@ -1,0 +1,300 @@
+// Package engine runs tasks: the dispatcher claims ready steps in batches
+// under a lease, the executor pool runs their handlers with timeouts and
+// bounded concurrency, the completer records outcomes in batches (the store
+// makes children ready and finalizes tasks in the same transaction), and the
+// sweeper rescues expired leases and finalizes anything a crash left behind.
+//
+// Nothing here loops over tasks: work is driven by events (a task was
+// created, a step became ready, a retry fell due, a slot freed up), with a
+// slow poll as the fallback that keeps it correct when a signal is missed
+// or another process made the change.
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tasker-go/tasker/internal/clock"
+	"github.com/tasker-go/tasker/internal/event"
+	"github.com/tasker-go/tasker/internal/eventbus"
+	"github.com/tasker-go/tasker/internal/handler"
+	"github.com/tasker-go/tasker/internal/store"
+	"github.com/tasker-go/tasker/internal/template"
+)
+
+// Config configures an Engine. Zero fields take the documented defaults.
+type Config struct {
+	// WorkerID names this worker in leases and the audit trail. Default:
+	// "HOST/PID/RANDOM", which lets a restarted process on the same host
+	// recognise the leases of a dead one.
+	WorkerID string
+	// Handlers are the step handlers this worker runs, by name. The worker
+	// only claims steps whose handler it has.
+	Handlers map[string]handler.Handler
+	// Concurrency bounds the handlers running at once in this process. Default 16.
+	Concurrency int
+	// ClaimBatch caps the steps claimed per store call. Default Concurrency.
+	ClaimBatch int
+	// PollInterval is the fallback interval for looking for ready steps when
+	// no signal arrives. Default 1s.
+	PollInterval time.Duration
+	// SweepInterval is how often expired leases are rescued. Default 5s.
+	SweepInterval time.Duration
+	// LeaseGrace is added to a step's timeout to set its lease expiry: the
+	// time after which another worker may take the step over. Default 15s.
+	LeaseGrace time.Duration
+	// AbandonAfter is how long the executor waits for a handler that ignores
+	// its cancelled context before recording the attempt as timed out.
+	// Default 5s.
+	AbandonAfter time.Duration
+	// StopGrace is how long Stop lets running handlers finish before it
+	// cancels them and releases their steps. Default 10s.
+	StopGrace time.Duration
+	// MaxResultBytes caps a step's JSON result; larger results fail the step
+	// permanently. Default 1 MiB.
+	MaxResultBytes int
+	// TaskIDs, when set, restricts this engine to these tasks.
+	TaskIDs []string
+	// Logger receives the engine's logs. Default: discard.
+	Logger *slog.Logger
+	// Clock is the time source. Default: the real clock.
+	Clock clock.Clock
+	// Rand returns uniform numbers in [0, 1) for backoff jitter. Default math/rand/v2.
+	Rand func() float64
+}
+
+func (c Config) withDefaults() Config {
+	if c.WorkerID == "" {
+		c.WorkerID = NewWorkerID()
+	}
+	if c.Concurrency <= 0 {
+		c.Concurrency = 16
+	}
+	if c.ClaimBatch <= 0 {
+		c.ClaimBatch = c.Concurrency
+	}
+	if c.PollInterval <= 0 {
+		c.PollInterval = time.Second
+	}
+	if c.SweepInterval <= 0 {
+		c.SweepInterval = 5 * time.Second
+	}
+	if c.LeaseGrace <= 0 {
+		c.LeaseGrace = 15 * time.Second
+	}
+	if c.AbandonAfter <= 0 {
+		c.AbandonAfter = 5 * time.Second
+	}
+	if c.StopGrace <= 0 {
+		c.StopGrace = 10 * time.Second
+	}
+	if c.MaxResultBytes <= 0 {
+		c.MaxResultBytes = 1 << 20
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Clock == nil {
+		c.Clock = clock.Real{}
+	}
+	if c.Rand == nil {
+		c.Rand = rand.Float64
+	}
+	return c
+}
+
+// Stats are counters of the engine's work since it was created.
+type Stats struct {
+	// DispatchCycles counts wake-ups of the dispatcher.
+	DispatchCycles int64
+	// ClaimCalls counts claim queries; Claimed counts the steps they returned.
+	ClaimCalls int64
+	Claimed    int64
+	// HandlerRuns counts handler invocations (one per claimed attempt).
+	HandlerRuns int64
+	// Completed counts outcomes applied; Stale counts outcomes discarded
+	// because the lease was lost.
+	Completed int64
+	Stale     int64
+	// CompleteCalls counts completion transactions.
+	CompleteCalls int64
+	// Finalized counts tasks this engine finalized.
+	Finalized int64
+	// Rescued counts steps returned by the sweeper.
+	Rescued int64
+	// Released counts steps released on stop.
+	Released int64
+	// Running is the number of handlers running now.
+	Running int64
+}
+
+// Engine orchestrates tasks stored in a Store.
+type Engine struct {
+	cfg   Config
+	store store.Store
+	bus   *eventbus.Bus
+	log   *slog.Logger
+	clock clock.Clock
+	tmpl  *templateCache
+
+	handlerNames []string
+
+	wake     chan struct{}
+	outcomes chan *attempt
+
+	mu          sync.Mutex
+	running     int            // handlers running, guarded by mu
+	perTemplate map[string]int // running handlers by template id, guarded by mu
+	dueAt       time.Time      // earliest known retry time, guarded by mu
+	blocked     bool           // dispatcher is waiting for a free slot, guarded by mu
+	inflight    map[string]*attempt
+
+	started   atomic.Bool
+	runCtx    context.Context // cancelled to interrupt handlers on stop
+	runCancel context.CancelFunc
+	stopLoops context.CancelFunc
+	loops     sync.WaitGroup
+	handlers  sync.WaitGroup
+	completer sync.WaitGroup
+
+	stats struct {
+		dispatchCycles, claimCalls, claimed, handlerRuns, completed, stale, completeCalls,
+		finalized, rescued, released atomic.Int64
+	}
+}
+
+// New returns an engine over st that publishes on bus. Call Start to run it.
+func New(st store.Store, bus *eventbus.Bus, cfg Config) *Engine {
+	cfg = cfg.withDefaults()
+	e := &Engine{
+		cfg:         cfg,
+		store:       st,
+		bus:         bus,
+		log:         cfg.Logger,
+		clock:       cfg.Clock,
+		tmpl:        newTemplateCache(st),
+		wake:        make(chan struct{}, 1),
+		outcomes:    make(chan *attempt, cfg.Concurrency*2),
+		perTemplate: map[string]int{},
+		inflight:    map[string]*attempt{},
+	}
+	for name := range cfg.Handlers {
+		e.handlerNames = append(e.handlerNames, name)
+	}
+	return e
+}
+
+// SetTaskScope restricts the engine to the given tasks (none: all tasks).
+// Call it before Start.
+func (e *Engine) SetTaskScope(taskIDs []string) { e.cfg.TaskIDs = append([]string(nil), taskIDs...) }
+
+// WorkerID returns the name this engine uses in leases.
+func (e *Engine) WorkerID() string { return e.cfg.WorkerID }
+
+// Stats returns the engine's counters.
+func (e *Engine) Stats() Stats {
+	e.mu.Lock()
+	running := e.running
+	e.mu.Unlock()
+	return Stats{
+		DispatchCycles: e.stats.dispatchCycles.Load(), ClaimCalls: e.stats.claimCalls.Load(), Claimed: e.stats.claimed.Load(),
+		HandlerRuns: e.stats.handlerRuns.Load(), Completed: e.stats.completed.Load(), Stale: e.stats.stale.Load(),
+		CompleteCalls: e.stats.completeCalls.Load(), Finalized: e.stats.finalized.Load(), Rescued: e.stats.rescued.Load(),
+		Released: e.stats.released.Load(), Running: int64(running),
+	}
+}
+
+// Start starts the dispatcher, the completer and the sweeper. It first
+// rescues the leases of dead workers on this host, so a restart after a
+// crash resumes at once instead of waiting for the leases to expire.
+func (e *Engine) Start(ctx context.Context) error {
+	if !e.started.CompareAndSwap(false, true) {
+		return errors.New("engine: already started")
+	}
+	if len(e.handlerNames) == 0 {
+		return errors.New("engine: no handlers registered")
+	}
+	if err := e.sweep(ctx); err != nil {
+		return fmt.Errorf("engine: initial sweep: %w", err)
+	}
+	e.runCtx, e.runCancel = context.WithCancel(context.WithoutCancel(ctx))
+	loopCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	e.stopLoops = stop
+	e.completer.Add(1)
+	go e.completeLoop()
+	e.loops.Add(2)
+	go e.dispatchLoop(loopCtx)
+	go e.sweepLoop(loopCtx)
+	e.Wake()
+	e.log.InfoContext(ctx, "engine: started", slog.String("worker", e.cfg.WorkerID), slog.Int("concurrency", e.cfg.Concurrency))
+	return nil
+}
+
+// Stop stops claiming, lets running handlers finish for up to StopGrace
+// (or until ctx is done), then cancels the rest and releases their steps
+// so another worker (or the next start) runs them again. Every outcome
+// already produced is recorded before Stop returns.
+func (e *Engine) Stop(ctx context.Context) error {
+	if !e.started.Load() || e.stopLoops == nil {
+		return nil
+	}
+	e.stopLoops()
+	e.loops.Wait()
+	done := make(chan struct{})
+	go func() { e.handlers.Wait(); close(done) }()
+	grace := e.clock.NewTimer(e.cfg.StopGrace)
+	defer grace.Stop()
+	select {
+	case <-done:
+	case <-grace.C():
+	case <-ctx.Done():
+	}
+	e.runCancel()
+	<-done
+	close(e.outcomes)
+	e.completer.Wait()
+	e.stopLoops = nil
+	e.log.InfoContext(ctx, "engine: stopped", slog.String("worker", e.cfg.WorkerID))
+	return nil
+}
+
+// Wake tells the dispatcher that steps may be ready.
+func (e *Engine) Wake() {
+	select {
+	case e.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Apply publishes what a committed change did and wakes the dispatcher when
+// steps became ready. Callers that change the store outside the engine
+// (creating, cancelling or retrying tasks) hand their results to Apply.
+func (e *Engine) Apply(ctx context.Context, res *store.ChangeResult) {
+	if res == nil {
+		return
+	}
+	e.publishChange(ctx, res, nil)
+	if len(res.Ready) > 0 {
+		e.Wake()
+	}
+}
+
+// RegisterTemplate tells the engine about a template so that its
+// concurrency limit applies from the first claim.
+func (e *Engine) RegisterTemplate(t *template.Template) { e.tmpl.put(t) }
+
+// publish sends one event to the bus.
+func (e *Engine) publish(ctx context.Context, ev event.Event) {
+	if e.bus == nil {
+		return
+	}
+	if err := eventbus.PublishContext(ctx, e.bus, ev); err != nil {
+		e.log.WarnContext(ctx, "engine: event not delivered to every subscriber", slog.String("event", string(ev.Name)), slog.Any("error", err))
+	}
+}

@@ -1,0 +1,290 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/tasker-go/tasker/internal/event"
+	"github.com/tasker-go/tasker/internal/handler"
+	"github.com/tasker-go/tasker/internal/store"
+	"github.com/tasker-go/tasker/internal/template"
+)
+
+// attempt is one claimed step on its way through the executor and the completer.
+type attempt struct {
+	cs      *store.ClaimedStep
+	tmpl    *template.Template
+	outcome store.StepOutcome
+	// release is set when the attempt was interrupted by Stop: the step is
+	// released instead of completed.
+	release bool
+	// observed are observability events published once the outcome commits.
+	observed []event.Event
+	custom   customEvents
+}
+
+// customEvents collects the custom events a handler publishes.
+type customEvents struct {
+	mu     sync.Mutex
+	tmpl   *template.Template
+	events []store.CustomEvent
+	closed bool
+}
+
+// Publish validates a custom event against the template's declarations and
+// keeps it for the attempt's outcome.
+func (c *customEvents) Publish(name string, payload map[string]any) error {
+	if payload == nil {
+		payload = map[string]any{}
+	}
+	raw, err := json.Marshal(payload)
+	if err != nil {
+		return fmt.Errorf("publish %s: payload is not JSON: %w", name, err)
+	}
+	if c.tmpl == nil {
+		return fmt.Errorf("publish %s: template unavailable", name)
+	}
+	if err := c.tmpl.ValidateEvent(name, raw); err != nil {
+		return fmt.Errorf("publish %s: %w", name, err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return fmt.Errorf("publish %s: the attempt is over", name)
+	}
+	c.events = append(c.events, store.CustomEvent{Name: name, Payload: raw})
+	return nil
+}
+
+func (c *customEvents) take() []store.CustomEvent {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closed = true
+	return c.events
+}
+
+// startAttempt takes a slot and runs the step's handler in its own goroutine.
+func (e *Engine) startAttempt(cs *store.ClaimedStep) {
+	a := &attempt{cs: cs}
+	e.mu.Lock()
+	e.running++
+	e.perTemplate[cs.Step.TemplateID]++
+	e.inflight[cs.Step.ID] = a
+	e.mu.Unlock()
+	e.handlers.Add(1)
+	go func() {
+		defer e.handlers.Done()
+		e.execute(e.runCtx, a)
+		e.mu.Lock()
+		e.running--
+		e.perTemplate[cs.Step.TemplateID]--
+		delete(e.inflight, cs.Step.ID)
+		wake := e.blocked
+		e.mu.Unlock()
+		e.outcomes <- a
+		if wake {
+			e.Wake()
+		}
+	}()
+}
+
+// overTemplateLimit reports whether running this attempt now would exceed
+// its template's concurrency limit. That only happens when a claim raced
+// past the limit (a template the engine had not seen yet); the attempt then
+// waits for a slot.
+func (e *Engine) overTemplateLimit(a *attempt) bool {
+	if a.tmpl == nil || a.tmpl.Concurrency <= 0 {
+		return false
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.perTemplate[a.cs.Step.TemplateID] > a.tmpl.Concurrency
+}
+
+// execute runs the handler of one attempt and decides its outcome.
+func (e *Engine) execute(ctx context.Context, a *attempt) {
+	st := a.cs.Step
+	log := e.log.With(slog.String("task_id", st.TaskID), slog.String("step", st.Name), slog.Int("attempt", st.Attempts))
+	a.outcome = store.StepOutcome{StepID: st.ID, LeaseToken: st.LeaseToken, Attempt: st.Attempts}
+	tmpl, err := e.tmpl.get(ctx, st.TemplateID)
+	if err != nil {
+		e.fail(a, true, "template", fmt.Errorf("load template of step %s: %w", st.Name, err), 0)
+		return
+	}
+	a.tmpl = tmpl
+	a.custom.tmpl = tmpl
+	if st.Index < 0 || st.Index >= len(tmpl.Steps) {
+		e.fail(a, true, "template", fmt.Errorf("step %s has no definition in template %s", st.Name, tmpl.Key()), 0)
+		return
+	}
+	def := tmpl.Steps[st.Index]
+	h := e.cfg.Handlers[st.Handler]
+	if h == nil {
+		// The claim filters on handler names, so this only happens if the
+		// handler set changed under a running engine.
+		e.fail(a, true, "handler", fmt.Errorf("no handler named %q is registered", st.Handler), 0)
+		return
+	}
+	for e.overTemplateLimit(a) {
+		select {
+		case <-ctx.Done():
+			a.release = true
+			return
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	in := handler.Input{
+		TaskID: st.TaskID, StepID: st.ID, StepName: st.Name,
+		Namespace: a.cs.Namespace, TaskName: a.cs.TaskName, Version: a.cs.Version,
+		Attempt: st.Attempts, RetryLimit: st.RetryLimit,
+		Context: a.cs.Context, Config: def.Config, Dependencies: a.cs.Dependencies,
+		Logger: log,
+	}.WithPublisher(&a.custom)
+	if in.Dependencies == nil {
+		in.Dependencies = map[string]json.RawMessage{}
+	}
+	hctx, cancel := context.WithTimeout(ctx, def.Timeout)
+	defer cancel()
+	start := e.clock.Now()
+	e.stats.handlerRuns.Add(1)
+	result, herr := e.call(hctx, h, in)
+	dur := e.clock.Now().Sub(start)
+	a.outcome.DurationMS = dur.Milliseconds()
+	a.outcome.CustomEvents = a.custom.take()
+
+	switch {
+	case herr == nil:
+		raw, err := encodeResult(result, e.cfg.MaxResultBytes)
+		if err != nil {
+			e.fail(a, true, "result", err, dur)
+			return
+		}
+		a.outcome.Kind = store.OutcomeComplete
+		a.outcome.Result = raw
+		a.observed = append(a.observed, e.observation(a, event.StepHandled, dur, nil, map[string]any{"outcome": "success"}))
+		log.DebugContext(ctx, "engine: step succeeded", slog.Duration("duration", dur))
+	case ctx.Err() != nil:
+		// The worker is stopping: give the step back without charging it.
+		a.release = true
+		log.InfoContext(ctx, "engine: step interrupted by stop; releasing it", slog.Any("error", herr))
+	default:
+		class := "retryable"
+		cl := handler.Classify(herr)
+		switch {
+		case errors.Is(herr, errPanic):
+			class = "panic"
+		case hctx.Err() != nil && errors.Is(herr, context.DeadlineExceeded):
+			class = "timeout"
+			herr = fmt.Errorf("step timed out after %s: %w", def.Timeout, herr)
+		case cl.Permanent:
+			class = "permanent"
+		}
+		if cl.Permanent || !def.Retryable {
+			if !cl.Permanent {
+				class = "not_retryable"
+			}
+			e.fail(a, cl.Permanent, class, herr, dur)
+			return
+		}
+		if st.Attempts >= st.RetryLimit {
+			a.observed = append(a.observed, e.observation(a, event.StepMaxRetriesReached, dur, herr, nil))
+			e.fail(a, false, class, herr, dur)
+			return
+		}
+		delay := def.Retry.Delay(st.Attempts-(st.RetryLimit-st.MaxAttempts), e.cfg.Rand())
+		kind := "exponential"
+		if cl.Requested {
+			delay, kind = def.Retry.Requested(cl.Delay), "requested"
+		}
+		next := e.clock.Now().Add(delay)
+		a.outcome.Kind = store.OutcomeRetry
+		a.outcome.NextAttemptAt = next
+		a.outcome.Error, a.outcome.ErrorClass = herr.Error(), class
+		a.observed = append(a.observed,
+			e.observation(a, event.StepHandled, dur, herr, map[string]any{"outcome": "retry"}),
+			e.observation(a, event.StepBackoff, 0, herr, map[string]any{"backoff_ms": delay.Milliseconds(), "backoff_type": kind, "next_attempt_at": next.UTC()}))
+		log.InfoContext(ctx, "engine: step failed; retrying", slog.Any("error", herr), slog.Duration("backoff", delay))
+	}
+}
+
+// fail records a failure that ends the step in error.
+func (e *Engine) fail(a *attempt, permanent bool, class string, err error, dur time.Duration) {
+	a.outcome.Kind = store.OutcomeFail
+	a.outcome.Permanent = permanent
+	a.outcome.Error, a.outcome.ErrorClass = err.Error(), class
+	a.observed = append(a.observed, e.observation(a, event.StepHandled, dur, err, map[string]any{"outcome": "failure"}))
+	e.log.Warn("engine: step failed", slog.String("task_id", a.cs.Step.TaskID), slog.String("step", a.cs.Step.Name),
+		slog.Int("attempt", a.cs.Step.Attempts), slog.String("class", class), slog.Any("error", err))
+}
+
+var errPanic = errors.New("handler panicked")
+
+// call runs the handler, recovering panics. If the handler ignores its
+// cancelled context for longer than AbandonAfter, the attempt is given up
+// and the handler's eventual return is ignored.
+func (e *Engine) call(ctx context.Context, h handler.Handler, in *handler.Input) (any, error) {
+	type ret struct {
+		v   any
+		err error
+	}
+	done := make(chan ret, 1)
+	go func() {
+		defer func() {
+			if r := recover(); r != nil {
+				done <- ret{err: fmt.Errorf("%w: %v\n%s", errPanic, r, debug.Stack())}
+			}
+		}()
+		v, err := h.Handle(ctx, in)
+		done <- ret{v, err}
+	}()
+	select {
+	case r := <-done:
+		return r.v, r.err
+	case <-ctx.Done():
+	}
+	abandon := e.clock.NewTimer(e.cfg.AbandonAfter)
+	defer abandon.Stop()
+	select {
+	case r := <-done:
+		if r.err == nil {
+			// A result that arrives after the deadline does not count.
+			return nil, ctx.Err()
+		}
+		return r.v, r.err
+	case <-abandon.C():
+		e.log.Warn("engine: handler ignored cancellation; abandoning it", slog.String("step", in.StepName), slog.String("task_id", in.TaskID))
+		return nil, ctx.Err()
+	}
+}
+
+func encodeResult(v any, maxBytes int) (json.RawMessage, error) {
+	var raw []byte
+	switch r := v.(type) {
+	case nil:
+		raw = []byte("null")
+	case json.RawMessage:
+		if len(r) == 0 {
+			raw = []byte("null")
+		} else if !json.Valid(r) {
+			return nil, errors.New("result is not valid JSON")
+		} else {
+			raw = r
+		}
+	default:
+		b, err := json.Marshal(v)
+		if err != nil {
+			return nil, fmt.Errorf("result cannot be encoded as JSON: %w", err)
+		}
+		raw = b
+	}
+	if len(raw) > maxBytes {
+		return nil, fmt.Errorf("result is %d bytes, over the limit of %d", len(raw), maxBytes)
+	}
+	return raw, nil
+}

@@ -1,0 +1,158 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/tasker-go/tasker/internal/event"
+	"github.com/tasker-go/tasker/internal/store"
+)
+
+// maxRowsPerInsert keeps multi-row inserts well under SQLite's limit of
+// bound variables.
+const maxRowsPerInsert = 400
+
+// appendEvents inserts log entries in order and sets their cursors.
+func appendEvents(ctx context.Context, tx *sql.Tx, evs []*store.Event) error {
+	for start := 0; start < len(evs); start += maxRowsPerInsert {
+		chunk := evs[start:min(start+maxRowsPerInsert, len(evs))]
+		var b strings.Builder
+		b.WriteString("INSERT INTO events (task_id, step_id, step_name, seq, from_state, to_state, name, data, occurred_at) VALUES ")
+		args := make([]any, 0, len(chunk)*9)
+		for i, e := range chunk {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?)")
+			data, err := eventData(e)
+			if err != nil {
+				return err
+			}
+			var seq sql.NullInt64
+			if e.IsTransition() {
+				seq = sql.NullInt64{Int64: int64(e.Seq), Valid: true}
+			}
+			args = append(args, e.TaskID, nullString(e.StepID), nullString(e.StepName), seq,
+				nullString(e.From), nullString(e.To), string(e.Name), data, us(e.OccurredAt))
+		}
+		b.WriteString(" RETURNING cursor")
+		rows, err := tx.QueryContext(ctx, b.String(), args...)
+		if err != nil {
+			return fmt.Errorf("insert events: %w", err)
+		}
+		cursors := make([]int64, 0, len(chunk))
+		for rows.Next() {
+			var c int64
+			if err := rows.Scan(&c); err != nil {
+				rows.Close()
+				return fmt.Errorf("insert events: %w", err)
+			}
+			cursors = append(cursors, c)
+		}
+		if err := rows.Close(); err != nil {
+			return fmt.Errorf("insert events: %w", err)
+		}
+		if len(cursors) != len(chunk) {
+			return fmt.Errorf("insert events: %d cursors for %d rows", len(cursors), len(chunk))
+		}
+		// Cursors are assigned in insertion order by the single writer.
+		slices.Sort(cursors)
+		for i, e := range chunk {
+			e.Cursor = cursors[i]
+		}
+	}
+	return nil
+}
+
+func eventData(e *store.Event) (sql.NullString, error) {
+	if !e.IsTransition() {
+		if len(e.Payload) == 0 {
+			return sql.NullString{}, nil
+		}
+		return sql.NullString{String: string(e.Payload), Valid: true}, nil
+	}
+	b, err := json.Marshal(e.Metadata)
+	if err != nil {
+		return sql.NullString{}, fmt.Errorf("encode transition metadata: %w", err)
+	}
+	if string(b) == "{}" {
+		return sql.NullString{}, nil
+	}
+	return sql.NullString{String: string(b), Valid: true}, nil
+}
+
+const eventColumns = `e.cursor, e.task_id, e.step_id, e.step_name, e.seq, e.from_state, e.to_state, e.name, e.data, e.occurred_at,
+	t.namespace, t.name, t.version`
+
+func scanEvent(rows *sql.Rows) (*store.Event, error) {
+	var (
+		e                          store.Event
+		stepID, stepName, from, to sql.NullString
+		data                       sql.NullString
+		seq                        sql.NullInt64
+		name                       string
+		occurred                   int64
+	)
+	if err := rows.Scan(&e.Cursor, &e.TaskID, &stepID, &stepName, &seq, &from, &to, &name, &data, &occurred,
+		&e.Namespace, &e.TaskName, &e.Version); err != nil {
+		return nil, err
+	}
+	e.StepID, e.StepName, e.From, e.To = stepID.String, stepName.String, from.String, to.String
+	e.Seq = int(seq.Int64)
+	e.Name = event.Name(name)
+	e.OccurredAt = fromUS(occurred)
+	if data.Valid {
+		if e.IsTransition() {
+			if err := json.Unmarshal([]byte(data.String), &e.Metadata); err != nil {
+				return nil, fmt.Errorf("decode metadata of event %d: %w", e.Cursor, err)
+			}
+		} else {
+			e.Payload = json.RawMessage(data.String)
+		}
+	}
+	return &e, nil
+}
+
+// EventList reads the durable event log.
+func (s *Store) EventList(ctx context.Context, p *store.EventListParams) ([]*store.Event, error) {
+	limit := p.Limit
+	if limit <= 0 {
+		limit = 1000
+	}
+	q := "SELECT " + eventColumns + " FROM events e JOIN tasks t ON t.id = e.task_id WHERE e.cursor > ?"
+	args := []any{p.After}
+	if p.TaskID != "" {
+		q += " AND e.task_id = ?"
+		args = append(args, p.TaskID)
+	}
+	if p.StepID != "" {
+		q += " AND e.step_id = ?"
+		args = append(args, p.StepID)
+	}
+	if p.TransitionsOnly {
+		q += " AND e.to_state IS NOT NULL"
+	}
+	q += " ORDER BY e.cursor LIMIT ?"
+	args = append(args, limit)
+	rows, err := s.rdb.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list events: %w", err)
+	}
+	defer rows.Close()
+	var out []*store.Event
+	for rows.Next() {
+		e, err := scanEvent(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list events: %w", err)
+		}
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list events: %w", err)
+	}
+	return out, nil
+}

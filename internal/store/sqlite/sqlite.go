@@ -1,0 +1,320 @@
+// Package sqlite is the embedded SQLite implementation of the storage seam:
+// one database file in WAL mode, one writer goroutine that commits
+// concurrent writes together (group commit), and a pool of readers.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pressly/goose/v3"
+	_ "modernc.org/sqlite" // the database/sql driver "sqlite"
+
+	"github.com/tasker-go/tasker/internal/store"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// Options configure Open. The zero value is usable.
+type Options struct {
+	// Logger receives the store's logs. Default: discard.
+	Logger *slog.Logger
+	// Synchronous is SQLite's synchronous setting: "FULL" (default; every
+	// commit is on disk when it returns) or "NORMAL" (faster; a power loss may
+	// drop the last commits, a process crash loses nothing).
+	Synchronous string
+	// BusyTimeout is how long a write waits for another process holding the
+	// database lock. Default 5s.
+	BusyTimeout time.Duration
+	// MaxBatch caps how many write operations one transaction commits
+	// together. Default 256.
+	MaxBatch int
+	// Readers is the size of the read connection pool. Default 4.
+	Readers int
+}
+
+func (o Options) withDefaults() Options {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Synchronous == "" {
+		o.Synchronous = "FULL"
+	}
+	if o.BusyTimeout <= 0 {
+		o.BusyTimeout = 5 * time.Second
+	}
+	if o.MaxBatch <= 0 {
+		o.MaxBatch = 256
+	}
+	if o.Readers <= 0 {
+		o.Readers = 4
+	}
+	return o
+}
+
+// Store is the SQLite store. It is safe for concurrent use.
+type Store struct {
+	path   string
+	opts   Options
+	log    *slog.Logger
+	wdb    *sql.DB
+	rdb    *sql.DB
+	writes chan *writeOp
+	stop   chan struct{}
+	done   chan struct{}
+
+	closeOnce sync.Once
+}
+
+var _ store.Store = (*Store)(nil)
+
+type writeOp struct {
+	ctx  context.Context
+	fn   func(ctx context.Context, tx *sql.Tx) error
+	done chan error
+}
+
+// Open opens (creating if needed) the database file at path and applies the
+// embedded migrations.
+func Open(ctx context.Context, path string, opts Options) (*Store, error) {
+	opts = opts.withDefaults()
+	if path == "" {
+		return nil, errors.New("sqlite: empty database path")
+	}
+	switch strings.ToUpper(opts.Synchronous) {
+	case "FULL", "NORMAL":
+	default:
+		return nil, fmt.Errorf("sqlite: synchronous must be FULL or NORMAL, not %q", opts.Synchronous)
+	}
+	if dir := filepath.Dir(path); dir != "" {
+		if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+			return nil, fmt.Errorf("sqlite: directory of %s does not exist", path)
+		}
+	}
+	base := "file:" + (&url.URL{Path: path}).EscapedPath()
+	common := fmt.Sprintf("_busy_timeout=%d&_journal_mode=WAL&_foreign_keys=1&_synchronous=%s",
+		opts.BusyTimeout.Milliseconds(), strings.ToUpper(opts.Synchronous))
+	wdb, err := sql.Open("sqlite", base+"?"+common+"&_txlock=immediate")
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	wdb.SetMaxOpenConns(1)
+	wdb.SetMaxIdleConns(1)
+	wdb.SetConnMaxLifetime(0)
+	wdb.SetConnMaxIdleTime(0)
+	if err := wdb.PingContext(ctx); err != nil {
+		wdb.Close()
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	if err := migrate(ctx, wdb, opts.Logger); err != nil {
+		wdb.Close()
+		return nil, fmt.Errorf("sqlite: migrate %s: %w", path, err)
+	}
+	rdb, err := sql.Open("sqlite", base+"?"+common+"&_query_only=1")
+	if err != nil {
+		wdb.Close()
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	rdb.SetMaxOpenConns(opts.Readers)
+	rdb.SetMaxIdleConns(opts.Readers)
+	s := &Store{
+		path:   path,
+		opts:   opts,
+		log:    opts.Logger,
+		wdb:    wdb,
+		rdb:    rdb,
+		writes: make(chan *writeOp, 4*opts.MaxBatch),
+		stop:   make(chan struct{}),
+		done:   make(chan struct{}),
+	}
+	go s.writer()
+	return s, nil
+}
+
+func migrate(ctx context.Context, db *sql.DB, log *slog.Logger) error {
+	sub, err := fs.Sub(migrations, "migrations")
+	if err != nil {
+		return err
+	}
+	p, err := goose.NewProvider(goose.DialectSQLite3, db, sub,
+		goose.WithDisableGlobalRegistry(true), goose.WithSlog(log))
+	if err != nil {
+		return err
+	}
+	_, err = p.Up(ctx)
+	return err
+}
+
+// Path returns the database file's path.
+func (s *Store) Path() string { return s.path }
+
+// Close stops the writer after the writes already queued and closes the
+// database.
+func (s *Store) Close() error {
+	var err error
+	s.closeOnce.Do(func() {
+		close(s.stop)
+		<-s.done
+		err = errors.Join(s.rdb.Close(), s.wdb.Close())
+	})
+	return err
+}
+
+// write runs fn in the writer's transaction and returns once that
+// transaction committed (nil) or fn failed or the commit failed. Once queued,
+// an operation runs to completion even if ctx is cancelled meanwhile, so the
+// caller never has to guess whether it was applied.
+func (s *Store) write(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) error) error {
+	op := &writeOp{ctx: ctx, fn: fn, done: make(chan error, 1)}
+	select {
+	case <-s.stop:
+		return store.ErrClosed
+	default:
+	}
+	select {
+	case s.writes <- op:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-s.stop:
+		return store.ErrClosed
+	}
+	return <-op.done
+}
+
+func (s *Store) writer() {
+	defer close(s.done)
+	batch := make([]*writeOp, 0, s.opts.MaxBatch)
+	for {
+		select {
+		case op := <-s.writes:
+			batch = append(batch[:0], op)
+		drain:
+			for len(batch) < s.opts.MaxBatch {
+				select {
+				case op := <-s.writes:
+					batch = append(batch, op)
+				default:
+					break drain
+				}
+			}
+			s.commit(batch)
+		case <-s.stop:
+			for {
+				select {
+				case op := <-s.writes:
+					s.commit([]*writeOp{op})
+				default:
+					return
+				}
+			}
+		}
+	}
+}
+
+// commit runs a batch of operations in one transaction. Each operation runs
+// inside its own savepoint, so a failing operation is rolled back alone.
+func (s *Store) commit(batch []*writeOp) {
+	live := batch[:0:0]
+	for _, op := range batch {
+		if err := op.ctx.Err(); err != nil {
+			op.done <- err
+			continue
+		}
+		live = append(live, op)
+	}
+	if len(live) == 0 {
+		return
+	}
+	bg := context.Background()
+	tx, err := s.wdb.BeginTx(bg, nil)
+	if err != nil {
+		for _, op := range live {
+			op.done <- fmt.Errorf("sqlite: begin: %w", err)
+		}
+		return
+	}
+	results := make([]error, len(live))
+	single := len(live) == 1
+	for i, op := range live {
+		ctx := context.WithoutCancel(op.ctx)
+		if single {
+			results[i] = op.fn(ctx, tx)
+			continue
+		}
+		if _, err := tx.ExecContext(bg, "SAVEPOINT op"); err != nil {
+			results[i] = fmt.Errorf("sqlite: savepoint: %w", err)
+			continue
+		}
+		if err := op.fn(ctx, tx); err != nil {
+			results[i] = err
+			if _, rerr := tx.ExecContext(bg, "ROLLBACK TO op"); rerr != nil {
+				results[i] = errors.Join(err, rerr)
+			}
+		}
+		if _, err := tx.ExecContext(bg, "RELEASE op"); err != nil && results[i] == nil {
+			results[i] = fmt.Errorf("sqlite: release savepoint: %w", err)
+		}
+	}
+	if single && results[0] != nil {
+		_ = tx.Rollback()
+		live[0].done <- results[0]
+		return
+	}
+	if err := tx.Commit(); err != nil {
+		for _, op := range live {
+			op.done <- fmt.Errorf("sqlite: commit: %w", err)
+		}
+		return
+	}
+	for i, op := range live {
+		op.done <- results[i]
+	}
+}
+
+// Time is stored as Unix microseconds.
+func us(t time.Time) int64 { return t.UnixMicro() }
+
+func nullUS(t time.Time) sql.NullInt64 {
+	if t.IsZero() {
+		return sql.NullInt64{}
+	}
+	return sql.NullInt64{Int64: t.UnixMicro(), Valid: true}
+}
+
+func fromUS(v int64) time.Time { return time.UnixMicro(v).UTC() }
+
+func fromNullUS(v sql.NullInt64) time.Time {
+	if !v.Valid {
+		return time.Time{}
+	}
+	return fromUS(v.Int64)
+}
+
+func nullString(s string) sql.NullString { return sql.NullString{String: s, Valid: s != ""} }
+
+func notFound(err error, what string) error {
+	if errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("%s: %w", what, store.ErrNotFound)
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
+
+// placeholders returns "?, ?, ?" for n values.
+func placeholders(n int) string {
+	if n <= 0 {
+		return ""
+	}
+	return strings.Repeat("?, ", n-1) + "?"
+}

@@ -1,0 +1,659 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/tasker-go/tasker/internal/event"
+	"github.com/tasker-go/tasker/internal/lifecycle"
+	"github.com/tasker-go/tasker/internal/store"
+)
+
+const stepColumns = `id, task_id, idx, name, template_id, handler, state, attempts, max_attempts, retry_limit, timeout_us,
+	deps_remaining, run_at, lease_owner, lease_token, lease_expires_at, results, last_error, error_class, seq,
+	created_at, updated_at, started_at, finished_at`
+
+type stepRow struct {
+	store.Step
+	seq int
+}
+
+func scanStep(sc interface{ Scan(...any) error }) (*stepRow, error) {
+	var (
+		s                                 stepRow
+		state                             string
+		timeout                           int64
+		runAt, token, expires             sql.NullInt64
+		owner, results, lastErr, errClass sql.NullString
+		created, updated                  int64
+		started, finished                 sql.NullInt64
+	)
+	if err := sc.Scan(&s.ID, &s.TaskID, &s.Index, &s.Name, &s.TemplateID, &s.Handler, &state, &s.Attempts, &s.MaxAttempts,
+		&s.RetryLimit, &timeout, &s.DepsRemaining, &runAt, &owner, &token, &expires, &results, &lastErr, &errClass, &s.seq,
+		&created, &updated, &started, &finished); err != nil {
+		return nil, err
+	}
+	s.State = lifecycle.StepState(state)
+	s.Timeout = time.Duration(timeout) * time.Microsecond
+	s.RunAt, s.LeaseExpiresAt = fromNullUS(runAt), fromNullUS(expires)
+	s.LeaseOwner, s.LeaseToken = owner.String, token.Int64
+	if results.Valid {
+		s.Results = json.RawMessage(results.String)
+	}
+	s.LastError, s.ErrorClass = lastErr.String, errClass.String
+	s.CreatedAt, s.UpdatedAt = fromUS(created), fromUS(updated)
+	s.StartedAt, s.FinishedAt = fromNullUS(started), fromNullUS(finished)
+	return &s, nil
+}
+
+func loadSteps(ctx context.Context, q queryer, where string, args ...any) ([]*stepRow, error) {
+	rows, err := q.QueryContext(ctx, "SELECT "+stepColumns+" FROM steps WHERE "+where+" ORDER BY task_id, idx", args...)
+	if err != nil {
+		return nil, fmt.Errorf("load steps: %w", err)
+	}
+	defer rows.Close()
+	var out []*stepRow
+	for rows.Next() {
+		s, err := scanStep(rows)
+		if err != nil {
+			return nil, fmt.Errorf("load steps: %w", err)
+		}
+		out = append(out, s)
+	}
+	return out, rows.Err()
+}
+
+func idArgs(ids []string) []any {
+	out := make([]any, len(ids))
+	for i, id := range ids {
+		out[i] = id
+	}
+	return out
+}
+
+// StepListByTask returns a task's steps in template order.
+func (s *Store) StepListByTask(ctx context.Context, taskID string) ([]*store.Step, error) {
+	rows, err := loadSteps(ctx, s.rdb, "task_id = ?", taskID)
+	if err != nil {
+		return nil, fmt.Errorf("steps of task %s: %w", taskID, err)
+	}
+	out := make([]*store.Step, len(rows))
+	for i, r := range rows {
+		out[i] = &r.Step
+	}
+	return out, nil
+}
+
+// StepGet returns one step.
+func (s *Store) StepGet(ctx context.Context, id string) (*store.Step, error) {
+	st, err := scanStep(s.rdb.QueryRowContext(ctx, "SELECT "+stepColumns+" FROM steps WHERE id = ?", id))
+	if err != nil {
+		return nil, notFound(err, "step "+id)
+	}
+	return &st.Step, nil
+}
+
+// isOpen reports whether a step counts as open: ready, running or waiting.
+func isOpen(state lifecycle.StepState, deps int) bool {
+	switch state {
+	case lifecycle.StepInProgress, lifecycle.StepWaitingForRetry:
+		return true
+	case lifecycle.StepPending:
+		return deps == 0
+	}
+	return false
+}
+
+// stepChange describes the columns a step transition sets besides its state.
+type stepChange struct {
+	to   lifecycle.StepState
+	meta store.Metadata
+	// results is stored when the step completes.
+	results json.RawMessage
+	// runAt is when a waiting_for_retry step becomes claimable.
+	runAt time.Time
+	// errMsg and errClass are stored when set.
+	errMsg, errClass string
+	// raiseLimit grants a fresh retry budget (operator reset).
+	raiseLimit bool
+	// refund gives back the attempt being interrupted (worker stopping).
+	refund bool
+}
+
+// applyStep moves a step to a new state, guarded in SQL by its current state
+// (and lease, when in progress), records the transition, keeps the task's
+// counters, and makes children ready when the step satisfies them.
+func (c *change) applyStep(ctx context.Context, tx *sql.Tx, t *taskRow, st *stepRow, ch stepChange) error {
+	d, err := lifecycle.Step(st.State, ch.to)
+	if err != nil {
+		return fmt.Errorf("step %s (%s): %w", st.Name, st.ID, err)
+	}
+	if d.NoOp {
+		return nil
+	}
+	from := st.State
+	set := []string{"state = ?", "seq = seq + 1", "updated_at = ?"}
+	args := []any{string(ch.to), us(c.now)}
+	var runAt sql.NullInt64
+	switch {
+	case ch.to == lifecycle.StepWaitingForRetry:
+		runAt = nullUS(ch.runAt)
+	case ch.to == lifecycle.StepPending && st.DepsRemaining == 0:
+		runAt = sql.NullInt64{Int64: us(c.now), Valid: true}
+	}
+	set = append(set, "run_at = ?")
+	args = append(args, runAt)
+	if from == lifecycle.StepInProgress {
+		set = append(set, "lease_owner = NULL", "lease_token = NULL", "lease_expires_at = NULL")
+	}
+	if ch.to == lifecycle.StepComplete {
+		set = append(set, "results = ?")
+		args = append(args, nullString(string(ch.results)))
+	}
+	if ch.errMsg != "" || ch.errClass != "" {
+		set = append(set, "last_error = ?", "error_class = ?")
+		args = append(args, nullString(ch.errMsg), nullString(ch.errClass))
+	}
+	if ch.raiseLimit {
+		set = append(set, "retry_limit = attempts + max_attempts")
+	}
+	if ch.refund {
+		set = append(set, "retry_limit = retry_limit + 1")
+	}
+	if ch.to.Terminal() || ch.to == lifecycle.StepError {
+		set = append(set, "finished_at = ?")
+		args = append(args, us(c.now))
+	} else {
+		set = append(set, "finished_at = NULL")
+	}
+	where := "id = ? AND state = ?"
+	args = append(args, st.ID, string(from))
+	if from == lifecycle.StepInProgress {
+		where += " AND lease_token = ? AND attempts = ?"
+		args = append(args, st.LeaseToken, st.Attempts)
+	}
+	r, err := tx.ExecContext(ctx, "UPDATE steps SET "+strings.Join(set, ", ")+" WHERE "+where, args...)
+	if err != nil {
+		return fmt.Errorf("transition step %s: %w", st.ID, err)
+	}
+	if n, _ := r.RowsAffected(); n != 1 {
+		return fmt.Errorf("transition step %s %s → %s: state changed concurrently: %w", st.ID, from, ch.to, store.ErrConflict)
+	}
+	wasOpen, wasDone := isOpen(from, st.DepsRemaining), from.SatisfiesDependents()
+	st.State = ch.to
+	st.seq++
+	st.RunAt = fromNullUS(runAt)
+	if ch.raiseLimit {
+		st.RetryLimit = st.Attempts + st.MaxAttempts
+	}
+	if ch.refund {
+		st.RetryLimit++
+	}
+	meta := ch.meta
+	if meta.Attempt == 0 {
+		meta.Attempt = st.Attempts
+	}
+	if meta.RetryLimit == 0 {
+		meta.RetryLimit = st.RetryLimit
+	}
+	c.event(t, &store.Event{StepID: st.ID, StepName: st.Name, Name: d.Event, Seq: st.seq, From: string(from), To: string(ch.to), Metadata: meta})
+	open, done := 0, 0
+	switch nowOpen := isOpen(ch.to, st.DepsRemaining); {
+	case nowOpen && !wasOpen:
+		open = 1
+	case !nowOpen && wasOpen:
+		open = -1
+	}
+	if ch.to == lifecycle.StepPending && st.DepsRemaining == 0 {
+		c.addReady(t.ID, []string{st.Name})
+	}
+	if ch.to.SatisfiesDependents() && !wasDone {
+		done = 1
+		ready, err := c.releaseChildren(ctx, tx, st.ID)
+		if err != nil {
+			return err
+		}
+		open += len(ready)
+		c.addReady(t.ID, ready)
+	}
+	c.delta(t.ID, done, open)
+	return nil
+}
+
+// releaseChildren decrements the remaining-dependency counter of a step's
+// children and makes those that reached zero ready. Only the step's own
+// edges are touched.
+func (c *change) releaseChildren(ctx context.Context, tx *sql.Tx, stepID string) ([]string, error) {
+	rows, err := tx.QueryContext(ctx, `UPDATE steps
+		SET deps_remaining = deps_remaining - 1,
+		    run_at = CASE WHEN deps_remaining = 1 AND state = 'pending' THEN ? ELSE run_at END,
+		    updated_at = ?
+		WHERE id IN (SELECT child_id FROM step_edges WHERE parent_id = ?)
+		RETURNING idx, name, deps_remaining, state`, us(c.now), us(c.now), stepID)
+	if err != nil {
+		return nil, fmt.Errorf("release children of %s: %w", stepID, err)
+	}
+	defer rows.Close()
+	type child struct {
+		idx  int
+		name string
+	}
+	var ready []child
+	for rows.Next() {
+		var (
+			ch    child
+			deps  int
+			state string
+		)
+		if err := rows.Scan(&ch.idx, &ch.name, &deps, &state); err != nil {
+			return nil, err
+		}
+		if deps == 0 && state == string(lifecycle.StepPending) {
+			ready = append(ready, ch)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	// Report in template order, whatever order the rows came in.
+	for i := 1; i < len(ready); i++ {
+		for j := i; j > 0 && ready[j].idx < ready[j-1].idx; j-- {
+			ready[j], ready[j-1] = ready[j-1], ready[j]
+		}
+	}
+	names := make([]string, len(ready))
+	for i, ch := range ready {
+		names[i] = ch.name
+	}
+	return names, nil
+}
+
+// transitionStep is applyStep for operator and sweep transitions.
+func (c *change) transitionStep(ctx context.Context, tx *sql.Tx, t *taskRow, st *stepRow, to lifecycle.StepState, meta store.Metadata, errMsg string) error {
+	ch := stepChange{to: to, meta: meta, errMsg: errMsg}
+	if to == lifecycle.StepPending && st.State == lifecycle.StepError {
+		ch.raiseLimit = true
+	}
+	return c.applyStep(ctx, tx, t, st, ch)
+}
+
+// StepClaim claims ready steps under a lease.
+func (s *Store) StepClaim(ctx context.Context, p *store.StepClaimParams) (*store.StepClaimResult, error) {
+	if p.Limit <= 0 {
+		return &store.StepClaimResult{}, nil
+	}
+	if p.Worker == "" {
+		return nil, fmt.Errorf("claim steps: worker is required")
+	}
+	var res *store.StepClaimResult
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		res = &store.StepClaimResult{}
+		now := p.Now.UTC()
+		where, args := readyFilter(now, p.Handlers, p.TemplateIDs, p.ExcludeTemplateIDs, p.TaskIDs)
+		args = append(args, p.Limit)
+		steps, err := loadStepsOrdered(ctx, tx, where+" ORDER BY run_at, idx LIMIT ?", args...)
+		if err != nil || len(steps) == 0 {
+			return err
+		}
+		ids := make([]string, len(steps))
+		for i, st := range steps {
+			ids[i] = st.ID
+		}
+		leaseBase := now.Add(p.LeaseGrace)
+		r, err := tx.ExecContext(ctx, `UPDATE steps SET state = 'in_progress', attempts = attempts + 1, run_at = NULL,
+			lease_owner = ?, lease_token = ?, lease_expires_at = ? + timeout_us, seq = seq + 1, updated_at = ?,
+			started_at = COALESCE(started_at, ?), finished_at = NULL
+			WHERE state IN ('pending', 'waiting_for_retry') AND id IN (`+placeholders(len(ids))+`)`,
+			append([]any{p.Worker, p.LeaseToken, us(leaseBase), us(now), us(now)}, idArgs(ids)...)...)
+		if err != nil {
+			return fmt.Errorf("claim: %w", err)
+		}
+		if n, _ := r.RowsAffected(); int(n) != len(ids) {
+			return fmt.Errorf("claim: %d of %d steps changed state concurrently: %w", len(ids)-int(n), len(ids), store.ErrConflict)
+		}
+		c := newChange(now)
+		for _, st := range steps {
+			t, err := c.task(ctx, tx, st.TaskID)
+			if err != nil {
+				return err
+			}
+			d, err := lifecycle.Step(st.State, lifecycle.StepInProgress)
+			if err != nil {
+				return err
+			}
+			from := st.State
+			st.State = lifecycle.StepInProgress
+			st.Attempts++
+			st.seq++
+			st.RunAt = time.Time{}
+			st.LeaseOwner, st.LeaseToken = p.Worker, p.LeaseToken
+			st.LeaseExpiresAt = leaseBase.Add(st.Timeout)
+			if st.StartedAt.IsZero() {
+				st.StartedAt = now
+			}
+			st.FinishedAt = time.Time{}
+			c.event(t, &store.Event{StepID: st.ID, StepName: st.Name, Name: d.Event, Seq: st.seq, From: string(from),
+				To: string(lifecycle.StepInProgress), Metadata: store.Metadata{Attempt: st.Attempts, RetryLimit: st.RetryLimit,
+					Worker: p.Worker, LeaseToken: p.LeaseToken, LeaseExpiresAt: st.LeaseExpiresAt}})
+			res.Steps = append(res.Steps, &store.ClaimedStep{Step: &st.Step, Namespace: t.Namespace, TaskName: t.Name,
+				Version: t.Version, Context: t.Context})
+		}
+		deps, err := dependencyResults(ctx, tx, ids)
+		if err != nil {
+			return err
+		}
+		for _, cs := range res.Steps {
+			cs.Dependencies = deps[cs.Step.ID]
+		}
+		if err := appendEvents(ctx, tx, c.events); err != nil {
+			return err
+		}
+		res.Events = c.events
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("claim steps: %w", err)
+	}
+	return res, nil
+}
+
+func loadStepsOrdered(ctx context.Context, q queryer, whereAndOrder string, args ...any) ([]*stepRow, error) {
+	rows, err := q.QueryContext(ctx, "SELECT "+stepColumns+" FROM steps WHERE "+whereAndOrder, args...)
+	if err != nil {
+		return nil, fmt.Errorf("load steps: %w", err)
+	}
+	defer rows.Close()
+	var out []*stepRow
+	for rows.Next() {
+		s, err := scanStep(rows)
+		if err != nil {
+			return nil, fmt.Errorf("load steps: %w", err)
+		}
+		out = append(out, s)
+	}
+	return out, rows.Err()
+}
+
+// readyFilter builds the WHERE clause of a claim.
+func readyFilter(now time.Time, handlers, templates, excluded, tasks []string) (string, []any) {
+	where := "run_at IS NOT NULL AND run_at <= ?"
+	args := []any{us(now)}
+	in := func(col string, vals []string, not bool) {
+		if len(vals) == 0 {
+			return
+		}
+		op := " IN ("
+		if not {
+			op = " NOT IN ("
+		}
+		where += " AND " + col + op + placeholders(len(vals)) + ")"
+		args = append(args, idArgs(vals)...)
+	}
+	in("handler", handlers, false)
+	in("template_id", templates, false)
+	in("template_id", excluded, true)
+	in("task_id", tasks, false)
+	return where, args
+}
+
+func dependencyResults(ctx context.Context, tx *sql.Tx, childIDs []string) (map[string]map[string]json.RawMessage, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT e.child_id, p.name, p.results FROM step_edges e JOIN steps p ON p.id = e.parent_id
+		WHERE e.child_id IN (`+placeholders(len(childIDs))+`)`, idArgs(childIDs)...)
+	if err != nil {
+		return nil, fmt.Errorf("dependency results: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]map[string]json.RawMessage{}
+	for rows.Next() {
+		var (
+			child, name string
+			results     sql.NullString
+		)
+		if err := rows.Scan(&child, &name, &results); err != nil {
+			return nil, err
+		}
+		m := out[child]
+		if m == nil {
+			m = map[string]json.RawMessage{}
+			out[child] = m
+		}
+		raw := json.RawMessage("null")
+		if results.Valid {
+			raw = json.RawMessage(results.String)
+		}
+		m[name] = raw
+	}
+	return out, rows.Err()
+}
+
+// StepCompleteMany applies attempt outcomes whose lease is still held.
+func (s *Store) StepCompleteMany(ctx context.Context, p *store.StepCompleteManyParams) (*store.StepCompleteManyResult, error) {
+	if len(p.Outcomes) == 0 {
+		return &store.StepCompleteManyResult{}, nil
+	}
+	var res *store.StepCompleteManyResult
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		res = &store.StepCompleteManyResult{}
+		c := newChange(p.Now)
+		ids := make([]string, len(p.Outcomes))
+		for i, o := range p.Outcomes {
+			ids[i] = o.StepID
+		}
+		rows, err := loadSteps(ctx, tx, "id IN ("+placeholders(len(ids))+")", idArgs(ids)...)
+		if err != nil {
+			return err
+		}
+		byID := make(map[string]*stepRow, len(rows))
+		for _, r := range rows {
+			byID[r.ID] = r
+		}
+		for i, o := range p.Outcomes {
+			st := byID[o.StepID]
+			if st == nil || st.State != lifecycle.StepInProgress || st.LeaseToken != o.LeaseToken || st.Attempts != o.Attempt {
+				res.Stale = append(res.Stale, i)
+				continue
+			}
+			t, err := c.task(ctx, tx, st.TaskID)
+			if err != nil {
+				return err
+			}
+			meta := store.Metadata{Attempt: o.Attempt, Worker: p.Worker, LeaseToken: o.LeaseToken, DurationMS: o.DurationMS,
+				Error: o.Error, ErrorClass: o.ErrorClass}
+			ch := stepChange{meta: meta, errMsg: o.Error, errClass: o.ErrorClass}
+			switch o.Kind {
+			case store.OutcomeComplete:
+				ch.to = lifecycle.StepComplete
+				ch.results = o.Result
+				if len(ch.results) == 0 {
+					ch.results = json.RawMessage("null")
+				}
+			case store.OutcomeRetry:
+				ch.to = lifecycle.StepWaitingForRetry
+				ch.runAt = o.NextAttemptAt
+				ch.meta.NextAttemptAt = o.NextAttemptAt.UTC()
+			case store.OutcomeFail:
+				ch.to = lifecycle.StepError
+				ch.meta.Permanent = o.Permanent
+			default:
+				return fmt.Errorf("outcome %d for step %s: unknown kind %d", i, o.StepID, o.Kind)
+			}
+			if err := c.applyStep(ctx, tx, t, st, ch); err != nil {
+				return err
+			}
+			for _, ce := range o.CustomEvents {
+				c.event(t, &store.Event{StepID: st.ID, StepName: st.Name, Name: event.Name(ce.Name), Payload: ce.Payload})
+			}
+			c.count++
+		}
+		if err := c.flush(ctx, tx); err != nil {
+			return err
+		}
+		res.ChangeResult = *c.result()
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("complete steps: %w", err)
+	}
+	return res, nil
+}
+
+// StepRescue returns expired or orphaned leases to the ready set and
+// finalizes tasks left with nothing open.
+func (s *Store) StepRescue(ctx context.Context, p *store.StepRescueParams) (*store.ChangeResult, error) {
+	limit := p.Limit
+	if limit <= 0 {
+		limit = 1000
+	}
+	var res *store.ChangeResult
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		c := newChange(p.Now)
+		where := "state = 'in_progress' AND (lease_expires_at <= ?"
+		args := []any{us(c.now)}
+		if len(p.DeadOwners) > 0 {
+			where += " OR lease_owner IN (" + placeholders(len(p.DeadOwners)) + ")"
+			args = append(args, idArgs(p.DeadOwners)...)
+		}
+		where += ") ORDER BY lease_expires_at LIMIT ?"
+		args = append(args, limit)
+		steps, err := loadStepsOrdered(ctx, tx, where, args...)
+		if err != nil {
+			return err
+		}
+		dead := map[string]bool{}
+		for _, o := range p.DeadOwners {
+			dead[o] = true
+		}
+		for _, st := range steps {
+			t, err := c.task(ctx, tx, st.TaskID)
+			if err != nil {
+				return err
+			}
+			reason := "lease expired"
+			if dead[st.LeaseOwner] && st.LeaseExpiresAt.After(c.now) {
+				reason = "worker " + st.LeaseOwner + " is gone"
+			}
+			meta := store.Metadata{Reason: reason, Worker: st.LeaseOwner, LeaseToken: st.LeaseToken}
+			ch := stepChange{to: lifecycle.StepPending, meta: meta}
+			if st.Attempts >= st.RetryLimit {
+				ch = stepChange{to: lifecycle.StepError, meta: meta, errMsg: reason + " on the last allowed attempt", errClass: "lease_expired"}
+				ch.meta.Error, ch.meta.ErrorClass = ch.errMsg, ch.errClass
+			}
+			if err := c.applyStep(ctx, tx, t, st, ch); err != nil {
+				return err
+			}
+			c.count++
+		}
+		stuck, err := tx.QueryContext(ctx, "SELECT id FROM tasks WHERE state = 'in_progress' AND steps_open = 0 LIMIT ?", limit)
+		if err != nil {
+			return fmt.Errorf("find tasks to finalize: %w", err)
+		}
+		var ids []string
+		for stuck.Next() {
+			var id string
+			if err := stuck.Scan(&id); err != nil {
+				stuck.Close()
+				return err
+			}
+			ids = append(ids, id)
+		}
+		if err := stuck.Close(); err != nil {
+			return err
+		}
+		for _, id := range ids {
+			if _, err := c.task(ctx, tx, id); err != nil {
+				return err
+			}
+		}
+		if err := c.flush(ctx, tx); err != nil {
+			return err
+		}
+		res = c.result()
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("rescue steps: %w", err)
+	}
+	return res, nil
+}
+
+// StepRelease returns a stopping worker's steps to pending.
+func (s *Store) StepRelease(ctx context.Context, p *store.StepReleaseParams) (*store.ChangeResult, error) {
+	if len(p.Leases) == 0 {
+		return &store.ChangeResult{}, nil
+	}
+	var res *store.ChangeResult
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		c := newChange(p.Now)
+		ids := make([]string, len(p.Leases))
+		for i, l := range p.Leases {
+			ids[i] = l.StepID
+		}
+		rows, err := loadSteps(ctx, tx, "id IN ("+placeholders(len(ids))+")", idArgs(ids)...)
+		if err != nil {
+			return err
+		}
+		byID := make(map[string]*stepRow, len(rows))
+		for _, r := range rows {
+			byID[r.ID] = r
+		}
+		for _, l := range p.Leases {
+			st := byID[l.StepID]
+			if st == nil || st.State != lifecycle.StepInProgress || st.LeaseToken != l.LeaseToken || st.Attempts != l.Attempt {
+				continue
+			}
+			t, err := c.task(ctx, tx, st.TaskID)
+			if err != nil {
+				return err
+			}
+			meta := store.Metadata{Reason: p.Reason, Worker: p.Worker, LeaseToken: l.LeaseToken}
+			if err := c.applyStep(ctx, tx, t, st, stepChange{to: lifecycle.StepPending, meta: meta, refund: true}); err != nil {
+				return err
+			}
+			c.count++
+		}
+		if err := c.flush(ctx, tx); err != nil {
+			return err
+		}
+		res = c.result()
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("release steps: %w", err)
+	}
+	return res, nil
+}
+
+// StepNextRunAt returns the earliest run_at of a ready or waiting step.
+func (s *Store) StepNextRunAt(ctx context.Context, p *store.StepNextRunAtParams) (time.Time, bool, error) {
+	where, args := readyFilter(time.UnixMicro(1<<62), p.Handlers, nil, nil, p.TaskIDs)
+	var v sql.NullInt64
+	if err := s.rdb.QueryRowContext(ctx, "SELECT MIN(run_at) FROM steps WHERE "+where, args...).Scan(&v); err != nil {
+		return time.Time{}, false, fmt.Errorf("next run time: %w", err)
+	}
+	if !v.Valid {
+		return time.Time{}, false, nil
+	}
+	return fromUS(v.Int64), true, nil
+}
+
+// StepLeaseOwners returns the owners of current leases.
+func (s *Store) StepLeaseOwners(ctx context.Context) ([]string, error) {
+	rows, err := s.rdb.QueryContext(ctx, "SELECT DISTINCT lease_owner FROM steps WHERE state = 'in_progress' AND lease_owner IS NOT NULL")
+	if err != nil {
+		return nil, fmt.Errorf("lease owners: %w", err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var o string
+		if err := rows.Scan(&o); err != nil {
+			return nil, err
+		}
+		out = append(out, o)
+	}
+	return out, rows.Err()
+}

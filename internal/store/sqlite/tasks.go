@@ -1,0 +1,508 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/tasker-go/tasker/internal/lifecycle"
+	"github.com/tasker-go/tasker/internal/store"
+)
+
+const taskColumns = `id, template_id, namespace, name, version, state, context, identity_key, idempotency_key,
+	steps_total, steps_done, steps_open, seq, created_at, updated_at, started_at, finished_at`
+
+// taskRow is a task loaded inside a write transaction, kept up to date in
+// memory as the transaction changes it.
+type taskRow struct {
+	store.Task
+	seq int
+}
+
+func scanTask(sc interface{ Scan(...any) error }) (*taskRow, error) {
+	var (
+		t                 taskRow
+		state, ctx        string
+		identity, idem    sql.NullString
+		created, updated  int64
+		started, finished sql.NullInt64
+	)
+	if err := sc.Scan(&t.ID, &t.TemplateID, &t.Namespace, &t.Name, &t.Version, &state, &ctx, &identity, &idem,
+		&t.StepsTotal, &t.StepsDone, &t.StepsOpen, &t.seq, &created, &updated, &started, &finished); err != nil {
+		return nil, err
+	}
+	t.State = lifecycle.TaskState(state)
+	t.Context = []byte(ctx)
+	t.IdentityKey, t.IdempotencyKey = identity.String, idem.String
+	t.CreatedAt, t.UpdatedAt = fromUS(created), fromUS(updated)
+	t.StartedAt, t.FinishedAt = fromNullUS(started), fromNullUS(finished)
+	return &t, nil
+}
+
+func loadTask(ctx context.Context, q queryer, id string) (*taskRow, error) {
+	t, err := scanTask(q.QueryRowContext(ctx, "SELECT "+taskColumns+" FROM tasks WHERE id = ?", id))
+	if err != nil {
+		return nil, notFound(err, "task "+id)
+	}
+	return t, nil
+}
+
+// TaskGet returns one task.
+func (s *Store) TaskGet(ctx context.Context, id string) (*store.Task, error) {
+	t, err := loadTask(ctx, s.rdb, id)
+	if err != nil {
+		return nil, err
+	}
+	return &t.Task, nil
+}
+
+// TaskList lists tasks, newest first.
+func (s *Store) TaskList(ctx context.Context, p *store.TaskListParams) ([]*store.Task, error) {
+	limit := p.Limit
+	if limit <= 0 {
+		limit = 100
+	}
+	q := "SELECT " + taskColumns + " FROM tasks"
+	var args []any
+	if p.State != "" {
+		q += " WHERE state = ?"
+		args = append(args, string(p.State))
+	}
+	q += " ORDER BY created_at DESC, id DESC LIMIT ?"
+	args = append(args, limit)
+	rows, err := s.rdb.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list tasks: %w", err)
+	}
+	defer rows.Close()
+	var out []*store.Task
+	for rows.Next() {
+		t, err := scanTask(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list tasks: %w", err)
+		}
+		out = append(out, &t.Task)
+	}
+	return out, rows.Err()
+}
+
+// TaskCreate creates and starts a task in one transaction.
+func (s *Store) TaskCreate(ctx context.Context, p *store.TaskCreateParams) (*store.TaskCreateResult, error) {
+	if err := validateCreate(p); err != nil {
+		return nil, err
+	}
+	var res *store.TaskCreateResult
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		res = nil
+		if p.IdentityKey != "" {
+			existing, err := scanTask(tx.QueryRowContext(ctx, "SELECT "+taskColumns+" FROM tasks WHERE identity_key = ?", p.IdentityKey))
+			switch {
+			case err == nil:
+				res = &store.TaskCreateResult{Task: &existing.Task}
+				return nil
+			case !errors.Is(err, sql.ErrNoRows):
+				return err
+			}
+		}
+		r, err := createTask(ctx, tx, p)
+		res = r
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create task %s/%s@%s: %w", p.Namespace, p.Name, p.Version, err)
+	}
+	return res, nil
+}
+
+func validateCreate(p *store.TaskCreateParams) error {
+	if p.TemplateID == "" || p.Namespace == "" || p.Name == "" || p.Version == "" {
+		return errors.New("create task: template id, namespace, name and version are required")
+	}
+	if len(p.Steps) == 0 {
+		return errors.New("create task: a task needs at least one step")
+	}
+	for i, st := range p.Steps {
+		if st.Name == "" || st.Handler == "" || st.MaxAttempts < 1 || st.Timeout <= 0 {
+			return fmt.Errorf("create task: step %d: name, handler, max attempts and timeout are required", i)
+		}
+		for _, par := range st.Parents {
+			if par < 0 || par >= len(p.Steps) || par == i {
+				return fmt.Errorf("create task: step %q: bad parent index %d", st.Name, par)
+			}
+		}
+	}
+	if len(p.Context) == 0 {
+		return errors.New("create task: context is required (use {} or null for none)")
+	}
+	return nil
+}
+
+func createTask(ctx context.Context, tx *sql.Tx, p *store.TaskCreateParams) (*store.TaskCreateResult, error) {
+	now := p.Now.UTC()
+	taskID := uuid.Must(uuid.NewV7()).String()
+	stepIDs := make([]string, len(p.Steps))
+	roots := 0
+	for i, st := range p.Steps {
+		stepIDs[i] = uuid.Must(uuid.NewV7()).String()
+		if len(st.Parents) == 0 {
+			roots++
+		}
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO tasks (id, template_id, namespace, name, version, state, context,
+		identity_key, idempotency_key, steps_total, steps_done, steps_open, seq, created_at, updated_at, started_at)
+		VALUES (?, ?, ?, ?, ?, 'in_progress', ?, ?, ?, ?, 0, ?, 2, ?, ?, ?)`,
+		taskID, p.TemplateID, p.Namespace, p.Name, p.Version, string(p.Context), nullString(p.IdentityKey),
+		nullString(p.IdempotencyKey), len(p.Steps), roots, us(now), us(now), us(now)); err != nil {
+		return nil, fmt.Errorf("insert task: %w", err)
+	}
+	const stepCols = 13
+	for start := 0; start < len(p.Steps); start += maxRowsPerInsert {
+		end := min(start+maxRowsPerInsert, len(p.Steps))
+		var b strings.Builder
+		b.WriteString(`INSERT INTO steps (id, task_id, idx, name, template_id, handler, state, max_attempts, retry_limit,
+			timeout_us, deps_remaining, run_at, seq, created_at, updated_at) VALUES `)
+		args := make([]any, 0, (end-start)*stepCols)
+		for i := start; i < end; i++ {
+			st := p.Steps[i]
+			if i > start {
+				b.WriteString(", ")
+			}
+			b.WriteString("(?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, 1, ?, ?)")
+			var runAt sql.NullInt64
+			if len(st.Parents) == 0 {
+				runAt = sql.NullInt64{Int64: us(now), Valid: true}
+			}
+			args = append(args, stepIDs[i], taskID, i, st.Name, p.TemplateID, st.Handler, st.MaxAttempts, st.MaxAttempts,
+				st.Timeout.Microseconds(), len(st.Parents), runAt, us(now), us(now))
+		}
+		if _, err := tx.ExecContext(ctx, b.String(), args...); err != nil {
+			return nil, fmt.Errorf("insert steps: %w", err)
+		}
+	}
+	type edge struct{ parent, child string }
+	var edges []edge
+	for i, st := range p.Steps {
+		for _, par := range st.Parents {
+			edges = append(edges, edge{stepIDs[par], stepIDs[i]})
+		}
+	}
+	for start := 0; start < len(edges); start += maxRowsPerInsert {
+		chunk := edges[start:min(start+maxRowsPerInsert, len(edges))]
+		args := make([]any, 0, len(chunk)*3)
+		for _, e := range chunk {
+			args = append(args, e.parent, e.child, taskID)
+		}
+		q := "INSERT INTO step_edges (parent_id, child_id, task_id) VALUES " +
+			strings.TrimSuffix(strings.Repeat("(?, ?, ?), ", len(chunk)), ", ")
+		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+			return nil, fmt.Errorf("insert edges: %w", err)
+		}
+	}
+
+	task := &store.Task{
+		ID: taskID, TemplateID: p.TemplateID, Namespace: p.Namespace, Name: p.Name, Version: p.Version,
+		State: lifecycle.TaskInProgress, Context: p.Context, IdentityKey: p.IdentityKey, IdempotencyKey: p.IdempotencyKey,
+		StepsTotal: len(p.Steps), StepsOpen: roots, CreatedAt: now, UpdatedAt: now, StartedAt: now,
+	}
+	subject := func(e *store.Event) *store.Event {
+		e.TaskID, e.Namespace, e.TaskName, e.Version, e.OccurredAt = taskID, p.Namespace, p.Name, p.Version, now
+		return e
+	}
+	events := make([]*store.Event, 0, len(p.Steps)+2)
+	d, err := lifecycle.Task("", lifecycle.TaskPending)
+	if err != nil {
+		return nil, err
+	}
+	events = append(events, subject(&store.Event{Name: d.Event, Seq: 1, To: string(lifecycle.TaskPending),
+		Metadata: store.Metadata{StepCount: len(p.Steps)}}))
+	sd, err := lifecycle.Step("", lifecycle.StepPending)
+	if err != nil {
+		return nil, err
+	}
+	ready := store.Ready{TaskID: taskID, At: now}
+	for i, st := range p.Steps {
+		events = append(events, subject(&store.Event{StepID: stepIDs[i], StepName: st.Name, Name: sd.Event, Seq: 1,
+			To: string(lifecycle.StepPending), Metadata: store.Metadata{RetryLimit: st.MaxAttempts}}))
+		if len(st.Parents) == 0 {
+			ready.Steps = append(ready.Steps, st.Name)
+		}
+	}
+	d, err = lifecycle.Task(lifecycle.TaskPending, lifecycle.TaskInProgress)
+	if err != nil {
+		return nil, err
+	}
+	events = append(events, subject(&store.Event{Name: d.Event, Seq: 2, From: string(lifecycle.TaskPending),
+		To: string(lifecycle.TaskInProgress)}))
+	if err := appendEvents(ctx, tx, events); err != nil {
+		return nil, err
+	}
+	return &store.TaskCreateResult{Task: task, Created: true, Events: events, Ready: []store.Ready{ready}}, nil
+}
+
+// change collects what one write operation did, for its result.
+type change struct {
+	now       time.Time
+	tasks     map[string]*taskRow
+	order     []string // task ids in first-touch order
+	deltas    map[string]*taskDelta
+	events    []*store.Event
+	ready     []store.Ready
+	finalized []store.Finalized
+	count     int
+}
+
+type taskDelta struct{ done, open int }
+
+func newChange(now time.Time) *change {
+	return &change{now: now.UTC(), tasks: map[string]*taskRow{}, deltas: map[string]*taskDelta{}}
+}
+
+func (c *change) task(ctx context.Context, tx *sql.Tx, id string) (*taskRow, error) {
+	if t, ok := c.tasks[id]; ok {
+		return t, nil
+	}
+	t, err := loadTask(ctx, tx, id)
+	if err != nil {
+		return nil, err
+	}
+	c.tasks[id] = t
+	c.order = append(c.order, id)
+	return t, nil
+}
+
+func (c *change) delta(taskID string, done, open int) {
+	d := c.deltas[taskID]
+	if d == nil {
+		d = &taskDelta{}
+		c.deltas[taskID] = d
+	}
+	d.done += done
+	d.open += open
+}
+
+func (c *change) addReady(taskID string, names []string) {
+	if len(names) == 0 {
+		return
+	}
+	for i := range c.ready {
+		if c.ready[i].TaskID == taskID {
+			c.ready[i].Steps = append(c.ready[i].Steps, names...)
+			return
+		}
+	}
+	c.ready = append(c.ready, store.Ready{TaskID: taskID, Steps: names, At: c.now})
+}
+
+func (c *change) event(t *taskRow, e *store.Event) *store.Event {
+	e.TaskID, e.Namespace, e.TaskName, e.Version = t.ID, t.Namespace, t.Name, t.Version
+	if e.OccurredAt.IsZero() {
+		e.OccurredAt = c.now
+	}
+	c.events = append(c.events, e)
+	return e
+}
+
+// transitionTask moves a task to state to, guarded in SQL, and records it.
+func (c *change) transitionTask(ctx context.Context, tx *sql.Tx, t *taskRow, to lifecycle.TaskState, meta store.Metadata) error {
+	d, err := lifecycle.Task(t.State, to)
+	if err != nil {
+		return err
+	}
+	if d.NoOp {
+		return nil
+	}
+	from := t.State
+	set := "state = ?, seq = seq + 1, updated_at = ?"
+	args := []any{string(to), us(c.now)}
+	switch {
+	case to == lifecycle.TaskInProgress:
+		set += ", started_at = COALESCE(started_at, ?), finished_at = NULL"
+		args = append(args, us(c.now))
+	case to == lifecycle.TaskPending:
+		set += ", finished_at = NULL"
+	case to.Finished():
+		set += ", finished_at = ?"
+		args = append(args, us(c.now))
+	}
+	args = append(args, t.ID, string(from))
+	r, err := tx.ExecContext(ctx, "UPDATE tasks SET "+set+" WHERE id = ? AND state = ?", args...)
+	if err != nil {
+		return fmt.Errorf("transition task %s: %w", t.ID, err)
+	}
+	if n, _ := r.RowsAffected(); n != 1 {
+		return fmt.Errorf("transition task %s %s → %s: state changed concurrently: %w", t.ID, from, to, store.ErrConflict)
+	}
+	t.State = to
+	t.seq++
+	c.event(t, &store.Event{Name: d.Event, Seq: t.seq, From: string(from), To: string(to), Metadata: meta})
+	return nil
+}
+
+// flush writes the counter deltas, finalizes tasks left with nothing open,
+// and appends the collected events.
+func (c *change) flush(ctx context.Context, tx *sql.Tx) error {
+	for _, id := range c.order {
+		t := c.tasks[id]
+		if d := c.deltas[id]; d != nil && (d.done != 0 || d.open != 0) {
+			if _, err := tx.ExecContext(ctx,
+				"UPDATE tasks SET steps_done = steps_done + ?, steps_open = steps_open + ?, updated_at = ? WHERE id = ?",
+				d.done, d.open, us(c.now), id); err != nil {
+				return fmt.Errorf("update task counters %s: %w", id, err)
+			}
+			t.StepsDone += d.done
+			t.StepsOpen += d.open
+			d.done, d.open = 0, 0
+		}
+		if err := c.finalize(ctx, tx, t); err != nil {
+			return err
+		}
+	}
+	return appendEvents(ctx, tx, c.events)
+}
+
+// finalize is the finalizer: it moves an in-progress task with nothing open
+// to complete or error. The SQL guard on the task's state makes it happen once.
+func (c *change) finalize(ctx context.Context, tx *sql.Tx, t *taskRow) error {
+	if t.State != lifecycle.TaskInProgress {
+		return nil
+	}
+	to, final := lifecycle.Finalize(t.StepsTotal, t.StepsDone, t.StepsOpen)
+	if !final {
+		return nil
+	}
+	var meta store.Metadata
+	if to == lifecycle.TaskError {
+		failed, err := failedSteps(ctx, tx, t.ID)
+		if err != nil {
+			return err
+		}
+		meta.FailedSteps = failed
+		meta.Error = "steps not done: " + strings.Join(failed, ", ")
+		if len(failed) == 0 {
+			meta.Error = "no step can run"
+		}
+		meta.ErrorClass = "blocked"
+	}
+	if err := c.transitionTask(ctx, tx, t, to, meta); err != nil {
+		return err
+	}
+	c.finalized = append(c.finalized, store.Finalized{TaskID: t.ID, State: to, StepsDone: t.StepsDone, StepsTotal: t.StepsTotal})
+	return nil
+}
+
+func failedSteps(ctx context.Context, tx *sql.Tx, taskID string) ([]string, error) {
+	rows, err := tx.QueryContext(ctx, "SELECT name FROM steps WHERE task_id = ? AND state IN ('error', 'cancelled') ORDER BY idx", taskID)
+	if err != nil {
+		return nil, fmt.Errorf("failed steps of %s: %w", taskID, err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			return nil, err
+		}
+		out = append(out, n)
+	}
+	return out, rows.Err()
+}
+
+func (c *change) result() *store.ChangeResult {
+	return &store.ChangeResult{Events: c.events, Ready: c.ready, Finalized: c.finalized, Count: c.count}
+}
+
+// TaskCancel cancels a task and its unfinished steps.
+func (s *Store) TaskCancel(ctx context.Context, p *store.TaskCancelParams) (*store.ChangeResult, error) {
+	var res *store.ChangeResult
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		c := newChange(p.Now)
+		t, err := c.task(ctx, tx, p.TaskID)
+		if err != nil {
+			return err
+		}
+		d, err := lifecycle.Task(t.State, lifecycle.TaskCancelled)
+		if err != nil {
+			return err
+		}
+		if d.NoOp {
+			res = c.result()
+			return nil
+		}
+		steps, err := loadSteps(ctx, tx, "task_id = ? AND state IN ('pending', 'in_progress', 'waiting_for_retry', 'error')", p.TaskID)
+		if err != nil {
+			return err
+		}
+		for _, st := range steps {
+			if err := c.transitionStep(ctx, tx, t, st, lifecycle.StepCancelled, store.Metadata{Reason: p.Reason}, ""); err != nil {
+				return err
+			}
+		}
+		if err := c.transitionTask(ctx, tx, t, lifecycle.TaskCancelled, store.Metadata{Reason: p.Reason}); err != nil {
+			return err
+		}
+		c.count = 1
+		if err := c.flush(ctx, tx); err != nil {
+			return err
+		}
+		res = c.result()
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cancel task %s: %w", p.TaskID, err)
+	}
+	return res, nil
+}
+
+// TaskRetry resets the failed steps of a task in error and resumes it.
+func (s *Store) TaskRetry(ctx context.Context, p *store.TaskRetryParams) (*store.ChangeResult, error) {
+	var res *store.ChangeResult
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		c := newChange(p.Now)
+		t, err := c.task(ctx, tx, p.TaskID)
+		if err != nil {
+			return err
+		}
+		if t.State != lifecycle.TaskError {
+			// Only error → pending is allowed; pending → pending is a no-op
+			// that would retry nothing, so it is a conflict too.
+			if _, err := lifecycle.Task(t.State, lifecycle.TaskPending); err != nil {
+				return fmt.Errorf("task is %s: %w", t.State, err)
+			}
+			return fmt.Errorf("task is %s, not error: %w", t.State, store.ErrConflict)
+		}
+		steps, err := loadSteps(ctx, tx, "task_id = ? AND state = 'error'", p.TaskID)
+		if err != nil {
+			return err
+		}
+		if len(steps) == 0 {
+			return fmt.Errorf("task has no failed step to retry: %w", store.ErrConflict)
+		}
+		meta := store.Metadata{Reason: p.Reason}
+		if err := c.transitionTask(ctx, tx, t, lifecycle.TaskPending, meta); err != nil {
+			return err
+		}
+		for _, st := range steps {
+			if err := c.transitionStep(ctx, tx, t, st, lifecycle.StepPending, meta, ""); err != nil {
+				return err
+			}
+		}
+		if err := c.transitionTask(ctx, tx, t, lifecycle.TaskInProgress, store.Metadata{Reason: p.Reason}); err != nil {
+			return err
+		}
+		c.count = len(steps)
+		if err := c.flush(ctx, tx); err != nil {
+			return err
+		}
+		res = c.result()
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("retry task %s: %w", p.TaskID, err)
+	}
+	return res, nil
+}

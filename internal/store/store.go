@@ -1,0 +1,422 @@
+// Package store is the storage seam of Tasker: the Store interface the
+// engine, the client and the server use, the records it reads and writes,
+// and the sentinel errors it returns. Implementations live in
+// internal/store/sqlite and internal/store/postgres, and every one of them
+// must pass the conformance suite in internal/store/storetest.
+//
+// Rules every implementation keeps:
+//   - Every state change writes the new state on its row and one transition
+//     record in the durable event log, in the same transaction, guarded in
+//     SQL by the state machine of internal/lifecycle.
+//   - Readiness is incremental: completing a step touches only its children.
+//   - The finalizer runs inside the transaction that closes a task's last
+//     open step, so a task is finalized exactly once.
+//   - Driver types and errors never leave the store: a missing row is
+//     ErrNotFound, whatever the driver says.
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+
+	"github.com/tasker-go/tasker/internal/event"
+	"github.com/tasker-go/tasker/internal/lifecycle"
+)
+
+// Sentinel errors.
+var (
+	// ErrNotFound reports that a task, step or template does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrConflict reports that an operation does not apply to the current
+	// state, such as retrying a task that has no failed step.
+	ErrConflict = errors.New("conflict")
+	// ErrClosed reports use of a closed store.
+	ErrClosed = errors.New("store closed")
+)
+
+// Store is the storage seam. Methods are noun-first and take one params
+// struct; every method that writes takes the current time in its params so
+// that stores never read a clock.
+type Store interface {
+	// TemplateRegister stores a template definition (idempotent by digest)
+	// and makes it the current definition of its namespace/name@version.
+	TemplateRegister(ctx context.Context, p *TemplateRegisterParams) (*Template, error)
+	// TemplateGet returns a template definition by its digest.
+	TemplateGet(ctx context.Context, id string) (*Template, error)
+	// TemplateGetCurrent returns the current definition of namespace/name@version.
+	TemplateGetCurrent(ctx context.Context, namespace, name, version string) (*Template, error)
+	// TemplateList returns every stored definition, current ones and replaced ones.
+	TemplateList(ctx context.Context) ([]*Template, error)
+
+	// TaskCreate creates a task with its steps and edges and starts it, in
+	// one transaction. A task with the same identity key is returned instead
+	// of creating a second one (Created false), even under concurrent calls.
+	TaskCreate(ctx context.Context, p *TaskCreateParams) (*TaskCreateResult, error)
+	// TaskGet returns one task.
+	TaskGet(ctx context.Context, id string) (*Task, error)
+	// TaskList lists tasks, newest first.
+	TaskList(ctx context.Context, p *TaskListParams) ([]*Task, error)
+	// TaskCancel cancels a pending or in-progress task and its unfinished steps.
+	TaskCancel(ctx context.Context, p *TaskCancelParams) (*ChangeResult, error)
+	// TaskRetry moves a task in error back to in_progress and resets its
+	// failed steps with a fresh retry budget.
+	TaskRetry(ctx context.Context, p *TaskRetryParams) (*ChangeResult, error)
+
+	// StepListByTask returns the steps of a task in template order.
+	StepListByTask(ctx context.Context, taskID string) ([]*Step, error)
+	// StepGet returns one step.
+	StepGet(ctx context.Context, id string) (*Step, error)
+	// StepClaim claims up to Limit ready steps under a lease.
+	StepClaim(ctx context.Context, p *StepClaimParams) (*StepClaimResult, error)
+	// StepCompleteMany records the outcomes of attempts. An outcome is
+	// applied only if its lease is still held; otherwise it is discarded and
+	// reported as stale.
+	StepCompleteMany(ctx context.Context, p *StepCompleteManyParams) (*StepCompleteManyResult, error)
+	// StepRescue returns steps whose lease expired, or whose owner is known
+	// to be dead, to the ready set, and finalizes tasks left with nothing open.
+	StepRescue(ctx context.Context, p *StepRescueParams) (*ChangeResult, error)
+	// StepRelease returns steps a stopping worker still holds to pending,
+	// without charging the interrupted attempt against the retry limit.
+	StepRelease(ctx context.Context, p *StepReleaseParams) (*ChangeResult, error)
+	// StepNextRunAt returns the earliest time a not-yet-due step becomes
+	// claimable, and false when no step is waiting.
+	StepNextRunAt(ctx context.Context, p *StepNextRunAtParams) (time.Time, bool, error)
+	// StepLeaseOwners returns the distinct owners of current leases.
+	StepLeaseOwners(ctx context.Context) ([]string, error)
+
+	// EventList reads the durable event log after a cursor, oldest first.
+	EventList(ctx context.Context, p *EventListParams) ([]*Event, error)
+
+	// Close releases the store's resources.
+	Close() error
+}
+
+// Template is a stored template definition.
+type Template struct {
+	// ID is the digest of the definition.
+	ID        string
+	Namespace string
+	Name      string
+	Version   string
+	// Definition is the template's canonical JSON.
+	Definition json.RawMessage
+	// Current reports whether this is the current definition of its key.
+	Current      bool
+	RegisteredAt time.Time
+}
+
+// TemplateRegisterParams are the inputs of TemplateRegister.
+type TemplateRegisterParams struct {
+	ID         string
+	Namespace  string
+	Name       string
+	Version    string
+	Definition json.RawMessage
+	Now        time.Time
+}
+
+// Task is a stored task.
+type Task struct {
+	ID         string
+	TemplateID string
+	Namespace  string
+	Name       string
+	Version    string
+	State      lifecycle.TaskState
+	Context    json.RawMessage
+	// IdentityKey deduplicates requests; empty when the task is not deduplicated.
+	IdentityKey string
+	// IdempotencyKey is the key the request carried, if any.
+	IdempotencyKey string
+	StepsTotal     int
+	// StepsDone counts steps complete or resolved manually.
+	StepsDone int
+	// StepsOpen counts steps ready, running or waiting for retry.
+	StepsOpen  int
+	CreatedAt  time.Time
+	UpdatedAt  time.Time
+	StartedAt  time.Time
+	FinishedAt time.Time
+}
+
+// Step is a stored step.
+type Step struct {
+	ID         string
+	TaskID     string
+	Index      int
+	Name       string
+	TemplateID string
+	Handler    string
+	State      lifecycle.StepState
+	// Attempts counts every attempt ever claimed.
+	Attempts int
+	// MaxAttempts is the template's limit; RetryLimit is the effective limit
+	// on Attempts (raised by an operator reset).
+	MaxAttempts   int
+	RetryLimit    int
+	Timeout       time.Duration
+	DepsRemaining int
+	Results       json.RawMessage
+	LastError     string
+	ErrorClass    string
+	// RunAt is when the step becomes claimable; zero when it is not ready.
+	RunAt          time.Time
+	LeaseOwner     string
+	LeaseToken     int64
+	LeaseExpiresAt time.Time
+	CreatedAt      time.Time
+	UpdatedAt      time.Time
+	StartedAt      time.Time
+	FinishedAt     time.Time
+}
+
+// Event is one row of the durable event log: a transition of a task or a
+// step (To is set) or a custom event published by a handler (To is empty).
+type Event struct {
+	// Cursor is the global, increasing position in the log.
+	Cursor     int64
+	TaskID     string
+	StepID     string
+	StepName   string
+	Namespace  string
+	TaskName   string
+	Version    string
+	Name       event.Name
+	Seq        int
+	From       string
+	To         string
+	Metadata   Metadata
+	Payload    json.RawMessage
+	OccurredAt time.Time
+}
+
+// IsTransition reports whether the entry records a state change.
+func (e *Event) IsTransition() bool { return e.To != "" }
+
+// Metadata is what a transition records besides its states.
+type Metadata struct {
+	Reason         string    `json:"reason,omitempty"`
+	Attempt        int       `json:"attempt,omitempty"`
+	RetryLimit     int       `json:"retry_limit,omitempty"`
+	Error          string    `json:"error,omitempty"`
+	ErrorClass     string    `json:"error_class,omitempty"`
+	Worker         string    `json:"worker,omitempty"`
+	LeaseToken     int64     `json:"lease_token,omitempty"`
+	LeaseExpiresAt time.Time `json:"lease_expires_at,omitzero"`
+	DurationMS     int64     `json:"duration_ms,omitempty"`
+	NextAttemptAt  time.Time `json:"next_attempt_at,omitzero"`
+	Permanent      bool      `json:"permanent,omitempty"`
+	StepCount      int       `json:"step_count,omitempty"`
+	FailedSteps    []string  `json:"failed_steps,omitempty"`
+}
+
+// StepSpec describes one step of a task to create.
+type StepSpec struct {
+	Name        string
+	Handler     string
+	MaxAttempts int
+	Timeout     time.Duration
+	// Parents are indices of the steps this one depends on.
+	Parents []int
+}
+
+// TaskCreateParams are the inputs of TaskCreate.
+type TaskCreateParams struct {
+	TemplateID     string
+	Namespace      string
+	Name           string
+	Version        string
+	Context        json.RawMessage
+	IdentityKey    string
+	IdempotencyKey string
+	Steps          []StepSpec
+	Now            time.Time
+}
+
+// TaskCreateResult is the outcome of TaskCreate.
+type TaskCreateResult struct {
+	Task *Task
+	// Created is false when an existing task with the same identity was returned.
+	Created bool
+	// Events are the committed log entries, in order (none when not created).
+	Events []*Event
+	// Ready lists the steps that became ready.
+	Ready []Ready
+}
+
+// Ready reports steps of one task that became ready to run.
+type Ready struct {
+	TaskID string
+	Steps  []string
+	// At is when they become claimable.
+	At time.Time
+}
+
+// Finalized reports a task the finalizer moved to its end state.
+type Finalized struct {
+	TaskID     string
+	State      lifecycle.TaskState
+	StepsDone  int
+	StepsTotal int
+}
+
+// ChangeResult is what an operation that changes states committed.
+type ChangeResult struct {
+	Events    []*Event
+	Ready     []Ready
+	Finalized []Finalized
+	// Count is how many entities the operation changed.
+	Count int
+}
+
+// TaskListParams filter TaskList.
+type TaskListParams struct {
+	State lifecycle.TaskState
+	// Limit defaults to 100.
+	Limit int
+}
+
+// TaskCancelParams are the inputs of TaskCancel.
+type TaskCancelParams struct {
+	TaskID string
+	Reason string
+	Now    time.Time
+}
+
+// TaskRetryParams are the inputs of TaskRetry.
+type TaskRetryParams struct {
+	TaskID string
+	Reason string
+	Now    time.Time
+}
+
+// StepClaimParams are the inputs of StepClaim.
+type StepClaimParams struct {
+	Worker string
+	// LeaseToken fences this claim: an outcome is applied only with it.
+	LeaseToken int64
+	Limit      int
+	Now        time.Time
+	// LeaseGrace is added to each step's timeout to set its lease expiry.
+	LeaseGrace time.Duration
+	// Handlers restricts the claim to steps run by these handlers.
+	Handlers []string
+	// TemplateIDs, when set, restricts the claim to these templates.
+	TemplateIDs []string
+	// ExcludeTemplateIDs skips steps of these templates.
+	ExcludeTemplateIDs []string
+	// TaskIDs, when set, restricts the claim to these tasks.
+	TaskIDs []string
+}
+
+// ClaimedStep is a step claimed for execution with everything its handler needs.
+type ClaimedStep struct {
+	Step      *Step
+	Namespace string
+	TaskName  string
+	Version   string
+	Context   json.RawMessage
+	// Dependencies are the results of the step's parents by step name.
+	Dependencies map[string]json.RawMessage
+}
+
+// StepClaimResult is the outcome of StepClaim.
+type StepClaimResult struct {
+	Steps  []*ClaimedStep
+	Events []*Event
+}
+
+// OutcomeKind says how an attempt ended.
+type OutcomeKind int
+
+// Outcome kinds.
+const (
+	// OutcomeComplete: the step is complete with its result.
+	OutcomeComplete OutcomeKind = iota + 1
+	// OutcomeRetry: the step waits for retry until NextAttemptAt.
+	OutcomeRetry
+	// OutcomeFail: the step is in error.
+	OutcomeFail
+)
+
+// CustomEvent is a custom event published by a handler during an attempt.
+type CustomEvent struct {
+	Name    string
+	Payload json.RawMessage
+}
+
+// StepOutcome is the outcome of one attempt.
+type StepOutcome struct {
+	StepID     string
+	LeaseToken int64
+	Attempt    int
+	Kind       OutcomeKind
+	Result     json.RawMessage
+	Error      string
+	ErrorClass string
+	Permanent  bool
+	// NextAttemptAt is when a retried step becomes claimable again.
+	NextAttemptAt time.Time
+	DurationMS    int64
+	CustomEvents  []CustomEvent
+}
+
+// StepCompleteManyParams are the inputs of StepCompleteMany.
+type StepCompleteManyParams struct {
+	Worker   string
+	Now      time.Time
+	Outcomes []StepOutcome
+}
+
+// StepCompleteManyResult is the outcome of StepCompleteMany.
+type StepCompleteManyResult struct {
+	ChangeResult
+	// Stale lists the outcomes discarded because their lease was lost, by
+	// index into the params' Outcomes.
+	Stale []int
+}
+
+// StepRescueParams are the inputs of StepRescue.
+type StepRescueParams struct {
+	Now time.Time
+	// DeadOwners are lease owners known to be dead: their leases are
+	// rescued without waiting for expiry.
+	DeadOwners []string
+	// Limit caps the steps rescued in one call; default 1000.
+	Limit int
+}
+
+// Lease identifies a claim of a step.
+type Lease struct {
+	StepID     string
+	LeaseToken int64
+	Attempt    int
+}
+
+// StepReleaseParams are the inputs of StepRelease.
+type StepReleaseParams struct {
+	Worker string
+	Reason string
+	Leases []Lease
+	Now    time.Time
+}
+
+// StepNextRunAtParams filter StepNextRunAt like a claim would.
+type StepNextRunAtParams struct {
+	Handlers []string
+	TaskIDs  []string
+}
+
+// EventListParams filter EventList.
+type EventListParams struct {
+	// After is the cursor to read after; 0 reads from the start.
+	After  int64
+	TaskID string
+	StepID string
+	// TransitionsOnly skips custom events.
+	TransitionsOnly bool
+	// Limit defaults to 1000.
+	Limit int
+}
