@@ -302,9 +302,6 @@ func (c *Client) CreateTask(ctx context.Context, req TaskRequest) (*TaskCreated,
 	if err != nil {
 		return nil, fmt.Errorf("tasker: %w", err)
 	}
-	if res.Created {
-		c.engine.Apply(ctx, &store.ChangeResult{Events: res.Events, Ready: res.Ready})
-	}
 	return &TaskCreated{Task: taskFromStore(res.Task), Created: res.Created}, nil
 }
 
@@ -463,22 +460,18 @@ func (c *Client) Events(ctx context.Context, opts *EventListOpts) ([]Event, erro
 // CancelTask cancels a pending or in-progress task and its unfinished
 // steps. Cancelling a cancelled task does nothing.
 func (c *Client) CancelTask(ctx context.Context, id, reason string) (*Task, error) {
-	res, err := c.store.TaskCancel(ctx, &store.TaskCancelParams{TaskID: id, Reason: reason, Now: c.clock.Now()})
-	if err != nil {
+	if _, err := c.store.TaskCancel(ctx, &store.TaskCancelParams{TaskID: id, Reason: reason, Now: c.clock.Now()}); err != nil {
 		return nil, fmt.Errorf("tasker: %w", err)
 	}
-	c.engine.Apply(ctx, res)
 	return c.Task(ctx, id)
 }
 
 // RetryTask resets the failed steps of a task in error, each with a fresh
 // retry budget, and resumes the task.
 func (c *Client) RetryTask(ctx context.Context, id, reason string) (*Task, error) {
-	res, err := c.store.TaskRetry(ctx, &store.TaskRetryParams{TaskID: id, Reason: reason, Now: c.clock.Now()})
-	if err != nil {
+	if _, err := c.store.TaskRetry(ctx, &store.TaskRetryParams{TaskID: id, Reason: reason, Now: c.clock.Now()}); err != nil {
 		return nil, fmt.Errorf("tasker: %w", err)
 	}
-	c.engine.Apply(ctx, res)
 	return c.Task(ctx, id)
 }
 
@@ -561,6 +554,9 @@ func (c *Client) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	err := c.Stop(ctx)
+	drain, cancelDrain := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancelDrain()
+	err = errors.Join(err, c.engine.Close(drain))
 	c.bus.Close()
 	return errors.Join(err, c.store.Close())
 }

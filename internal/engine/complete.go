@@ -59,7 +59,6 @@ func (e *Engine) record(ctx context.Context, batch []*attempt) {
 				return err
 			}
 			e.stats.released.Add(int64(res.Count))
-			e.publishChange(ctx, res, nil)
 			return nil
 		})
 	}
@@ -96,10 +95,7 @@ func (e *Engine) record(ctx context.Context, batch []*attempt) {
 				e.noteDue(a.outcome.NextAttemptAt)
 			}
 		}
-		e.publishChange(ctx, &res.ChangeResult, observed)
-		if len(res.Ready) > 0 {
-			e.Wake()
-		}
+		e.observe(observed)
 		return nil
 	})
 }

@@ -136,7 +136,6 @@ func (e *Engine) claim(ctx context.Context, p *store.StepClaimParams) int {
 		return 0
 	}
 	e.stats.claimed.Add(int64(len(res.Steps)))
-	e.publishChange(ctx, &store.ChangeResult{Events: res.Events}, nil)
 	for _, cs := range res.Steps {
 		e.startAttempt(cs)
 	}

@@ -147,6 +147,7 @@ type Engine struct {
 
 	wake     chan struct{}
 	outcomes chan *attempt
+	pub      *publisher
 
 	mu          sync.Mutex
 	running     int            // handlers running, guarded by mu
@@ -155,6 +156,7 @@ type Engine struct {
 	blocked     bool           // dispatcher is waiting for a free slot, guarded by mu
 	inflight    map[string]*attempt
 
+	closeOnce sync.Once
 	started   atomic.Bool
 	runCtx    context.Context // cancelled to interrupt handlers on stop
 	runCancel context.CancelFunc
@@ -183,11 +185,30 @@ func New(st store.Store, bus *eventbus.Bus, cfg Config) *Engine {
 		outcomes:    make(chan *attempt, cfg.Concurrency*2),
 		perTemplate: map[string]int{},
 		inflight:    map[string]*attempt{},
+		pub:         newPublisher(),
 	}
 	for name := range cfg.Handlers {
 		e.handlerNames = append(e.handlerNames, name)
 	}
+	st.OnCommit(e.announce)
+	go e.runPublisher()
 	return e
+}
+
+// Close stops publishing events once those already committed are
+// published, or when ctx is done, and detaches the engine from the store.
+// Call it after Stop.
+func (e *Engine) Close(ctx context.Context) error {
+	e.closeOnce.Do(func() {
+		e.store.OnCommit(nil)
+		close(e.pub.stop)
+	})
+	select {
+	case <-e.pub.done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("engine: events still unpublished: %w", ctx.Err())
+	}
 }
 
 // SetTaskScope restricts the engine to the given tasks (none: all tasks).
@@ -269,19 +290,6 @@ func (e *Engine) Wake() {
 	select {
 	case e.wake <- struct{}{}:
 	default:
-	}
-}
-
-// Apply publishes what a committed change did and wakes the dispatcher when
-// steps became ready. Callers that change the store outside the engine
-// (creating, cancelling or retrying tasks) hand their results to Apply.
-func (e *Engine) Apply(ctx context.Context, res *store.ChangeResult) {
-	if res == nil {
-		return
-	}
-	e.publishChange(ctx, res, nil)
-	if len(res.Ready) > 0 {
-		e.Wake()
 	}
 }
 

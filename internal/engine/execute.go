@@ -27,6 +27,8 @@ type attempt struct {
 	// observed are observability events published once the outcome commits.
 	observed []event.Event
 	custom   customEvents
+	// cancel interrupts the handler, for a step cancelled while it runs.
+	cancel context.CancelFunc
 }
 
 // customEvents collects the custom events a handler publishes.
@@ -72,6 +74,8 @@ func (c *customEvents) take() []store.CustomEvent {
 // startAttempt takes a slot and runs the step's handler in its own goroutine.
 func (e *Engine) startAttempt(cs *store.ClaimedStep) {
 	a := &attempt{cs: cs}
+	actx, cancel := context.WithCancel(e.runCtx)
+	a.cancel = cancel
 	e.mu.Lock()
 	e.running++
 	e.perTemplate[cs.Step.TemplateID]++
@@ -80,7 +84,8 @@ func (e *Engine) startAttempt(cs *store.ClaimedStep) {
 	e.handlers.Add(1)
 	go func() {
 		defer e.handlers.Done()
-		e.execute(e.runCtx, a)
+		defer cancel()
+		e.execute(e.runCtx, actx, a)
 		e.mu.Lock()
 		e.running--
 		e.perTemplate[cs.Step.TemplateID]--
@@ -107,8 +112,10 @@ func (e *Engine) overTemplateLimit(a *attempt) bool {
 	return e.perTemplate[a.cs.Step.TemplateID] > a.tmpl.Concurrency
 }
 
-// execute runs the handler of one attempt and decides its outcome.
-func (e *Engine) execute(ctx context.Context, a *attempt) {
+// execute runs the handler of one attempt and decides its outcome. ctx is
+// the engine's run context (cancelled on stop); actx is the attempt's own
+// (also cancelled when the step is cancelled while it runs).
+func (e *Engine) execute(ctx, actx context.Context, a *attempt) {
 	st := a.cs.Step
 	log := e.log.With(slog.String("task_id", st.TaskID), slog.String("step", st.Name), slog.Int("attempt", st.Attempts))
 	a.outcome = store.StepOutcome{StepID: st.ID, LeaseToken: st.LeaseToken, Attempt: st.Attempts}
@@ -149,7 +156,7 @@ func (e *Engine) execute(ctx context.Context, a *attempt) {
 	if in.Dependencies == nil {
 		in.Dependencies = map[string]json.RawMessage{}
 	}
-	hctx, cancel := context.WithTimeout(ctx, def.Timeout)
+	hctx, cancel := context.WithTimeout(actx, def.Timeout)
 	defer cancel()
 	start := e.clock.Now()
 	e.stats.handlerRuns.Add(1)

@@ -79,10 +79,12 @@ func (e *Engine) observation(a *attempt, name event.Name, dur time.Duration, err
 // after it; "workflow.viable_steps_discovered" after the entries of the
 // change; observations last.
 func (e *Engine) publishChange(ctx context.Context, res *store.ChangeResult, observed []event.Event) {
+	if res == nil {
+		res = &store.ChangeResult{}
+	}
 	finalized := map[string]store.Finalized{}
 	for _, f := range res.Finalized {
 		finalized[f.TaskID] = f
-		e.stats.finalized.Add(1)
 	}
 	subjects := map[string]*store.Event{}
 	for _, le := range res.Events {

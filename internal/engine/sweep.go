@@ -50,9 +50,5 @@ func (e *Engine) sweep(ctx context.Context) error {
 		e.stats.rescued.Add(int64(res.Count))
 		e.log.InfoContext(ctx, "engine: rescued steps", slog.Int("count", res.Count), slog.Int("dead_workers", len(dead)))
 	}
-	e.publishChange(ctx, res, nil)
-	if len(res.Ready) > 0 {
-		e.Wake()
-	}
 	return nil
 }

@@ -89,6 +89,12 @@ type Store interface {
 	// EventList reads the durable event log after a cursor, oldest first.
 	EventList(ctx context.Context, p *EventListParams) ([]*Event, error)
 
+	// OnCommit registers fn, called after every committed change that
+	// produced events, in commit order, before the writing method returns.
+	// fn runs on the store's commit path: it must be quick and never block.
+	// Registering again replaces fn; nil unregisters it.
+	OnCommit(fn func(*ChangeResult))
+
 	// Close releases the store's resources.
 	Close() error
 }

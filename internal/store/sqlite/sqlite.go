@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pressly/goose/v3"
@@ -76,13 +77,14 @@ type Store struct {
 	done   chan struct{}
 
 	closeOnce sync.Once
+	hook      atomic.Pointer[func(*store.ChangeResult)]
 }
 
 var _ store.Store = (*Store)(nil)
 
 type writeOp struct {
 	ctx  context.Context
-	fn   func(ctx context.Context, tx *sql.Tx) error
+	fn   func(ctx context.Context, tx *sql.Tx) (*store.ChangeResult, error)
 	done chan error
 }
 
@@ -172,11 +174,30 @@ func (s *Store) Close() error {
 	return err
 }
 
+// OnCommit registers the function called after each committed change
+// that produced events, in commit order, on the writer goroutine.
+func (s *Store) OnCommit(fn func(*store.ChangeResult)) {
+	if fn == nil {
+		s.hook.Store(nil)
+		return
+	}
+	s.hook.Store(&fn)
+}
+
 // write runs fn in the writer's transaction and returns once that
-// transaction committed (nil) or fn failed or the commit failed. Once queued,
-// an operation runs to completion even if ctx is cancelled meanwhile, so the
-// caller never has to guess whether it was applied.
+// transaction committed (nil) or fn failed or the commit failed.
 func (s *Store) write(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) error) error {
+	return s.writeChange(ctx, func(ctx context.Context, tx *sql.Tx) (*store.ChangeResult, error) {
+		return nil, fn(ctx, tx)
+	})
+}
+
+// writeChange is write for operations whose change is announced: after
+// the commit, and before writeChange returns, the change returned by fn is
+// handed to the OnCommit hook, in commit order. Once queued, an operation
+// runs to completion even if ctx is cancelled meanwhile, so the caller
+// never has to guess whether it was applied.
+func (s *Store) writeChange(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) (*store.ChangeResult, error)) error {
 	op := &writeOp{ctx: ctx, fn: fn, done: make(chan error, 1)}
 	select {
 	case <-s.stop:
@@ -246,18 +267,20 @@ func (s *Store) commit(batch []*writeOp) {
 		return
 	}
 	results := make([]error, len(live))
+	changes := make([]*store.ChangeResult, len(live))
 	single := len(live) == 1
 	for i, op := range live {
 		ctx := context.WithoutCancel(op.ctx)
 		if single {
-			results[i] = op.fn(ctx, tx)
+			changes[i], results[i] = op.fn(ctx, tx)
 			continue
 		}
 		if _, err := tx.ExecContext(bg, "SAVEPOINT op"); err != nil {
 			results[i] = fmt.Errorf("sqlite: savepoint: %w", err)
 			continue
 		}
-		if err := op.fn(ctx, tx); err != nil {
+		var err error
+		if changes[i], err = op.fn(ctx, tx); err != nil {
 			results[i] = err
 			if _, rerr := tx.ExecContext(bg, "ROLLBACK TO op"); rerr != nil {
 				results[i] = errors.Join(err, rerr)
@@ -278,7 +301,11 @@ func (s *Store) commit(batch []*writeOp) {
 		}
 		return
 	}
+	hook := s.hook.Load()
 	for i, op := range live {
+		if hook != nil && results[i] == nil && changes[i] != nil && len(changes[i].Events) > 0 {
+			(*hook)(changes[i])
+		}
 		op.done <- results[i]
 	}
 }

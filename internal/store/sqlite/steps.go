@@ -290,14 +290,14 @@ func (s *Store) StepClaim(ctx context.Context, p *store.StepClaimParams) (*store
 		return nil, fmt.Errorf("claim steps: worker is required")
 	}
 	var res *store.StepClaimResult
-	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err := s.writeChange(ctx, func(ctx context.Context, tx *sql.Tx) (*store.ChangeResult, error) {
 		res = &store.StepClaimResult{}
 		now := p.Now.UTC()
 		where, args := readyFilter(now, p.Handlers, p.TemplateIDs, p.ExcludeTemplateIDs, p.TaskIDs)
 		args = append(args, p.Limit)
 		steps, err := loadStepsOrdered(ctx, tx, where+" ORDER BY run_at, idx LIMIT ?", args...)
 		if err != nil || len(steps) == 0 {
-			return err
+			return nil, err
 		}
 		ids := make([]string, len(steps))
 		for i, st := range steps {
@@ -310,20 +310,20 @@ func (s *Store) StepClaim(ctx context.Context, p *store.StepClaimParams) (*store
 			WHERE state IN ('pending', 'waiting_for_retry') AND id IN (`+placeholders(len(ids))+`)`,
 			append([]any{p.Worker, p.LeaseToken, us(leaseBase), us(now), us(now)}, idArgs(ids)...)...)
 		if err != nil {
-			return fmt.Errorf("claim: %w", err)
+			return nil, fmt.Errorf("claim: %w", err)
 		}
 		if n, _ := r.RowsAffected(); int(n) != len(ids) {
-			return fmt.Errorf("claim: %d of %d steps changed state concurrently: %w", len(ids)-int(n), len(ids), store.ErrConflict)
+			return nil, fmt.Errorf("claim: %d of %d steps changed state concurrently: %w", len(ids)-int(n), len(ids), store.ErrConflict)
 		}
 		c := newChange(now)
 		for _, st := range steps {
 			t, err := c.task(ctx, tx, st.TaskID)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			d, err := lifecycle.Step(st.State, lifecycle.StepInProgress)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			from := st.State
 			st.State = lifecycle.StepInProgress
@@ -344,16 +344,16 @@ func (s *Store) StepClaim(ctx context.Context, p *store.StepClaimParams) (*store
 		}
 		deps, err := dependencyResults(ctx, tx, ids)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		for _, cs := range res.Steps {
 			cs.Dependencies = deps[cs.Step.ID]
 		}
 		if err := appendEvents(ctx, tx, c.events); err != nil {
-			return err
+			return nil, err
 		}
 		res.Events = c.events
-		return nil
+		return &store.ChangeResult{Events: res.Events}, nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("claim steps: %w", err)
@@ -436,7 +436,7 @@ func (s *Store) StepCompleteMany(ctx context.Context, p *store.StepCompleteManyP
 		return &store.StepCompleteManyResult{}, nil
 	}
 	var res *store.StepCompleteManyResult
-	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err := s.writeChange(ctx, func(ctx context.Context, tx *sql.Tx) (*store.ChangeResult, error) {
 		res = &store.StepCompleteManyResult{}
 		c := newChange(p.Now)
 		ids := make([]string, len(p.Outcomes))
@@ -445,7 +445,7 @@ func (s *Store) StepCompleteMany(ctx context.Context, p *store.StepCompleteManyP
 		}
 		rows, err := loadSteps(ctx, tx, "id IN ("+placeholders(len(ids))+")", idArgs(ids)...)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		byID := make(map[string]*stepRow, len(rows))
 		for _, r := range rows {
@@ -459,7 +459,7 @@ func (s *Store) StepCompleteMany(ctx context.Context, p *store.StepCompleteManyP
 			}
 			t, err := c.task(ctx, tx, st.TaskID)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			meta := store.Metadata{Attempt: o.Attempt, Worker: p.Worker, LeaseToken: o.LeaseToken, DurationMS: o.DurationMS,
 				Error: o.Error, ErrorClass: o.ErrorClass}
@@ -479,10 +479,10 @@ func (s *Store) StepCompleteMany(ctx context.Context, p *store.StepCompleteManyP
 				ch.to = lifecycle.StepError
 				ch.meta.Permanent = o.Permanent
 			default:
-				return fmt.Errorf("outcome %d for step %s: unknown kind %d", i, o.StepID, o.Kind)
+				return nil, fmt.Errorf("outcome %d for step %s: unknown kind %d", i, o.StepID, o.Kind)
 			}
 			if err := c.applyStep(ctx, tx, t, st, ch); err != nil {
-				return err
+				return nil, err
 			}
 			for _, ce := range o.CustomEvents {
 				c.event(t, &store.Event{StepID: st.ID, StepName: st.Name, Name: event.Name(ce.Name), Payload: ce.Payload})
@@ -490,10 +490,10 @@ func (s *Store) StepCompleteMany(ctx context.Context, p *store.StepCompleteManyP
 			c.count++
 		}
 		if err := c.flush(ctx, tx); err != nil {
-			return err
+			return nil, err
 		}
 		res.ChangeResult = *c.result()
-		return nil
+		return &res.ChangeResult, nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("complete steps: %w", err)
@@ -509,7 +509,7 @@ func (s *Store) StepRescue(ctx context.Context, p *store.StepRescueParams) (*sto
 		limit = 1000
 	}
 	var res *store.ChangeResult
-	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err := s.writeChange(ctx, func(ctx context.Context, tx *sql.Tx) (*store.ChangeResult, error) {
 		c := newChange(p.Now)
 		where := "state = 'in_progress' AND (lease_expires_at <= ?"
 		args := []any{us(c.now)}
@@ -521,7 +521,7 @@ func (s *Store) StepRescue(ctx context.Context, p *store.StepRescueParams) (*sto
 		args = append(args, limit)
 		steps, err := loadStepsOrdered(ctx, tx, where, args...)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		dead := map[string]bool{}
 		for _, o := range p.DeadOwners {
@@ -530,7 +530,7 @@ func (s *Store) StepRescue(ctx context.Context, p *store.StepRescueParams) (*sto
 		for _, st := range steps {
 			t, err := c.task(ctx, tx, st.TaskID)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			reason := "lease expired"
 			if dead[st.LeaseOwner] && st.LeaseExpiresAt.After(c.now) {
@@ -543,36 +543,36 @@ func (s *Store) StepRescue(ctx context.Context, p *store.StepRescueParams) (*sto
 				ch.meta.Error, ch.meta.ErrorClass = ch.errMsg, ch.errClass
 			}
 			if err := c.applyStep(ctx, tx, t, st, ch); err != nil {
-				return err
+				return nil, err
 			}
 			c.count++
 		}
 		stuck, err := tx.QueryContext(ctx, "SELECT id FROM tasks WHERE state = 'in_progress' AND steps_open = 0 LIMIT ?", limit)
 		if err != nil {
-			return fmt.Errorf("find tasks to finalize: %w", err)
+			return nil, fmt.Errorf("find tasks to finalize: %w", err)
 		}
 		var ids []string
 		for stuck.Next() {
 			var id string
 			if err := stuck.Scan(&id); err != nil {
 				stuck.Close()
-				return err
+				return nil, err
 			}
 			ids = append(ids, id)
 		}
 		if err := stuck.Close(); err != nil {
-			return err
+			return nil, err
 		}
 		for _, id := range ids {
 			if _, err := c.task(ctx, tx, id); err != nil {
-				return err
+				return nil, err
 			}
 		}
 		if err := c.flush(ctx, tx); err != nil {
-			return err
+			return nil, err
 		}
 		res = c.result()
-		return nil
+		return res, nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("rescue steps: %w", err)
@@ -586,7 +586,7 @@ func (s *Store) StepRelease(ctx context.Context, p *store.StepReleaseParams) (*s
 		return &store.ChangeResult{}, nil
 	}
 	var res *store.ChangeResult
-	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err := s.writeChange(ctx, func(ctx context.Context, tx *sql.Tx) (*store.ChangeResult, error) {
 		c := newChange(p.Now)
 		ids := make([]string, len(p.Leases))
 		for i, l := range p.Leases {
@@ -594,7 +594,7 @@ func (s *Store) StepRelease(ctx context.Context, p *store.StepReleaseParams) (*s
 		}
 		rows, err := loadSteps(ctx, tx, "id IN ("+placeholders(len(ids))+")", idArgs(ids)...)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		byID := make(map[string]*stepRow, len(rows))
 		for _, r := range rows {
@@ -607,19 +607,19 @@ func (s *Store) StepRelease(ctx context.Context, p *store.StepReleaseParams) (*s
 			}
 			t, err := c.task(ctx, tx, st.TaskID)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			meta := store.Metadata{Reason: p.Reason, Worker: p.Worker, LeaseToken: l.LeaseToken}
 			if err := c.applyStep(ctx, tx, t, st, stepChange{to: lifecycle.StepPending, meta: meta, refund: true}); err != nil {
-				return err
+				return nil, err
 			}
 			c.count++
 		}
 		if err := c.flush(ctx, tx); err != nil {
-			return err
+			return nil, err
 		}
 		res = c.result()
-		return nil
+		return res, nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("release steps: %w", err)

@@ -97,21 +97,24 @@ func (s *Store) TaskCreate(ctx context.Context, p *store.TaskCreateParams) (*sto
 		return nil, err
 	}
 	var res *store.TaskCreateResult
-	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err := s.writeChange(ctx, func(ctx context.Context, tx *sql.Tx) (*store.ChangeResult, error) {
 		res = nil
 		if p.IdentityKey != "" {
 			existing, err := scanTask(tx.QueryRowContext(ctx, "SELECT "+taskColumns+" FROM tasks WHERE identity_key = ?", p.IdentityKey))
 			switch {
 			case err == nil:
 				res = &store.TaskCreateResult{Task: &existing.Task}
-				return nil
+				return nil, nil
 			case !errors.Is(err, sql.ErrNoRows):
-				return err
+				return nil, err
 			}
 		}
 		r, err := createTask(ctx, tx, p)
+		if err != nil {
+			return nil, err
+		}
 		res = r
-		return err
+		return &store.ChangeResult{Events: r.Events, Ready: r.Ready, Count: 1}, nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create task %s/%s@%s: %w", p.Namespace, p.Name, p.Version, err)
@@ -419,38 +422,38 @@ func (c *change) result() *store.ChangeResult {
 // TaskCancel cancels a task and its unfinished steps.
 func (s *Store) TaskCancel(ctx context.Context, p *store.TaskCancelParams) (*store.ChangeResult, error) {
 	var res *store.ChangeResult
-	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err := s.writeChange(ctx, func(ctx context.Context, tx *sql.Tx) (*store.ChangeResult, error) {
 		c := newChange(p.Now)
 		t, err := c.task(ctx, tx, p.TaskID)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		d, err := lifecycle.Task(t.State, lifecycle.TaskCancelled)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if d.NoOp {
 			res = c.result()
-			return nil
+			return nil, nil
 		}
 		steps, err := loadSteps(ctx, tx, "task_id = ? AND state IN ('pending', 'in_progress', 'waiting_for_retry', 'error')", p.TaskID)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		for _, st := range steps {
 			if err := c.transitionStep(ctx, tx, t, st, lifecycle.StepCancelled, store.Metadata{Reason: p.Reason}, ""); err != nil {
-				return err
+				return nil, err
 			}
 		}
 		if err := c.transitionTask(ctx, tx, t, lifecycle.TaskCancelled, store.Metadata{Reason: p.Reason}); err != nil {
-			return err
+			return nil, err
 		}
 		c.count = 1
 		if err := c.flush(ctx, tx); err != nil {
-			return err
+			return nil, err
 		}
 		res = c.result()
-		return nil
+		return res, nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("cancel task %s: %w", p.TaskID, err)
@@ -461,45 +464,45 @@ func (s *Store) TaskCancel(ctx context.Context, p *store.TaskCancelParams) (*sto
 // TaskRetry resets the failed steps of a task in error and resumes it.
 func (s *Store) TaskRetry(ctx context.Context, p *store.TaskRetryParams) (*store.ChangeResult, error) {
 	var res *store.ChangeResult
-	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err := s.writeChange(ctx, func(ctx context.Context, tx *sql.Tx) (*store.ChangeResult, error) {
 		c := newChange(p.Now)
 		t, err := c.task(ctx, tx, p.TaskID)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if t.State != lifecycle.TaskError {
 			// Only error → pending is allowed; pending → pending is a no-op
 			// that would retry nothing, so it is a conflict too.
 			if _, err := lifecycle.Task(t.State, lifecycle.TaskPending); err != nil {
-				return fmt.Errorf("task is %s: %w", t.State, err)
+				return nil, fmt.Errorf("task is %s: %w", t.State, err)
 			}
-			return fmt.Errorf("task is %s, not error: %w", t.State, store.ErrConflict)
+			return nil, fmt.Errorf("task is %s, not error: %w", t.State, store.ErrConflict)
 		}
 		steps, err := loadSteps(ctx, tx, "task_id = ? AND state = 'error'", p.TaskID)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if len(steps) == 0 {
-			return fmt.Errorf("task has no failed step to retry: %w", store.ErrConflict)
+			return nil, fmt.Errorf("task has no failed step to retry: %w", store.ErrConflict)
 		}
 		meta := store.Metadata{Reason: p.Reason}
 		if err := c.transitionTask(ctx, tx, t, lifecycle.TaskPending, meta); err != nil {
-			return err
+			return nil, err
 		}
 		for _, st := range steps {
 			if err := c.transitionStep(ctx, tx, t, st, lifecycle.StepPending, meta, ""); err != nil {
-				return err
+				return nil, err
 			}
 		}
 		if err := c.transitionTask(ctx, tx, t, lifecycle.TaskInProgress, store.Metadata{Reason: p.Reason}); err != nil {
-			return err
+			return nil, err
 		}
 		c.count = len(steps)
 		if err := c.flush(ctx, tx); err != nil {
-			return err
+			return nil, err
 		}
 		res = c.result()
-		return nil
+		return res, nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("retry task %s: %w", p.TaskID, err)

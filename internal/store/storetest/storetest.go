@@ -49,6 +49,7 @@ func Exercise(t *testing.T, newStore NewStore) {
 		{"EventListFilters", testEventList},
 		{"NextRunAt", testNextRunAt},
 		{"LargeTask", testLargeTask},
+		{"OnCommitInCommitOrder", testOnCommit},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -1032,5 +1033,81 @@ func testRelease(t *testing.T, b *bundle) {
 	o := outcome(again.Steps[0], store.OutcomeComplete)
 	if r := b.complete(t, o); len(r.Finalized) != 1 || r.Finalized[0].State != lifecycle.TaskComplete {
 		t.Fatalf("finalized = %+v", r.Finalized)
+	}
+}
+
+func testOnCommit(t *testing.T, b *bundle) {
+	var (
+		mu      sync.Mutex
+		changes []*store.ChangeResult
+	)
+	b.s.OnCommit(func(c *store.ChangeResult) {
+		mu.Lock()
+		changes = append(changes, c)
+		mu.Unlock()
+	})
+	defer b.s.OnCommit(nil)
+	res := b.create(t, diamond(), createOpts{})
+	mu.Lock()
+	if len(changes) != 1 || len(changes[0].Events) != len(res.Events) || len(changes[0].Ready) != 1 {
+		t.Fatalf("after create: %d changes announced; want the create, before TaskCreate returned", len(changes))
+	}
+	mu.Unlock()
+	// Many concurrent writers: announcements arrive in commit (cursor) order.
+	b.template(t, "t1")
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 5 {
+				r, err := b.s.TaskCreate(b.ctx, &store.TaskCreateParams{TemplateID: "t1", Namespace: "ns", Name: "tmpl-t1", Version: "1.0.0",
+					Context: json.RawMessage(`{}`), Steps: []store.StepSpec{{Name: "x", Handler: "work", MaxAttempts: 1, Timeout: time.Second}}, Now: b.now})
+				if err != nil {
+					t.Errorf("TaskCreate: %v", err)
+					return
+				}
+				c, err := b.s.StepClaim(b.ctx, &store.StepClaimParams{Worker: "w", Limit: 1, Now: b.now, LeaseToken: 9, TaskIDs: []string{r.Task.ID}})
+				if err != nil || len(c.Steps) != 1 {
+					t.Errorf("StepClaim: %v", err)
+					return
+				}
+				if _, err := b.s.StepCompleteMany(b.ctx, &store.StepCompleteManyParams{Worker: "w", Now: b.now,
+					Outcomes: []store.StepOutcome{outcome(c.Steps[0], store.OutcomeComplete)}}); err != nil {
+					t.Errorf("StepCompleteMany: %v", err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	mu.Lock()
+	var last int64
+	n := 0
+	for _, c := range changes {
+		for _, e := range c.Events {
+			if e.Cursor <= last {
+				t.Fatalf("announced cursor %d after %d: not in commit order", e.Cursor, last)
+			}
+			last = e.Cursor
+			n++
+		}
+	}
+	all, err := b.s.EventList(b.ctx, &store.EventListParams{Limit: 100000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := len(changes)
+	mu.Unlock()
+	if n != len(all) {
+		t.Fatalf("announced %d events, the log holds %d", n, len(all))
+	}
+	// A write that changes nothing announces nothing.
+	if _, err := b.s.StepClaim(b.ctx, &store.StepClaimParams{Worker: "w", Limit: 5, Now: b.now, LeaseToken: 1, TaskIDs: []string{"none"}}); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(changes) != before {
+		t.Fatal("an empty claim was announced")
 	}
 }

@@ -1,0 +1,228 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/tasker-go/tasker"
+)
+
+// run calls Main in process and returns the exit status and both streams.
+func run(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := Main(context.Background(), args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func compact(t *testing.T, raw json.RawMessage) string {
+	t.Helper()
+	var b bytes.Buffer
+	if err := json.Compact(&b, raw); err != nil {
+		t.Fatalf("compact %q: %v", raw, err)
+	}
+	return b.String()
+}
+
+func writeFile(t *testing.T, dir, name, body string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+const okTemplate = `namespace: cli
+name: ok
+version: 1.0.0
+context_schema:
+  type: object
+  properties: {n: {type: integer}}
+steps:
+  - name: first
+    handler: command
+    config: {command: [sh, -c, 'echo "{\"seen\": $(sed "s/.*\"n\":\([0-9]*\).*/\1/")}"']}
+  - {name: second, handler: noop, depends_on: [first], config: {result: {done: true}}}
+`
+
+const failTemplate = `namespace: cli
+name: fails
+version: 1.0.0
+steps:
+  - name: charge
+    handler: command
+    config: {command: [sh, -c, 'echo "card declined" >&2; exit 78']}
+  - {name: ship, handler: noop, depends_on: [charge]}
+`
+
+func TestRunJSONDocument(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	db := filepath.Join(dir, "t.db")
+	tmpl := writeFile(t, dir, "ok.yaml", okTemplate)
+	code, out, stderr := run(t, "run", tmpl, "--db", db, "--json", "--context", `{"n": 41}`)
+	if code != ExitOK {
+		t.Fatalf("exit %d, stderr:\n%s", code, stderr)
+	}
+	var task tasker.Task
+	if err := json.Unmarshal([]byte(out), &task); err != nil {
+		t.Fatalf("stdout is not the task document: %v\n%s", err, out)
+	}
+	if task.State != tasker.TaskComplete || len(task.Steps) != 2 {
+		t.Fatalf("task = %s with %d steps", task.State, len(task.Steps))
+	}
+	if got := compact(t, task.Steps[0].Results); got != `{"seen":41}` {
+		t.Errorf("first step result = %s, want {\"seen\":41}", got)
+	}
+	if task.Steps[1].Attempts != 1 || compact(t, task.Steps[1].Results) != `{"done":true}` {
+		t.Errorf("second step = %+v", task.Steps[1])
+	}
+	if !strings.Contains(stderr, task.ID) {
+		t.Errorf("stderr does not name the task id: %q", stderr)
+	}
+}
+
+func TestRunFailureExitsOne(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	tmpl := writeFile(t, dir, "fails.yaml", failTemplate)
+	code, out, _ := run(t, "run", tmpl, "--db", filepath.Join(dir, "t.db"), "--json")
+	if code != ExitTaskFailed {
+		t.Fatalf("exit %d, want %d", code, ExitTaskFailed)
+	}
+	var task tasker.Task
+	if err := json.Unmarshal([]byte(out), &task); err != nil {
+		t.Fatal(err)
+	}
+	charge := task.Steps[0]
+	if task.State != tasker.TaskError || charge.State != tasker.StepError || charge.Attempts != 1 ||
+		!strings.Contains(charge.LastError, "card declined") || task.Steps[1].State != tasker.StepPending {
+		t.Fatalf("task %s, charge %s/%d %q, ship %s", task.State, charge.State, charge.Attempts, charge.LastError, task.Steps[1].State)
+	}
+}
+
+func TestRunProgressAndSummary(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	tmpl := writeFile(t, dir, "ok.yaml", okTemplate)
+	code, out, stderr := run(t, "run", tmpl, "--db", filepath.Join(dir, "t.db"), "--context", `{"n": 1}`)
+	if code != ExitOK {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	for _, want := range []string{"first: attempt 1/3 started", "first: complete", "ready: second", "task complete", "2/2 steps done", "✓ second"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("progress output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestRunRejectsBadInput(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	db := filepath.Join(dir, "t.db")
+	bad := writeFile(t, dir, "bad.yaml", "namespace: cli\nname: bad\nversion: 1.0.0\nsteps:\n  - {name: a, handler: noop, depends_on: [b]}\n  - {name: b, handler: noop, depends_on: [a]}\n")
+	code, _, stderr := run(t, "run", bad, "--db", db)
+	if code != ExitUsage || !strings.Contains(stderr, "bad.yaml:") || !strings.Contains(stderr, "dependency cycle") {
+		t.Errorf("cyclic template: exit %d, stderr %q", code, stderr)
+	}
+	ok := writeFile(t, dir, "ok.yaml", okTemplate)
+	code, _, stderr = run(t, "run", ok, "--db", db, "--context", `{"n": "many"}`)
+	if code != ExitUsage || !strings.Contains(stderr, "/n") {
+		t.Errorf("bad context: exit %d, stderr %q", code, stderr)
+	}
+	code, _, stderr = run(t, "run", ok, "--db", db, "--context", `{"n": 1`)
+	if code != ExitUsage || !strings.Contains(stderr, "JSON") {
+		t.Errorf("malformed context: exit %d, stderr %q", code, stderr)
+	}
+	code, _, _ = run(t, "run", ok, "--db", db, "--context", "{}", "--context-file", "x.json")
+	if code != ExitUsage {
+		t.Errorf("both context flags: exit %d", code)
+	}
+	code, out, _ := run(t, "task", "list", "--db", db, "--json")
+	if code != ExitOK || !strings.Contains(out, `"tasks": []`) {
+		t.Errorf("tasks stored after rejected runs: %s", out)
+	}
+	code, _, stderr = run(t, "run", filepath.Join(dir, "missing.yaml"), "--db", db)
+	if code != ExitUsage || !strings.Contains(stderr, "missing.yaml") {
+		t.Errorf("missing template: exit %d, %q", code, stderr)
+	}
+}
+
+func TestTemplateValidateAndGraph(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	ok := writeFile(t, dir, "ok.yaml", okTemplate)
+	bad := writeFile(t, dir, "bad.yaml", "namespace: cli\nname: bad\nversion: 1.0.0\nsteps:\n  - {name: a, handler: mystery, timeout: 5 minutes}\n")
+	code, out, _ := run(t, "template", "validate", ok, bad)
+	if code != ExitUsage {
+		t.Errorf("validate with one bad file: exit %d", code)
+	}
+	for _, want := range []string{"ok.yaml: ok (cli/ok@1.0.0, 2 steps)", "bad.yaml: invalid", "bad.yaml:5:", `"mystery"`, "timeout"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("validate output lacks %q:\n%s", want, out)
+		}
+	}
+	if code, _, _ := run(t, "template", "validate", "--handler", "mystery", ok); code != ExitOK {
+		t.Errorf("validate ok: exit %d", code)
+	}
+	code, out, _ = run(t, "template", "graph", ok)
+	if code != ExitOK || !strings.Contains(out, "flowchart TD") || !strings.Contains(out, "first --> second") ||
+		!strings.Contains(out, "level 0: first") || !strings.Contains(out, "level 1: second") {
+		t.Errorf("graph: exit %d\n%s", code, out)
+	}
+}
+
+func TestTaskListShowCancelRetry(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	db := filepath.Join(dir, "t.db")
+	fails := writeFile(t, dir, "fails.yaml", failTemplate)
+	run(t, "run", fails, "--db", db)
+	code, out, _ := run(t, "task", "list", "--db", db, "--json")
+	var list struct{ Tasks []tasker.Task }
+	if err := json.Unmarshal([]byte(out), &list); code != ExitOK || err != nil || len(list.Tasks) != 1 {
+		t.Fatalf("task list: exit %d, %v, %s", code, err, out)
+	}
+	id := list.Tasks[0].ID
+	code, out, _ = run(t, "task", "show", id, "--db", db)
+	for _, want := range []string{"transitions:", "task.initialize_requested", "step.execution_requested", "step.failed", "task.failed", "card declined", "(new) → pending"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("task show lacks %q:\n%s", want, out)
+		}
+	}
+	code, out, _ = run(t, "task", "show", id, "--db", db, "--json")
+	var shown struct {
+		Task        tasker.Task
+		Transitions []tasker.Transition
+	}
+	if err := json.Unmarshal([]byte(out), &shown); code != ExitOK || err != nil || len(shown.Transitions) < 7 {
+		t.Fatalf("task show --json: exit %d, %v, %d transitions", code, err, len(shown.Transitions))
+	}
+	if code, _, stderr := run(t, "task", "cancel", id, "--db", db); code != ExitUsage || !strings.Contains(stderr, "invalid transition") {
+		t.Errorf("cancel of a failed task: exit %d, %q", code, stderr)
+	}
+	if code, out, _ := run(t, "task", "retry", id, "--db", db); code != ExitOK || !strings.Contains(out, "in_progress") {
+		t.Errorf("retry: exit %d, %q", code, out)
+	}
+	if code, out, _ := run(t, "task", "list", "--db", db, "--state", "in_progress"); code != ExitOK || !strings.Contains(out, id) {
+		t.Errorf("list in_progress after retry: %q", out)
+	}
+	if code, out, _ := run(t, "task", "cancel", id, "--db", db, "--reason", "giving up"); code != ExitOK || !strings.Contains(out, "cancelled") {
+		t.Errorf("cancel: exit %d, %q", code, out)
+	}
+	if code, _, stderr := run(t, "task", "show", "nope", "--db", db); code != ExitUsage || !strings.Contains(stderr, "not found") {
+		t.Errorf("show unknown: exit %d, %q", code, stderr)
+	}
+	if code, _, stderr := run(t, "task", "list", "--db", db, "--state", "bogus"); code != ExitUsage || !strings.Contains(stderr, "bogus") {
+		t.Errorf("list bad state: exit %d, %q", code, stderr)
+	}
+}
+
+func errorsAs(err error, target any) bool { return errors.As(err, target) }

@@ -1,0 +1,103 @@
+package engine
+
+import (
+	"context"
+	"sync"
+
+	"github.com/tasker-go/tasker/internal/event"
+	"github.com/tasker-go/tasker/internal/lifecycle"
+	"github.com/tasker-go/tasker/internal/store"
+)
+
+// publisher delivers events to the bus in commit order. The store announces
+// every committed change on its commit path (OnCommit); announcements and
+// observations are queued here without blocking, and one goroutine
+// publishes them in order, so a slow subscriber with the Block policy slows
+// publication, never the store.
+type publisher struct {
+	mu     sync.Mutex
+	queue  []publication
+	signal chan struct{}
+	stop   chan struct{}
+	done   chan struct{}
+}
+
+type publication struct {
+	change   *store.ChangeResult
+	observed []event.Event
+}
+
+func newPublisher() *publisher {
+	return &publisher{signal: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+}
+
+func (p *publisher) push(pub publication) {
+	p.mu.Lock()
+	p.queue = append(p.queue, pub)
+	p.mu.Unlock()
+	select {
+	case p.signal <- struct{}{}:
+	default:
+	}
+}
+
+func (p *publisher) take() []publication {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	q := p.queue
+	p.queue = nil
+	return q
+}
+
+// run publishes until stop is closed, then drains what is queued.
+func (e *Engine) runPublisher() {
+	p := e.pub
+	defer close(p.done)
+	ctx := context.Background()
+	for {
+		select {
+		case <-p.signal:
+		case <-p.stop:
+			for _, pub := range p.take() {
+				e.publishChange(ctx, pub.change, pub.observed)
+			}
+			return
+		}
+		for _, pub := range p.take() {
+			e.publishChange(ctx, pub.change, pub.observed)
+		}
+	}
+}
+
+// announce is the store's commit hook: it queues the change for
+// publication, counts finalizations and wakes the dispatcher when steps
+// became ready. It never blocks.
+func (e *Engine) announce(res *store.ChangeResult) {
+	e.stats.finalized.Add(int64(len(res.Finalized)))
+	for _, ev := range res.Events {
+		if ev.Name == event.StepCancelled && ev.From == string(lifecycle.StepInProgress) {
+			e.interrupt(ev.StepID)
+		}
+	}
+	e.pub.push(publication{change: res})
+	if len(res.Ready) > 0 {
+		e.Wake()
+	}
+}
+
+// observe queues observability events behind the changes announced so far.
+func (e *Engine) observe(evs []event.Event) {
+	if len(evs) > 0 {
+		e.pub.push(publication{observed: evs})
+	}
+}
+
+// interrupt cancels the handler running a step that was cancelled.
+func (e *Engine) interrupt(stepID string) {
+	e.mu.Lock()
+	a := e.inflight[stepID]
+	e.mu.Unlock()
+	if a != nil && a.cancel != nil {
+		a.cancel()
+	}
+}
