@@ -263,9 +263,9 @@ func (c *Client) CreateTask(ctx context.Context, req TaskRequest) (*TaskCreated,
 	if err != nil {
 		return nil, err
 	}
-	t, err := c.engineTemplate(rec)
+	t, err := c.engine.Template(ctx, rec.ID)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("tasker: template %s/%s@%s: %w", rec.Namespace, rec.Name, rec.Version, err)
 	}
 	taskCtx := req.Context
 	if len(taskCtx) == 0 {
@@ -303,15 +303,6 @@ func (c *Client) CreateTask(ctx context.Context, req TaskRequest) (*TaskCreated,
 		return nil, fmt.Errorf("tasker: %w", err)
 	}
 	return &TaskCreated{Task: taskFromStore(res.Task), Created: res.Created}, nil
-}
-
-func (c *Client) engineTemplate(rec *store.Template) (*Template, error) {
-	t, err := template.FromJSON(rec.Definition)
-	if err != nil {
-		return nil, fmt.Errorf("tasker: template %s/%s@%s: %w", rec.Namespace, rec.Name, rec.Version, err)
-	}
-	c.engine.RegisterTemplate(t)
-	return t, nil
 }
 
 func orLatest(v string) string {

@@ -3,7 +3,6 @@ package tasker_test
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"path/filepath"
 	"sync"
@@ -289,5 +288,3 @@ func (b *testBundle) checkAudit() {
 		}
 	}
 }
-
-var errTest = errors.New("test")

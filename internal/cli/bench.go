@@ -1,13 +1,184 @@
 package cli
 
 import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"runtime/pprof"
+	"strings"
+
 	"github.com/spf13/cobra"
+
+	"github.com/tasker-go/tasker/internal/bench"
 )
 
+// benchFlags are the flags of the bench subcommands.
+type benchFlags struct {
+	n           int
+	steps       int
+	runs        int
+	concurrency int
+	inserters   int
+	synchronous string
+	jsonOut     bool
+	cpuProfile  string
+}
+
+const benchDBNote = `The benchmark runs on a new temporary database that is removed afterwards, so
+it never touches your tasker.db; TASKER_DB is ignored. Pass --db explicitly to
+run on a given file instead: it keeps the benchmark's template and tasks, and
+must not hold unfinished tasks.`
+
 func newBenchCmd(e *env) *cobra.Command {
+	var f benchFlags
 	cmd := &cobra.Command{
 		Use:   "bench",
 		Short: "Measure the engine: burn-down of single-step tasks, a linear chain",
+		Long: `Bench runs performance scenarios on the embedded SQLite store through the same
+API as "tasker run", with the built-in "noop" handler so that only the engine
+is measured, and prints a table (or a JSON report with --json).
+
+  burn-down  N one-step tasks are created first, then a worker is started and
+             timed until all are complete: throughput in tasks/s and steps/s.
+  diamond    the same with four-step diamond tasks (a, then b and c, then d).
+  chain      one task of a linear chain of steps, run several times one after
+             the other: end-to-end latency and overhead per step.
+
+` + benchDBNote + `
+
+See docs/performance.md for the figures measured so far and what limits them.`,
+		Example: `  tasker bench burn-down
+  tasker bench burn-down -n 10000 --synchronous NORMAL
+  tasker bench chain --steps 40 --runs 5 --json > chain.json
+  tasker bench diamond -n 2000 --cpuprofile cpu.out`,
+		Args: cobra.NoArgs,
 	}
+	cmd.PersistentFlags().IntVar(&f.concurrency, "concurrency", bench.DefaultConcurrency, "maximum steps running at once (also the claim batch size)")
+	cmd.PersistentFlags().StringVar(&f.synchronous, "synchronous", bench.DefaultSynchronous, "SQLite synchronous setting: FULL (the product default) or NORMAL")
+	cmd.PersistentFlags().BoolVar(&f.jsonOut, "json", false, "print a JSON report (machine, settings, results) instead of a table")
+	cmd.PersistentFlags().StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file (read it with go tool pprof)")
+
+	burn := &cobra.Command{
+		Use:   "burn-down",
+		Short: "Throughput of N one-step tasks created up front",
+		Long: `Burn-down registers a template of one "noop" step, creates N tasks from
+several goroutines (timed separately: the insert rate), then starts a worker
+and measures how long it takes to complete all of them.
+
+` + benchDBNote,
+		Example: `  tasker bench burn-down
+  tasker bench burn-down -n 10000 --concurrency 64
+  tasker bench burn-down --synchronous NORMAL --json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runBench(cmd, e, f, bench.Config{N: f.n, Inserters: f.inserters}, bench.BurnDown)
+		},
+	}
+	burn.Flags().IntVarP(&f.n, "n", "n", bench.DefaultN, "number of tasks")
+	burn.Flags().IntVar(&f.inserters, "inserters", bench.DefaultInserters, "goroutines creating the tasks")
+
+	diamond := &cobra.Command{
+		Use:   "diamond",
+		Short: "Throughput of N four-step diamond tasks created up front",
+		Long: `Diamond is burn-down with tasks of four "noop" steps: a, then b and c in
+parallel, then d. It adds dependency release and parallel steps to the
+measurement.
+
+` + benchDBNote,
+		Example: `  tasker bench diamond
+  tasker bench diamond -n 5000 --synchronous NORMAL`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runBench(cmd, e, f, bench.Config{N: f.n, Inserters: f.inserters}, bench.Diamond)
+		},
+	}
+	diamond.Flags().IntVarP(&f.n, "n", "n", bench.DefaultN, "number of tasks")
+	diamond.Flags().IntVar(&f.inserters, "inserters", bench.DefaultInserters, "goroutines creating the tasks")
+
+	chain := &cobra.Command{
+		Use:   "chain",
+		Short: "End-to-end latency of a linear chain of steps",
+		Long: `Chain registers a template of a linear chain of "noop" steps, starts a
+worker, runs one untimed warm-up task, then runs --runs tasks one after the
+other, each timed from its creation to the return of WaitTask. It reports
+the minimum, median (p50) and maximum, and the same divided by the number of
+steps: the engine's overhead per step.
+
+` + benchDBNote,
+		Example: `  tasker bench chain
+  tasker bench chain --steps 100 --runs 10
+  tasker bench chain --synchronous NORMAL --json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runBench(cmd, e, f, bench.Config{Steps: f.steps, Runs: f.runs}, bench.Chain)
+		},
+	}
+	chain.Flags().IntVar(&f.steps, "steps", bench.DefaultChainSteps, "number of steps in the chain")
+	chain.Flags().IntVar(&f.runs, "runs", bench.DefaultRuns, "number of timed runs")
+
+	cmd.AddCommand(burn, diamond, chain)
 	return cmd
+}
+
+// runBench runs one scenario with the shared flags and prints its result.
+func runBench(cmd *cobra.Command, e *env, f benchFlags, cfg bench.Config,
+	scenario func(context.Context, bench.Config) (*bench.Result, error)) (err error) {
+	ctx := cmd.Context()
+	log, err := e.logger()
+	if err != nil {
+		return exitWith(ExitUsage, err)
+	}
+	cfg.Concurrency = f.concurrency
+	cfg.Synchronous = strings.ToUpper(f.synchronous)
+	cfg.Logger = log
+	// Only a --db given on this command line selects a file; the default
+	// (and TASKER_DB) would point at the user's own database.
+	if cmd.Flags().Changed("db") {
+		if e.db == "" {
+			return exitWith(ExitUsage, errors.New("--db is empty"))
+		}
+		cfg.DB = e.db
+	}
+	if f.cpuProfile != "" {
+		out, err := os.Create(f.cpuProfile)
+		if err != nil {
+			return exitWith(ExitUsage, fmt.Errorf("cpu profile: %w", err))
+		}
+		if err := pprof.StartCPUProfile(out); err != nil {
+			out.Close()
+			return exitWith(ExitUsage, fmt.Errorf("cpu profile: %w", err))
+		}
+		defer func() {
+			pprof.StopCPUProfile()
+			if cerr := out.Close(); cerr != nil && err == nil {
+				err = exitWith(ExitUsage, fmt.Errorf("cpu profile: %w", cerr))
+			}
+		}()
+	}
+	where := "a temporary database"
+	if cfg.DB != "" {
+		where = cfg.DB
+	}
+	fmt.Fprintf(e.stderr, "tasker: bench %s on %s (synchronous %s, concurrency %d)\n", cmd.Name(), where, cfg.Synchronous, cfg.Concurrency)
+	res, err := scenario(ctx, cfg)
+	if err != nil {
+		if ctx.Err() != nil {
+			return exitWith(ExitInterrupted, err)
+		}
+		return exitWith(ExitUsage, err)
+	}
+	if f.jsonOut {
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(bench.NewReport(ctx, cfg, res)); err != nil {
+			return exitWith(ExitUsage, err)
+		}
+		return nil
+	}
+	if err := bench.WriteTable(e.stdout, res); err != nil {
+		return exitWith(ExitUsage, err)
+	}
+	return nil
 }

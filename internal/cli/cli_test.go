@@ -192,6 +192,9 @@ func TestTaskListShowCancelRetry(t *testing.T) {
 	}
 	id := list.Tasks[0].ID
 	code, out, _ = run(t, "task", "show", id, "--db", db)
+	if code != ExitOK {
+		t.Fatalf("task show: exit %d", code)
+	}
 	for _, want := range []string{"transitions:", "task.initialize_requested", "step.execution_requested", "step.failed", "task.failed", "card declined", "(new) → pending"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("task show lacks %q:\n%s", want, out)
@@ -226,3 +229,31 @@ func TestTaskListShowCancelRetry(t *testing.T) {
 }
 
 func errorsAs(err error, target any) bool { return errors.As(err, target) }
+
+func TestResumeRefusesTasksWithForeignHandlers(t *testing.T) {
+	t.Parallel()
+	db := filepath.Join(t.TempDir(), "t.db")
+	ctx := context.Background()
+	c, err := tasker.Open(ctx, tasker.Config{Database: db, Handlers: map[string]tasker.Handler{
+		"in_my_program": tasker.HandlerFunc(func(context.Context, *tasker.StepInput) (any, error) { return nil, nil }),
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl, err := tasker.ParseTemplate("x.yaml", []byte("namespace: lib\nname: go\nversion: 1.0.0\nsteps:\n  - {name: a, handler: in_my_program}\n"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.RegisterTemplate(ctx, tmpl); err != nil {
+		t.Fatal(err)
+	}
+	created, err := c.CreateTask(ctx, tasker.TaskRequest{Namespace: "lib", Name: "go"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	code, _, stderr := run(t, "resume", created.Task.ID, "--db", db)
+	if code != ExitUsage || !strings.Contains(stderr, "in_my_program") {
+		t.Errorf("resume of a task with a Go handler: exit %d, %q; want a refusal naming the handler", code, stderr)
+	}
+}

@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -36,9 +35,9 @@ func binary(t *testing.T) string {
 			return
 		}
 		binPath = filepath.Join(dir, "tasker")
-		goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
-		if _, err := os.Stat(goBin); err != nil {
-			goBin = "go"
+		goBin, err := exec.LookPath("go")
+		if err != nil {
+			goBin = "/usr/local/go/bin/go"
 		}
 		out, err := exec.Command(goBin, "build", "-o", binPath, "github.com/tasker-go/tasker/cmd/tasker").CombinedOutput()
 		if err != nil {
@@ -65,15 +64,6 @@ func ledgerTemplate(ledger string, steps int, sleep string) string {
 		}
 	}
 	return b.String()
-}
-
-func readLedger(t *testing.T, path string) []string {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil && !os.IsNotExist(err) {
-		t.Fatal(err)
-	}
-	return strings.Fields(strings.ReplaceAll(string(b), "\n", "|"))
 }
 
 func countLines(lines []string, prefix string) int {

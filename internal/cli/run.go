@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -134,6 +136,10 @@ func runTemplate(ctx context.Context, e *env, path string, f runFlags) error {
 func drive(ctx context.Context, e *env, c *tasker.Client, task *tasker.Task, f runFlags) error {
 	fmt.Fprintf(e.stderr, "tasker: task %s (%s/%s@%s) in %s\n", task.ID, task.Namespace, task.Name, task.Version, e.db)
 	if !task.Finished() {
+		if missing := missingHandlers(c, task); len(missing) > 0 {
+			return exitWith(ExitUsage, fmt.Errorf("task %s needs handlers this program does not have: %s; run it from the program that registers them",
+				task.ID, strings.Join(missing, ", ")))
+		}
 		var rep reporter
 		switch {
 		case f.jsonOut:
@@ -182,6 +188,22 @@ func drive(ctx context.Context, e *env, c *tasker.Client, task *tasker.Task, f r
 		return exitWith(ExitTaskFailed, nil)
 	}
 	return nil
+}
+
+// missingHandlers lists the handlers of the task's unfinished steps that
+// this client cannot run.
+func missingHandlers(c *tasker.Client, task *tasker.Task) []string {
+	have := map[string]bool{}
+	for _, h := range c.HandlerNames() {
+		have[h] = true
+	}
+	var missing []string
+	for _, s := range task.Steps {
+		if !s.State.Terminal() && !have[s.Handler] && !slices.Contains(missing, s.Handler) {
+			missing = append(missing, s.Handler)
+		}
+	}
+	return missing
 }
 
 func isTerminal(w io.Writer) bool {

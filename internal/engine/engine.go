@@ -293,6 +293,12 @@ func (e *Engine) Wake() {
 	}
 }
 
+// Template returns the compiled template with this digest, from the
+// engine's cache when it is there.
+func (e *Engine) Template(ctx context.Context, id string) (*template.Template, error) {
+	return e.tmpl.get(ctx, id)
+}
+
 // RegisterTemplate tells the engine about a template so that its
 // concurrency limit applies from the first claim.
 func (e *Engine) RegisterTemplate(t *template.Template) { e.tmpl.put(t) }

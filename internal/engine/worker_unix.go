@@ -4,6 +4,8 @@ package engine
 
 import (
 	"errors"
+	"os"
+	"strings"
 	"syscall"
 )
 
@@ -12,4 +14,15 @@ import (
 func processExists(pid int) bool {
 	err := syscall.Kill(pid, 0)
 	return err == nil || errors.Is(err, syscall.EPERM)
+}
+
+// pidNamespace identifies this process's PID namespace ("4026531836"), or
+// returns "" where /proc does not tell. Two containers may share a host
+// name; only a process in the same namespace can judge a pid.
+func pidNamespace() string {
+	link, err := os.Readlink("/proc/self/ns/pid")
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSuffix(strings.TrimPrefix(link, "pid:["), "]")
 }

@@ -1,0 +1,247 @@
+// Package bench holds Tasker's reusable performance scenarios. Each scenario
+// drives the public root package API (tasker.Open, RegisterTemplate,
+// CreateTask, Start, WaitTask, Stats) on the embedded SQLite store, so it
+// measures the product as users run it, and returns a Result that prints as
+// a table row and marshals to JSON:
+//
+//   - BurnDown: N one-step "noop" tasks are inserted first, then a client is
+//     started and the time until every task is complete is measured.
+//   - Chain: one task of a linear chain of Steps "noop" steps, run Runs times
+//     one after the other on a started client; the end-to-end latency of each
+//     run and the overhead per step are reported.
+//   - Diamond: BurnDown with N four-step diamond tasks (a → b, c → d).
+//
+// `tasker bench` is the command-line front end; docs/performance.md has the
+// commands, the figures measured so far and what limits them.
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/tasker-go/tasker"
+)
+
+// Defaults of Config.
+const (
+	DefaultN           = 1000
+	DefaultChainSteps  = 40
+	DefaultRuns        = 5
+	DefaultConcurrency = 16
+	DefaultInserters   = 8
+	DefaultSynchronous = "FULL"
+)
+
+// Config configures a scenario. Zero fields take the defaults above.
+type Config struct {
+	// DB is the SQLite database file. Empty means a fresh file in a new
+	// temporary directory, removed when the scenario returns. A given file
+	// keeps the benchmark's template and tasks afterwards, and must not hold
+	// unfinished tasks: the engine would run them too and skew the figures.
+	DB string `json:"db,omitempty"`
+	// N is the number of tasks of a burn-down. Default 1000.
+	N int `json:"n,omitempty"`
+	// Steps is the length of the chain. Default 40. Burn-down tasks have
+	// one step and diamonds four, whatever Steps says.
+	Steps int `json:"steps,omitempty"`
+	// Runs is how many chain tasks are timed, one after the other, after
+	// one untimed warm-up run. Default 5.
+	Runs int `json:"runs,omitempty"`
+	// Concurrency bounds the handlers running at once (tasker.Config's
+	// Concurrency); the engine also claims at most this many steps per
+	// claim. Default 16.
+	Concurrency int `json:"concurrency"`
+	// Inserters is the number of goroutines that create the tasks of a
+	// burn-down, so that the store's group commit can batch them.
+	// Default 8.
+	Inserters int `json:"inserters,omitempty"`
+	// Synchronous is SQLite's synchronous setting, "FULL" (the product's
+	// default: every commit is on disk) or "NORMAL". Default "FULL".
+	Synchronous string `json:"synchronous"`
+	// Logger receives the client's logs. Default: discard.
+	Logger *slog.Logger `json:"-"`
+}
+
+// withDefaults returns the configuration with its zero fields set to
+// their defaults and Synchronous in upper case.
+func (c Config) withDefaults() Config {
+	if c.N == 0 {
+		c.N = DefaultN
+	}
+	if c.Steps == 0 {
+		c.Steps = DefaultChainSteps
+	}
+	if c.Runs == 0 {
+		c.Runs = DefaultRuns
+	}
+	if c.Concurrency == 0 {
+		c.Concurrency = DefaultConcurrency
+	}
+	if c.Inserters == 0 {
+		c.Inserters = DefaultInserters
+	}
+	if c.Synchronous == "" {
+		c.Synchronous = DefaultSynchronous
+	}
+	c.Synchronous = strings.ToUpper(c.Synchronous)
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+// validate reports every out-of-range field of a configuration with its
+// defaults applied.
+func (c Config) validate() error {
+	var problems []string
+	if c.N < 1 {
+		problems = append(problems, fmt.Sprintf("n must be at least 1, not %d", c.N))
+	}
+	if c.Steps < 1 || c.Steps > 10000 {
+		problems = append(problems, fmt.Sprintf("steps must be between 1 and 10000, not %d", c.Steps))
+	}
+	if c.Runs < 1 {
+		problems = append(problems, fmt.Sprintf("runs must be at least 1, not %d", c.Runs))
+	}
+	if c.Concurrency < 1 {
+		problems = append(problems, fmt.Sprintf("concurrency must be at least 1, not %d", c.Concurrency))
+	}
+	if c.Inserters < 1 {
+		problems = append(problems, fmt.Sprintf("inserters must be at least 1, not %d", c.Inserters))
+	}
+	if c.Synchronous != "FULL" && c.Synchronous != "NORMAL" {
+		problems = append(problems, fmt.Sprintf("synchronous must be FULL or NORMAL, not %q", c.Synchronous))
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("bench: %s", strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+// prepare applies the defaults and validates.
+func (c Config) prepare() (Config, error) {
+	c = c.withDefaults()
+	return c, c.validate()
+}
+
+// open opens a client on the configured database, or on a fresh temporary
+// one. cleanup closes the client and removes the temporary database; call
+// it exactly once.
+func open(ctx context.Context, cfg Config) (c *tasker.Client, cleanup func() error, err error) {
+	path, dir := cfg.DB, ""
+	if path == "" {
+		dir, err = os.MkdirTemp("", "tasker-bench-")
+		if err != nil {
+			return nil, nil, fmt.Errorf("bench: temporary database: %w", err)
+		}
+		path = filepath.Join(dir, "bench.db")
+	}
+	removeDir := func() error {
+		if dir == "" {
+			return nil
+		}
+		return os.RemoveAll(dir)
+	}
+	c, err = tasker.Open(ctx, tasker.Config{
+		Database:              path,
+		DisableCommandHandler: true,
+		Concurrency:           cfg.Concurrency,
+		SQLiteSynchronous:     cfg.Synchronous,
+		Logger:                cfg.Logger,
+	})
+	if err != nil {
+		return nil, nil, errors.Join(fmt.Errorf("bench: %w", err), removeDir())
+	}
+	cleanup = func() error { return errors.Join(c.Close(), removeDir()) }
+	if err := checkIdle(ctx, c); err != nil {
+		return nil, nil, errors.Join(err, cleanup())
+	}
+	return c, cleanup, nil
+}
+
+// checkIdle refuses a database with unfinished tasks: the engine would run
+// them alongside the benchmark's and the figures would mean nothing.
+func checkIdle(ctx context.Context, c *tasker.Client) error {
+	for _, st := range []tasker.TaskState{tasker.TaskPending, tasker.TaskInProgress} {
+		ts, err := c.Tasks(ctx, &tasker.TaskListOpts{State: st, Limit: 1})
+		if err != nil {
+			return fmt.Errorf("bench: %w", err)
+		}
+		if len(ts) > 0 {
+			return fmt.Errorf("bench: database %s has unfinished tasks (%s, e.g. %s); use a fresh database file or none (a temporary one)",
+				c.DatabasePath(), st, ts[0].ID)
+		}
+	}
+	return nil
+}
+
+// register parses and registers a generated template.
+func register(ctx context.Context, c *tasker.Client, yaml string) (*tasker.Template, error) {
+	t, err := tasker.ParseTemplate("bench.yaml", []byte(yaml), nil)
+	if err != nil {
+		return nil, fmt.Errorf("bench: template: %w", err)
+	}
+	if err := c.RegisterTemplate(ctx, t); err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	return t, nil
+}
+
+// oneStepTemplate is the template of BurnDown.
+const oneStepTemplate = `namespace: bench
+name: burn_down
+version: 1.0.0
+description: One noop step (tasker bench burn-down)
+steps:
+  - name: work
+    handler: noop
+`
+
+// diamondTemplate is the template of Diamond.
+const diamondTemplate = `namespace: bench
+name: diamond
+version: 1.0.0
+description: Four noop steps, a then b and c in parallel then d (tasker bench diamond)
+steps:
+  - name: a
+    handler: noop
+  - name: b
+    handler: noop
+    depends_on: [a]
+  - name: c
+    handler: noop
+    depends_on: [a]
+  - name: d
+    handler: noop
+    depends_on: [b, c]
+`
+
+// chainTemplate returns the template of a linear chain of n noop steps.
+// Each length has its own name, so chains of different lengths do not
+// replace one another in a kept database.
+func chainTemplate(n int) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "namespace: bench\nname: chain_%d\nversion: 1.0.0\n", n)
+	fmt.Fprintf(&b, "description: A linear chain of %d noop steps (tasker bench chain)\nsteps:\n", n)
+	for i := range n {
+		fmt.Fprintf(&b, "  - name: s%05d\n    handler: noop\n", i)
+		if i > 0 {
+			fmt.Fprintf(&b, "    depends_on: [s%05d]\n", i-1)
+		}
+	}
+	return b.String()
+}
+
+// rate returns n per second over d, 0 for an empty duration.
+func rate(n int, d time.Duration) float64 {
+	if d <= 0 {
+		return 0
+	}
+	return float64(n) / d.Seconds()
+}

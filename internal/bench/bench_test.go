@@ -1,0 +1,166 @@
+package bench_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tasker-go/tasker/internal/bench"
+)
+
+// These tests run every scenario at a tiny size so the scenarios keep
+// working; they say nothing about performance.
+
+func tiny(t *testing.T) bench.Config {
+	t.Helper()
+	return bench.Config{N: 50, Steps: 10, Runs: 2, Concurrency: 8, Inserters: 4, Synchronous: "NORMAL"}
+}
+
+func ctx(t *testing.T) context.Context {
+	t.Helper()
+	c, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	t.Cleanup(cancel)
+	return c
+}
+
+func checkCommon(t *testing.T, r *bench.Result, scenario string, n, steps int) {
+	t.Helper()
+	if r.Scenario != scenario || r.Store != "sqlite" || r.N != n || r.Steps != steps || r.Synchronous != "NORMAL" || r.Concurrency != 8 {
+		t.Errorf("result header = %+v, want scenario %s, store sqlite, n %d, steps %d, NORMAL, concurrency 8", r, scenario, n, steps)
+	}
+	if r.Duration <= 0 || r.TasksPerSec <= 0 || r.StepsPerSec <= 0 {
+		t.Errorf("duration %v, tasks/s %v, steps/s %v: want positive", r.Duration, r.TasksPerSec, r.StepsPerSec)
+	}
+	if got := r.StepsPerSec / r.TasksPerSec; got < float64(steps)-0.01 || got > float64(steps)+0.01 {
+		t.Errorf("steps/s ÷ tasks/s = %v, want %d", got, steps)
+	}
+	if r.Engine.ClaimCalls <= 0 || r.Engine.CompleteCalls <= 0 || r.Engine.StepsPerClaim <= 0 || r.Engine.StepsPerComplete <= 0 {
+		t.Errorf("engine stats %+v: want positive calls and batch sizes", r.Engine)
+	}
+	if row, head := r.Row(), bench.TableHeader(); len(row) != len(head) {
+		t.Errorf("row has %d cells, header %d", len(row), len(head))
+	}
+}
+
+func checkBurnDown(t *testing.T, r *bench.Result, scenario string, n, steps int) {
+	t.Helper()
+	checkCommon(t, r, scenario, n, steps)
+	if r.Engine.Completed != int64(n*steps) || r.Engine.Claimed != int64(n*steps) {
+		t.Errorf("engine completed %d and claimed %d steps, want %d", r.Engine.Completed, r.Engine.Claimed, n*steps)
+	}
+	if r.Insert == nil || r.Insert.Inserters != 4 || r.Insert.Duration <= 0 || r.Insert.TasksPerSec <= 0 || r.Insert.StepsPerSec <= 0 {
+		t.Errorf("insert = %+v, want positive figures from 4 inserters", r.Insert)
+	}
+	if r.Latency != nil {
+		t.Errorf("latency = %+v, want none", r.Latency)
+	}
+}
+
+func TestBurnDown(t *testing.T) {
+	t.Parallel()
+	r, err := bench.BurnDown(ctx(t), tiny(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkBurnDown(t, r, "burn-down", 50, 1)
+}
+
+func TestDiamond(t *testing.T) {
+	t.Parallel()
+	r, err := bench.Diamond(ctx(t), tiny(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkBurnDown(t, r, "diamond", 50, 4)
+}
+
+func TestChain(t *testing.T) {
+	t.Parallel()
+	r, err := bench.Chain(ctx(t), tiny(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkCommon(t, r, "chain", 2, 10)
+	l := r.Latency
+	if l == nil {
+		t.Fatal("no latency")
+	}
+	if len(l.Runs) != 2 || l.Min <= 0 || l.Min > l.P50 || l.P50 > l.Max || l.PerStepP50 != l.P50/10 {
+		t.Errorf("latency = %+v: want 2 runs, 0 < min <= p50 <= max, per step = p50/10", l)
+	}
+	if sum := l.Runs[0] + l.Runs[1]; sum != r.Duration {
+		t.Errorf("duration %v, want the sum of the runs %v", r.Duration, sum)
+	}
+	if r.Engine.Completed != 20 {
+		t.Errorf("engine completed %d steps over the timed runs, want 20 (warm-up excluded)", r.Engine.Completed)
+	}
+	if r.Insert != nil {
+		t.Errorf("insert = %+v, want none", r.Insert)
+	}
+}
+
+// TestKeptDatabase runs on a named file twice: the file stays, and a second
+// run on it works because the first left no unfinished task.
+func TestKeptDatabase(t *testing.T) {
+	t.Parallel()
+	cfg := tiny(t)
+	cfg.DB = filepath.Join(t.TempDir(), "kept.db")
+	cfg.N = 5
+	for range 2 {
+		if _, err := bench.BurnDown(ctx(t), cfg); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	t.Parallel()
+	for _, cfg := range []bench.Config{
+		{N: -1},
+		{Synchronous: "OFF"},
+		{Steps: 10001},
+		{Concurrency: -2},
+	} {
+		if _, err := bench.BurnDown(ctx(t), cfg); err == nil || !strings.HasPrefix(err.Error(), "bench: ") {
+			t.Errorf("BurnDown(%+v) = %v, want a bench: error", cfg, err)
+		}
+	}
+}
+
+func TestReport(t *testing.T) {
+	t.Parallel()
+	r := &bench.Result{Scenario: "chain", Store: "sqlite", N: 2, Steps: 3, Duration: 3 * time.Millisecond,
+		TasksPerSec: 666.7, StepsPerSec: 2000, Latency: &bench.Latency{Runs: []time.Duration{time.Millisecond, 2 * time.Millisecond},
+			Min: time.Millisecond, P50: time.Millisecond, Max: 2 * time.Millisecond}}
+	rep := bench.NewReport(ctx(t), bench.Config{Steps: 3, Runs: 2, Synchronous: "normal"}, r)
+	b, err := json.Marshal(rep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got map[string]any
+	if err := json.Unmarshal(b, &got); err != nil {
+		t.Fatal(err)
+	}
+	m := got["machine"].(map[string]any)
+	if m["goos"] == "" || m["num_cpu"].(float64) < 1 || !strings.HasPrefix(m["go_version"].(string), "go") {
+		t.Errorf("machine = %v", m)
+	}
+	if s := got["settings"].(map[string]any); s["synchronous"] != "NORMAL" || s["steps"].(float64) != 3 {
+		t.Errorf("settings = %v", s)
+	}
+	res := got["results"].([]any)[0].(map[string]any)
+	if res["latency"].(map[string]any)["p50_ns"].(float64) != 1e6 {
+		t.Errorf("result = %v", res)
+	}
+	var buf bytes.Buffer
+	if err := bench.WriteTable(&buf, r); err != nil {
+		t.Fatal(err)
+	}
+	if lines := strings.Split(strings.TrimSpace(buf.String()), "\n"); len(lines) != 2 || !strings.Contains(lines[1], "chain") {
+		t.Errorf("table:\n%s", buf.String())
+	}
+}

@@ -1,0 +1,63 @@
+package bench_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/tasker-go/tasker/internal/bench"
+	"github.com/tasker-go/tasker/internal/cli"
+)
+
+// TestCommand runs `tasker bench` (internal/cli/bench.go) end to end: by
+// default it must leave the working directory's tasker.db and TASKER_DB
+// alone, and an explicit --db must be used.
+func TestCommand(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	t.Setenv("TASKER_DB", filepath.Join(dir, "env.db"))
+
+	run := func(args ...string) (string, string) {
+		t.Helper()
+		var out, errOut bytes.Buffer
+		if code := cli.Main(ctx(t), args, &out, &errOut); code != cli.ExitOK {
+			t.Fatalf("tasker %s: exit %d\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), code, out.String(), errOut.String())
+		}
+		return out.String(), errOut.String()
+	}
+
+	out, _ := run("bench", "burn-down", "-n", "10", "--synchronous", "NORMAL")
+	if lines := strings.Split(strings.TrimSpace(out), "\n"); len(lines) != 2 || !strings.Contains(lines[1], "burn-down") {
+		t.Errorf("burn-down table:\n%s", out)
+	}
+	out, _ = run("bench", "chain", "--steps", "3", "--runs", "1", "--synchronous", "normal", "--json")
+	var rep bench.Report
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("chain --json: %v\n%s", err, out)
+	}
+	if len(rep.Results) != 1 || rep.Results[0].Scenario != "chain" || rep.Results[0].Steps != 3 || rep.Results[0].Synchronous != "NORMAL" ||
+		rep.Settings.Runs != 1 || rep.Machine.NumCPU < 1 {
+		t.Errorf("chain report = %+v", rep)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 0 {
+		t.Errorf("bench without --db left %v in the working directory", entries)
+	}
+
+	kept := filepath.Join(dir, "kept.db")
+	_, errOut := run("--db", kept, "bench", "diamond", "-n", "5", "--synchronous", "NORMAL")
+	if _, err := os.Stat(kept); err != nil || !strings.Contains(errOut, kept) {
+		t.Errorf("bench with --db %s: stat %v, stderr %q", kept, err, errOut)
+	}
+
+	var out2, errOut2 bytes.Buffer
+	if code := cli.Main(ctx(t), []string{"bench", "burn-down", "--synchronous", "OFF"}, &out2, &errOut2); code != cli.ExitUsage {
+		t.Errorf("--synchronous OFF: exit %d, want %d; stderr %q", code, cli.ExitUsage, errOut2.String())
+	}
+}

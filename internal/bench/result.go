@@ -1,0 +1,228 @@
+package bench
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"runtime"
+	"runtime/debug"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/tasker-go/tasker"
+)
+
+// Result is the outcome of one scenario. Durations marshal as integer
+// nanoseconds (the _ns keys).
+type Result struct {
+	// Scenario is "burn-down", "diamond" or "chain".
+	Scenario string `json:"scenario"`
+	// Store is the storage backend, "sqlite".
+	Store string `json:"store"`
+	// Synchronous and Concurrency are the settings the scenario ran with.
+	Synchronous string `json:"synchronous"`
+	Concurrency int    `json:"concurrency"`
+	// N is the number of tasks measured (for a chain: the timed runs).
+	N int `json:"n"`
+	// Steps is the number of steps of each task.
+	Steps int `json:"steps"`
+	// Duration is the measured time: the work phase of a burn-down (from
+	// Start until every task is finalized), the sum of the timed runs of a
+	// chain.
+	Duration time.Duration `json:"duration_ns"`
+	// TasksPerSec and StepsPerSec are N and N×Steps over Duration.
+	TasksPerSec float64 `json:"tasks_per_sec"`
+	StepsPerSec float64 `json:"steps_per_sec"`
+	// Insert is the insert phase of a burn-down.
+	Insert *Insert `json:"insert,omitempty"`
+	// Latency is the per-run latency of a chain.
+	Latency *Latency `json:"latency,omitempty"`
+	// Engine are the engine's counters over the measured phase.
+	Engine EngineStats `json:"engine"`
+}
+
+// Insert describes the insert phase of a burn-down.
+type Insert struct {
+	// Inserters is the number of goroutines calling CreateTask.
+	Inserters   int           `json:"inserters"`
+	Duration    time.Duration `json:"duration_ns"`
+	TasksPerSec float64       `json:"tasks_per_sec"`
+	StepsPerSec float64       `json:"steps_per_sec"`
+}
+
+// Latency summarizes the end-to-end durations of a chain's runs (from the
+// CreateTask call to the return of WaitTask) and the same divided by the
+// number of steps.
+type Latency struct {
+	Runs       []time.Duration `json:"runs_ns"`
+	Min        time.Duration   `json:"min_ns"`
+	P50        time.Duration   `json:"p50_ns"`
+	Max        time.Duration   `json:"max_ns"`
+	PerStepMin time.Duration   `json:"per_step_min_ns"`
+	PerStepP50 time.Duration   `json:"per_step_p50_ns"`
+	PerStepMax time.Duration   `json:"per_step_max_ns"`
+}
+
+// EngineStats are the engine's counters over the measured phase, with the
+// average batch sizes they imply.
+type EngineStats struct {
+	// ClaimCalls counts claim transactions, empty ones included; Claimed
+	// counts the steps they returned.
+	ClaimCalls int64 `json:"claim_calls"`
+	Claimed    int64 `json:"claimed"`
+	// CompleteCalls counts completion transactions; Completed counts the
+	// outcomes they applied.
+	CompleteCalls int64 `json:"complete_calls"`
+	Completed     int64 `json:"completed"`
+	// StepsPerClaim and StepsPerComplete are the average batch sizes.
+	StepsPerClaim    float64 `json:"steps_per_claim"`
+	StepsPerComplete float64 `json:"steps_per_complete"`
+}
+
+func engineStats(s tasker.Stats) EngineStats {
+	e := EngineStats{ClaimCalls: s.ClaimCalls, Claimed: s.Claimed, CompleteCalls: s.CompleteCalls, Completed: s.Completed}
+	if s.ClaimCalls > 0 {
+		e.StepsPerClaim = float64(s.Claimed) / float64(s.ClaimCalls)
+	}
+	if s.CompleteCalls > 0 {
+		e.StepsPerComplete = float64(s.Completed) / float64(s.CompleteCalls)
+	}
+	return e
+}
+
+func newResult(scenario string, cfg Config, n, steps int) *Result {
+	return &Result{Scenario: scenario, Store: "sqlite", Synchronous: cfg.Synchronous, Concurrency: cfg.Concurrency, N: n, Steps: steps}
+}
+
+// TableHeader returns the column names of Row.
+func TableHeader() []string {
+	return []string{"scenario", "store", "sync", "conc", "tasks", "steps", "duration", "tasks/s", "steps/s",
+		"insert tasks/s", "p50", "min", "max", "p50/step", "steps/claim", "steps/complete"}
+}
+
+// Row returns the result as table cells in the order of TableHeader; "-"
+// marks what the scenario does not measure.
+func (r *Result) Row() []string {
+	row := []string{r.Scenario, r.Store, r.Synchronous, fmt.Sprint(r.Concurrency), fmt.Sprint(r.N), fmt.Sprint(r.Steps),
+		fmtDuration(r.Duration), fmtRate(r.TasksPerSec), fmtRate(r.StepsPerSec)}
+	if r.Insert != nil {
+		row = append(row, fmtRate(r.Insert.TasksPerSec))
+	} else {
+		row = append(row, "-")
+	}
+	if l := r.Latency; l != nil {
+		row = append(row, fmtDuration(l.P50), fmtDuration(l.Min), fmtDuration(l.Max), fmtDuration(l.PerStepP50))
+	} else {
+		row = append(row, "-", "-", "-", "-")
+	}
+	return append(row, fmt.Sprintf("%.1f", r.Engine.StepsPerClaim), fmt.Sprintf("%.1f", r.Engine.StepsPerComplete))
+}
+
+// WriteTable writes results as an aligned table with a header.
+func WriteTable(w io.Writer, results ...*Result) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, strings.Join(TableHeader(), "\t")+"\t")
+	for _, r := range results {
+		fmt.Fprintln(tw, strings.Join(r.Row(), "\t")+"\t")
+	}
+	return tw.Flush()
+}
+
+func fmtDuration(d time.Duration) string {
+	switch {
+	case d >= 10*time.Second:
+		return d.Round(100 * time.Millisecond).String()
+	case d >= time.Second:
+		return d.Round(10 * time.Millisecond).String()
+	case d >= 10*time.Millisecond:
+		return d.Round(100 * time.Microsecond).String()
+	}
+	return d.Round(time.Microsecond).String()
+}
+
+func fmtRate(v float64) string {
+	if v >= 100 {
+		return fmt.Sprintf("%.0f", v)
+	}
+	return fmt.Sprintf("%.1f", v)
+}
+
+// Report is the JSON document of `tasker bench --json`: when and where the
+// figures were measured, with which settings, and the results.
+type Report struct {
+	Timestamp time.Time `json:"timestamp"`
+	Machine   Machine   `json:"machine"`
+	// Settings is the configuration as given; fields left zero took their
+	// defaults, and each result states the values it ran with.
+	Settings Config    `json:"settings"`
+	Results  []*Result `json:"results"`
+}
+
+// Machine describes where a report was measured.
+type Machine struct {
+	GOOS       string `json:"goos"`
+	GOARCH     string `json:"goarch"`
+	NumCPU     int    `json:"num_cpu"`
+	GOMAXPROCS int    `json:"gomaxprocs"`
+	// CPUModel is read from /proc/cpuinfo where there is one.
+	CPUModel  string `json:"cpu_model,omitempty"`
+	GoVersion string `json:"go_version"`
+	// Commit is the source revision: from `git rev-parse HEAD` in the
+	// working directory, else from the binary's build information; empty
+	// when neither is known.
+	Commit string `json:"commit,omitempty"`
+}
+
+// NewReport returns a report of results measured now on this machine with
+// cfg. It never fails: what it cannot find out is left empty.
+func NewReport(ctx context.Context, cfg Config, results ...*Result) *Report {
+	cfg.Logger = nil
+	if cfg.Synchronous != "" {
+		cfg.Synchronous = strings.ToUpper(cfg.Synchronous)
+	}
+	return &Report{Timestamp: time.Now().UTC(), Machine: machineInfo(ctx), Settings: cfg, Results: results}
+}
+
+func machineInfo(ctx context.Context) Machine {
+	return Machine{
+		GOOS: runtime.GOOS, GOARCH: runtime.GOARCH, NumCPU: runtime.NumCPU(), GOMAXPROCS: runtime.GOMAXPROCS(0),
+		CPUModel: cpuModel(), GoVersion: runtime.Version(), Commit: commit(ctx),
+	}
+}
+
+func commit(ctx context.Context) string {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if out, err := exec.CommandContext(ctx, "git", "rev-parse", "HEAD").Output(); err == nil {
+		if c := strings.TrimSpace(string(out)); c != "" {
+			return c
+		}
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" {
+				return s.Value
+			}
+		}
+	}
+	return ""
+}
+
+func cpuModel() string {
+	f, err := os.Open("/proc/cpuinfo")
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if k, v, ok := strings.Cut(sc.Text(), ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}
