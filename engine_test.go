@@ -471,3 +471,40 @@ steps:
 		t.Fatalf("after stop: task %s, step %s attempts %d/%d; want in_progress, pending, 1/2 (attempt refunded)", task.State, s.State, s.Attempts, s.RetryLimit)
 	}
 }
+
+// Retries scheduled by this process are claimed when due, each of them, not
+// on the next poll.
+func TestSeveralRetriesEachClaimedWhenDue(t *testing.T) {
+	t.Parallel()
+	b := setup(t, bundleOpts{pollInterval: 10 * time.Second})
+	tmpl := b.register(shapeTemplate("two_retries", `
+  - {name: soon, handler: work, retry: {backoff: {max: 5s}}, config: {fail_times: 1, retry_after: 300ms}}
+  - {name: later, handler: work, retry: {backoff: {max: 5s}}, config: {fail_times: 1, retry_after: 700ms}}
+`))
+	b.start()
+	started := time.Now()
+	task := b.wait(b.create(tmpl, `{}`).ID, 8*time.Second)
+	if task.State != tasker.TaskComplete {
+		t.Fatalf("task = %s", task.State)
+	}
+	if took := time.Since(started); took > 3*time.Second {
+		t.Errorf("took %s; the second retry waited for the poll interval", took)
+	}
+	b.checkAudit()
+}
+
+func TestClientRestartsAfterStop(t *testing.T) {
+	t.Parallel()
+	b := setup(t, bundleOpts{})
+	tmpl := b.register(shapeTemplate("restart", "  - {name: a, handler: work}\n"))
+	for range 2 {
+		b.start()
+		if task := b.wait(b.create(tmpl, `{}`).ID, 10*time.Second); task.State != tasker.TaskComplete {
+			t.Fatalf("task = %s", task.State)
+		}
+		if err := b.client.Stop(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.checkAudit()
+}

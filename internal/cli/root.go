@@ -104,15 +104,15 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err == nil {
 		return ExitOK
 	}
+	code := ExitUsage
 	var xe *exitError
 	if errors.As(err, &xe) {
-		if xe.err != nil {
-			fmt.Fprintf(stderr, "tasker: %v\n", xe.err)
-		}
-		return xe.code
+		code, err = xe.code, xe.err
 	}
-	fmt.Fprintf(stderr, "tasker: %v\n", err)
-	return ExitUsage
+	if err != nil {
+		fmt.Fprintf(stderr, "tasker: %s\n", strings.TrimPrefix(err.Error(), "tasker: "))
+	}
+	return code
 }
 
 func newRoot(e *env) *cobra.Command {

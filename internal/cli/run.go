@@ -127,7 +127,7 @@ func runTemplate(ctx context.Context, e *env, path string, f runFlags) error {
 		return exitWith(ExitUsage, err)
 	}
 	if !created.Created {
-		fmt.Fprintf(e.stderr, "tasker: idempotency key %q already created task %s; following it\n", f.idemKey, created.Task.ID)
+		fmt.Fprintf(e.stderr, "tasker: the same request already created task %s (state %s); following it\n", created.Task.ID, created.Task.State)
 	}
 	return drive(ctx, e, c, created.Task, f)
 }

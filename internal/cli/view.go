@@ -96,7 +96,11 @@ func newLineLog(w io.Writer, c *tasker.Client, taskID string) *lineLog {
 	return &lineLog{w: w, c: c, taskID: taskID}
 }
 
-func (l *lineLog) start(context.Context) {
+func (l *lineLog) start(ctx context.Context) {
+	if task, err := l.c.Task(ctx, l.taskID); err == nil {
+		fmt.Fprintf(l.w, "%s  task %s/%s@%s: %d/%d steps done, %s\n", time.Now().Format("15:04:05.000"),
+			task.Namespace, task.Name, task.Version, task.StepsDone, task.StepsTotal, task.State)
+	}
 	l.sub = l.c.Subscribe(&tasker.SubscribeOpts{TaskID: l.taskID, Buffer: 4096,
 		Names: []string{"task.*", "step.execution_requested", "step.completed", "step.attempt_failed", "step.failed",
 			"step.rescued", "step.cancelled", "step.retry_requested", "workflow.viable_steps_discovered"}})

@@ -29,13 +29,13 @@ func (e *Engine) dispatchLoop(ctx context.Context) {
 }
 
 // nextWait is how long the dispatcher sleeps when nothing signals it: until
-// the earliest retry this process knows about, at most PollInterval.
+// the earliest retry this process scheduled, at most PollInterval.
 func (e *Engine) nextWait(ctx context.Context) time.Duration {
 	wait := e.cfg.PollInterval
 	e.mu.Lock()
-	due := e.dueAt
+	due, ok := e.due.peek()
 	e.mu.Unlock()
-	if !due.IsZero() {
+	if ok {
 		if d := due.Sub(e.clock.Now()); d < wait {
 			wait = max(d, time.Millisecond)
 		}
@@ -47,13 +47,58 @@ func (e *Engine) nextWait(ctx context.Context) time.Duration {
 // dispatcher if that is earlier than anything it was waiting for.
 func (e *Engine) noteDue(t time.Time) {
 	e.mu.Lock()
-	earlier := e.dueAt.IsZero() || t.Before(e.dueAt)
-	if earlier {
-		e.dueAt = t
-	}
+	first, ok := e.due.peek()
+	earlier := !ok || t.Before(first)
+	e.due.push(t)
 	e.mu.Unlock()
 	if earlier {
 		e.Wake()
+	}
+}
+
+// dueTimes is a min-heap of the times retries scheduled by this process
+// become due.
+type dueTimes []time.Time
+
+func (h *dueTimes) push(t time.Time) {
+	*h = append(*h, t)
+	for i := len(*h) - 1; i > 0; {
+		p := (i - 1) / 2
+		if !(*h)[i].Before((*h)[p]) {
+			break
+		}
+		(*h)[i], (*h)[p] = (*h)[p], (*h)[i]
+		i = p
+	}
+}
+
+func (h dueTimes) peek() (time.Time, bool) {
+	if len(h) == 0 {
+		return time.Time{}, false
+	}
+	return h[0], true
+}
+
+// popUntil removes every time not after now.
+func (h *dueTimes) popUntil(now time.Time) {
+	for len(*h) > 0 && !(*h)[0].After(now) {
+		last := len(*h) - 1
+		(*h)[0] = (*h)[last]
+		*h = (*h)[:last]
+		for i := 0; ; {
+			l, r, m := 2*i+1, 2*i+2, i
+			if l < len(*h) && (*h)[l].Before((*h)[m]) {
+				m = l
+			}
+			if r < len(*h) && (*h)[r].Before((*h)[m]) {
+				m = r
+			}
+			if m == i {
+				break
+			}
+			(*h)[i], (*h)[m] = (*h)[m], (*h)[i]
+			i = m
+		}
 	}
 }
 
@@ -61,9 +106,7 @@ func (e *Engine) noteDue(t time.Time) {
 func (e *Engine) claimRound(ctx context.Context) {
 	now := e.clock.Now()
 	e.mu.Lock()
-	if !e.dueAt.IsZero() && !e.dueAt.After(now) {
-		e.dueAt = time.Time{}
-	}
+	e.due.popUntil(now)
 	e.mu.Unlock()
 	for ctx.Err() == nil {
 		free := e.freeSlots()

@@ -152,7 +152,7 @@ type Engine struct {
 	mu          sync.Mutex
 	running     int            // handlers running, guarded by mu
 	perTemplate map[string]int // running handlers by template id, guarded by mu
-	dueAt       time.Time      // earliest known retry time, guarded by mu
+	due         dueTimes       // retry times this process scheduled, guarded by mu
 	blocked     bool           // dispatcher is waiting for a free slot, guarded by mu
 	inflight    map[string]*attempt
 
@@ -182,7 +182,6 @@ func New(st store.Store, bus *eventbus.Bus, cfg Config) *Engine {
 		clock:       cfg.Clock,
 		tmpl:        newTemplateCache(st),
 		wake:        make(chan struct{}, 1),
-		outcomes:    make(chan *attempt, cfg.Concurrency*2),
 		perTemplate: map[string]int{},
 		inflight:    map[string]*attempt{},
 		pub:         newPublisher(),
@@ -231,7 +230,8 @@ func (e *Engine) Stats() Stats {
 	}
 }
 
-// Start starts the dispatcher, the completer and the sweeper. It first
+// Start starts the dispatcher, the completer and the sweeper; after Stop it
+// may be started again. It first
 // rescues the leases of dead workers on this host, so a restart after a
 // crash resumes at once instead of waiting for the leases to expire.
 func (e *Engine) Start(ctx context.Context) error {
@@ -239,11 +239,14 @@ func (e *Engine) Start(ctx context.Context) error {
 		return errors.New("engine: already started")
 	}
 	if len(e.handlerNames) == 0 {
+		e.started.Store(false)
 		return errors.New("engine: no handlers registered")
 	}
 	if err := e.sweep(ctx); err != nil {
+		e.started.Store(false)
 		return fmt.Errorf("engine: initial sweep: %w", err)
 	}
+	e.outcomes = make(chan *attempt, e.cfg.Concurrency*2)
 	e.runCtx, e.runCancel = context.WithCancel(context.WithoutCancel(ctx))
 	loopCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	e.stopLoops = stop
@@ -281,6 +284,7 @@ func (e *Engine) Stop(ctx context.Context) error {
 	close(e.outcomes)
 	e.completer.Wait()
 	e.stopLoops = nil
+	e.started.Store(false)
 	e.log.InfoContext(ctx, "engine: stopped", slog.String("worker", e.cfg.WorkerID))
 	return nil
 }

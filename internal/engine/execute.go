@@ -200,8 +200,8 @@ func (e *Engine) execute(ctx, actx context.Context, a *attempt) {
 			return
 		}
 		if st.Attempts >= st.RetryLimit {
-			a.observed = append(a.observed, e.observation(a, event.StepMaxRetriesReached, dur, herr, nil))
 			e.fail(a, false, class, herr, dur)
+			a.observed = append(a.observed, e.observation(a, event.StepMaxRetriesReached, 0, herr, nil))
 			return
 		}
 		delay := def.Retry.Delay(st.Attempts-(st.RetryLimit-st.MaxAttempts), e.cfg.Rand())

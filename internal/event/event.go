@@ -89,7 +89,7 @@ func Catalog() []Spec {
 	}
 	return []Spec{
 		{TaskInitializeRequested, KindTaskLifecycle, true, trans, []string{"step_count"}, "A task was created in state pending."},
-		{TaskStartRequested, KindTaskLifecycle, true, trans, nil, "pending → in_progress: the task started; its root steps are ready."},
+		{TaskStartRequested, KindTaskLifecycle, true, trans, []string{"reason"}, "pending → in_progress: the task started (at creation, or again after a retry); its ready steps can run."},
 		{TaskCompleted, KindTaskLifecycle, true, trans, nil, "in_progress → complete: every step is complete or resolved manually."},
 		{TaskFailed, KindTaskLifecycle, true, cat(trans, withErr), []string{"failed_steps"}, "in_progress → error: nothing can run any more and some step is not done."},
 		{TaskCancelled, KindTaskLifecycle, true, trans, []string{"reason"}, "pending|in_progress → cancelled: the task and its unfinished steps were cancelled."},
@@ -100,8 +100,8 @@ func Catalog() []Spec {
 		{StepExecutionRequested, KindStepLifecycle, true, cat(step, trans), []string{"worker", "lease_token", "lease_expires_at"}, "pending|waiting_for_retry → in_progress: a worker claimed the step under a lease."},
 		{StepCompleted, KindStepLifecycle, true, cat(step, trans, []string{"execution_duration_ms"}), []string{"worker", "lease_token"}, "in_progress → complete: the handler succeeded; its result is stored."},
 		{StepAttemptFailed, KindStepLifecycle, true, cat(step, trans, []string{"execution_duration_ms"}, withErr), []string{"worker", "lease_token", "next_attempt_at"}, "in_progress → waiting_for_retry: a retryable failure; the next attempt is due at next_attempt_at."},
-		{StepFailed, KindStepLifecycle, true, cat(step, trans, []string{"execution_duration_ms"}, withErr), []string{"worker", "lease_token", "permanent"}, "in_progress → error: a permanent failure, or the last allowed attempt failed."},
-		{StepRescued, KindStepLifecycle, true, cat(step, trans), []string{"worker", "lease_token", "reason"}, "in_progress → pending: the step's lease expired or its worker died; it is claimable again."},
+		{StepFailed, KindStepLifecycle, true, cat(step, trans, []string{"execution_duration_ms"}, withErr), []string{"worker", "lease_token", "permanent", "reason"}, "in_progress → error: a permanent failure, the last allowed attempt failed, or its lease expired on the last allowed attempt (reason set)."},
+		{StepRescued, KindStepLifecycle, true, cat(step, trans), []string{"worker", "lease_token", "reason"}, "in_progress → pending: the step's lease expired or its worker died (the attempt counts), or its worker stopped and released it (the attempt is refunded); it is claimable again."},
 		{StepRetryRequested, KindStepLifecycle, true, cat(step, trans), []string{"reason"}, "error → pending: an operator reset the step for another attempt."},
 		{StepResolvedManually, KindStepLifecycle, true, cat(step, trans), []string{"reason"}, "pending|waiting_for_retry|error → resolved_manually: the step counts as done without running."},
 		{StepCancelled, KindStepLifecycle, true, cat(step, trans), []string{"reason"}, "any non-terminal state → cancelled."},

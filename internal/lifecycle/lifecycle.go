@@ -223,8 +223,8 @@ func Step(from, to StepState) (Decision, error) {
 	return Decision{Event: ev}, nil
 }
 
-// TaskSources returns the states from which a task may move to to.
-// The stores use it to build the SQL guard of a transition.
+// TaskSources returns the states from which a task may move to to: the
+// machine's allowed predecessors, for guards and documentation.
 func TaskSources(to TaskState) []TaskState {
 	var out []TaskState
 	for _, from := range TaskStates() {

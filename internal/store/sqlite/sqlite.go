@@ -194,9 +194,10 @@ func (s *Store) write(ctx context.Context, fn func(ctx context.Context, tx *sql.
 
 // writeChange is write for operations whose change is announced: after
 // the commit, and before writeChange returns, the change returned by fn is
-// handed to the OnCommit hook, in commit order. Once queued, an operation
-// runs to completion even if ctx is cancelled meanwhile, so the caller
-// never has to guess whether it was applied.
+// handed to the OnCommit hook, in commit order. An operation whose ctx is
+// done before its batch begins is skipped and returns ctx.Err(); once it
+// has begun it runs to completion whatever happens to ctx, and the caller
+// waits for the outcome, so it never has to guess whether it was applied.
 func (s *Store) writeChange(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) (*store.ChangeResult, error)) error {
 	op := &writeOp{ctx: ctx, fn: fn, done: make(chan error, 1)}
 	select {
