@@ -46,8 +46,14 @@ type Config struct {
 	PollInterval time.Duration
 	// SweepInterval is how often expired leases are rescued. Default 5s.
 	SweepInterval time.Duration
-	// LeaseGrace is added to a step's timeout to set its lease. Default 15s.
-	LeaseGrace time.Duration
+	// LeaseTTL is how long a claim holds a step without renewal; running
+	// steps renew it every LeaseTTL/3. A worker that dies loses its steps
+	// to others at most LeaseTTL + SweepInterval later. Default 30s.
+	LeaseTTL time.Duration
+	// Retention deletes tasks finished longer ago than this (complete,
+	// cancelled, resolved manually; not error) with their history. Default
+	// 0: keep everything.
+	Retention time.Duration
 	// StopGrace is how long Stop lets running handlers finish. Default 10s.
 	StopGrace time.Duration
 	// MaxContextBytes caps the size of a task context. Default 1 MiB.
@@ -117,7 +123,7 @@ func Open(ctx context.Context, cfg Config) (*Client, error) {
 	clk := clock.Real{}
 	eng := engine.New(st, bus, engine.Config{
 		WorkerID: cfg.WorkerID, Handlers: handlers, Concurrency: cfg.Concurrency, PollInterval: cfg.PollInterval,
-		SweepInterval: cfg.SweepInterval, LeaseGrace: cfg.LeaseGrace, StopGrace: cfg.StopGrace,
+		SweepInterval: cfg.SweepInterval, LeaseTTL: cfg.LeaseTTL, Retention: cfg.Retention, StopGrace: cfg.StopGrace,
 		MaxResultBytes: cfg.MaxResultBytes, Logger: cfg.Logger, Clock: clk,
 	})
 	return &Client{cfg: cfg, store: st, bus: bus, engine: eng, clock: clk, handlers: handlers, log: cfg.Logger}, nil

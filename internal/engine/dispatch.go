@@ -164,7 +164,7 @@ func (e *Engine) claim(ctx context.Context, p *store.StepClaimParams) int {
 	p.Worker = e.cfg.WorkerID
 	p.LeaseToken = rand.Int64N(1<<62) + 1
 	p.Now = e.clock.Now()
-	p.LeaseGrace = e.cfg.LeaseGrace
+	p.LeaseTTL = e.cfg.LeaseTTL
 	p.Handlers = e.handlerNames
 	p.TaskIDs = e.cfg.TaskIDs
 	e.stats.claimCalls.Add(1)

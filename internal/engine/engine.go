@@ -44,11 +44,22 @@ type Config struct {
 	// PollInterval is the fallback interval for looking for ready steps when
 	// no signal arrives. Default 1s.
 	PollInterval time.Duration
-	// SweepInterval is how often expired leases are rescued. Default 5s.
+	// SweepInterval is how often the maintenance leader rescues expired
+	// leases and finalizes leftovers. A dead worker's steps are back in the
+	// ready set at most LeaseTTL + SweepInterval after its last renewal.
+	// Default 5s.
 	SweepInterval time.Duration
-	// LeaseGrace is added to a step's timeout to set its lease expiry: the
-	// time after which another worker may take the step over. Default 15s.
-	LeaseGrace time.Duration
+	// LeaseTTL is how long a claim holds a step without renewal; the worker
+	// renews the leases of running handlers every HeartbeatInterval. A
+	// handler whose lease cannot be renewed before it expires is cancelled.
+	// Default 30s.
+	LeaseTTL time.Duration
+	// HeartbeatInterval is how often leases are renewed. Default LeaseTTL/3.
+	HeartbeatInterval time.Duration
+	// Retention deletes tasks finished (complete, cancelled, resolved
+	// manually) longer ago than this, with their history; 0 keeps them
+	// forever. Default 0.
+	Retention time.Duration
 	// AbandonAfter is how long the executor waits for a handler that ignores
 	// its cancelled context before recording the attempt as timed out.
 	// Default 5s.
@@ -85,8 +96,11 @@ func (c Config) withDefaults() Config {
 	if c.SweepInterval <= 0 {
 		c.SweepInterval = 5 * time.Second
 	}
-	if c.LeaseGrace <= 0 {
-		c.LeaseGrace = 15 * time.Second
+	if c.LeaseTTL <= 0 {
+		c.LeaseTTL = 30 * time.Second
+	}
+	if c.HeartbeatInterval <= 0 || c.HeartbeatInterval >= c.LeaseTTL {
+		c.HeartbeatInterval = c.LeaseTTL / 3
 	}
 	if c.AbandonAfter <= 0 {
 		c.AbandonAfter = 5 * time.Second
@@ -130,6 +144,13 @@ type Stats struct {
 	Rescued int64
 	// Released counts steps released on stop.
 	Released int64
+	// LeasesLost counts running handlers cancelled because their lease was
+	// lost or could not be renewed in time.
+	LeasesLost int64
+	// Deleted counts finished tasks removed by retention.
+	Deleted int64
+	// Leader reports whether this engine runs maintenance now.
+	Leader bool
 	// Running is the number of handlers running now.
 	Running int64
 }
@@ -154,10 +175,11 @@ type Engine struct {
 	perTemplate map[string]int // running handlers by template id, guarded by mu
 	due         dueTimes       // retry times this process scheduled, guarded by mu
 	blocked     bool           // dispatcher is waiting for a free slot, guarded by mu
-	inflight    map[string]*attempt
+	inflight    map[*attempt]struct{} // running attempts, guarded by mu
 
 	closeOnce sync.Once
 	started   atomic.Bool
+	leader    atomic.Bool
 	runCtx    context.Context // cancelled to interrupt handlers on stop
 	runCancel context.CancelFunc
 	stopLoops context.CancelFunc
@@ -167,7 +189,7 @@ type Engine struct {
 
 	stats struct {
 		dispatchCycles, claimCalls, claimed, handlerRuns, completed, stale, completeCalls,
-		finalized, rescued, released atomic.Int64
+		finalized, rescued, released, leasesLost, deleted atomic.Int64
 	}
 }
 
@@ -183,7 +205,7 @@ func New(st store.Store, bus *eventbus.Bus, cfg Config) *Engine {
 		tmpl:        newTemplateCache(st),
 		wake:        make(chan struct{}, 1),
 		perTemplate: map[string]int{},
-		inflight:    map[string]*attempt{},
+		inflight:    map[*attempt]struct{}{},
 		pub:         newPublisher(),
 	}
 	for name := range cfg.Handlers {
@@ -226,7 +248,8 @@ func (e *Engine) Stats() Stats {
 		DispatchCycles: e.stats.dispatchCycles.Load(), ClaimCalls: e.stats.claimCalls.Load(), Claimed: e.stats.claimed.Load(),
 		HandlerRuns: e.stats.handlerRuns.Load(), Completed: e.stats.completed.Load(), Stale: e.stats.stale.Load(),
 		CompleteCalls: e.stats.completeCalls.Load(), Finalized: e.stats.finalized.Load(), Rescued: e.stats.rescued.Load(),
-		Released: e.stats.released.Load(), Running: int64(running),
+		Released: e.stats.released.Load(), Running: int64(running), LeasesLost: e.stats.leasesLost.Load(),
+		Deleted: e.stats.deleted.Load(), Leader: e.leader.Load(),
 	}
 }
 
@@ -252,9 +275,14 @@ func (e *Engine) Start(ctx context.Context) error {
 	e.stopLoops = stop
 	e.completer.Add(1)
 	go e.completeLoop()
-	e.loops.Add(2)
+	e.loops.Add(3)
 	go e.dispatchLoop(loopCtx)
 	go e.sweepLoop(loopCtx)
+	go e.heartbeatLoop(loopCtx)
+	if w, ok := e.store.(waker); ok {
+		e.loops.Add(1)
+		go e.listenLoop(loopCtx, w)
+	}
 	e.Wake()
 	e.log.InfoContext(ctx, "engine: started", slog.String("worker", e.cfg.WorkerID), slog.Int("concurrency", e.cfg.Concurrency))
 	return nil
@@ -270,6 +298,13 @@ func (e *Engine) Stop(ctx context.Context) error {
 	}
 	e.stopLoops()
 	e.loops.Wait()
+	if e.leader.Load() {
+		if err := e.store.LeaderRelease(context.WithoutCancel(ctx), &store.LeaderParams{Name: maintenanceLeadership,
+			Holder: e.cfg.WorkerID}); err != nil {
+			e.log.WarnContext(ctx, "engine: could not release the maintenance leadership", slog.Any("error", err))
+		}
+		e.leader.Store(false)
+	}
 	done := make(chan struct{})
 	go func() { e.handlers.Wait(); close(done) }()
 	grace := e.clock.NewTimer(e.cfg.StopGrace)

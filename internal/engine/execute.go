@@ -29,6 +29,8 @@ type attempt struct {
 	custom   customEvents
 	// cancel interrupts the handler, for a step cancelled while it runs.
 	cancel context.CancelFunc
+	// leaseUntil is when the lease expires unless renewed; guarded by Engine.mu.
+	leaseUntil time.Time
 }
 
 // customEvents collects the custom events a handler publishes.
@@ -73,13 +75,13 @@ func (c *customEvents) take() []store.CustomEvent {
 
 // startAttempt takes a slot and runs the step's handler in its own goroutine.
 func (e *Engine) startAttempt(cs *store.ClaimedStep) {
-	a := &attempt{cs: cs}
+	a := &attempt{cs: cs, leaseUntil: cs.Step.LeaseExpiresAt}
 	actx, cancel := context.WithCancel(e.runCtx)
 	a.cancel = cancel
 	e.mu.Lock()
 	e.running++
 	e.perTemplate[cs.Step.TemplateID]++
-	e.inflight[cs.Step.ID] = a
+	e.inflight[a] = struct{}{}
 	e.mu.Unlock()
 	e.handlers.Add(1)
 	go func() {
@@ -89,7 +91,7 @@ func (e *Engine) startAttempt(cs *store.ClaimedStep) {
 		e.mu.Lock()
 		e.running--
 		e.perTemplate[cs.Step.TemplateID]--
-		delete(e.inflight, cs.Step.ID)
+		delete(e.inflight, a)
 		wake := e.blocked
 		e.mu.Unlock()
 		e.outcomes <- a

@@ -92,12 +92,19 @@ func (e *Engine) observe(evs []event.Event) {
 	}
 }
 
-// interrupt cancels the handler running a step that was cancelled.
+// interrupt cancels the handlers running a step that was cancelled.
 func (e *Engine) interrupt(stepID string) {
 	e.mu.Lock()
-	a := e.inflight[stepID]
+	var hit []*attempt
+	for a := range e.inflight {
+		if a.cs.Step.ID == stepID {
+			hit = append(hit, a)
+		}
+	}
 	e.mu.Unlock()
-	if a != nil && a.cancel != nil {
-		a.cancel()
+	for _, a := range hit {
+		if a.cancel != nil {
+			a.cancel()
+		}
 	}
 }

@@ -20,11 +20,45 @@ func (e *Engine) sweepLoop(ctx context.Context) {
 			return
 		case <-timer.C():
 		}
-		if err := e.sweep(ctx); err != nil && ctx.Err() == nil {
-			e.log.WarnContext(ctx, "engine: sweep failed; will retry", slog.Any("error", err))
+		if err := e.maintain(ctx); err != nil && ctx.Err() == nil {
+			e.log.WarnContext(ctx, "engine: maintenance failed; will retry", slog.Any("error", err))
 		}
 		timer.Reset(e.cfg.SweepInterval)
 	}
+}
+
+// maintenanceLeadership names the leadership of maintenance work.
+const maintenanceLeadership = "maintenance"
+
+// maintain runs the maintenance work when this engine is the leader: a
+// rescue pass and retention. Other engines only keep trying to become
+// leader, so a dead leader is replaced within three sweep intervals.
+func (e *Engine) maintain(ctx context.Context) error {
+	leads, err := e.store.LeaderAcquire(ctx, &store.LeaderParams{Name: maintenanceLeadership, Holder: e.cfg.WorkerID,
+		TTL: 3 * e.cfg.SweepInterval, Now: e.clock.Now()})
+	if err != nil {
+		return err
+	}
+	if was := e.leader.Swap(leads); was != leads {
+		e.log.InfoContext(ctx, "engine: maintenance leadership changed", slog.Bool("leader", leads))
+	}
+	if !leads {
+		return nil
+	}
+	if err := e.sweep(ctx); err != nil {
+		return err
+	}
+	if e.cfg.Retention > 0 {
+		n, err := e.store.TaskDeleteFinished(ctx, &store.TaskDeleteFinishedParams{Before: e.clock.Now().Add(-e.cfg.Retention)})
+		if err != nil {
+			return err
+		}
+		if n > 0 {
+			e.stats.deleted.Add(int64(n))
+			e.log.InfoContext(ctx, "engine: deleted finished tasks past retention", slog.Int("count", n))
+		}
+	}
+	return nil
 }
 
 // sweep runs one rescue pass.

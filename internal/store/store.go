@@ -80,11 +80,28 @@ type Store interface {
 	// StepRelease returns steps a stopping worker still holds to pending,
 	// without charging the interrupted attempt against the retry limit.
 	StepRelease(ctx context.Context, p *StepReleaseParams) (*ChangeResult, error)
+	// StepLeaseRenew extends the leases a worker still holds to Now + TTL.
+	// Leases it no longer holds (rescued, cancelled, completed) are
+	// reported as lost, so the worker can stop their handlers.
+	StepLeaseRenew(ctx context.Context, p *StepLeaseRenewParams) (*StepLeaseRenewResult, error)
 	// StepNextRunAt returns the earliest time a not-yet-due step becomes
 	// claimable, and false when no step is waiting.
 	StepNextRunAt(ctx context.Context, p *StepNextRunAtParams) (time.Time, bool, error)
 	// StepLeaseOwners returns the distinct owners of current leases.
 	StepLeaseOwners(ctx context.Context) ([]string, error)
+
+	// LeaderAcquire makes Holder the leader of Name until Now + TTL if
+	// nobody else holds an unexpired leadership, or extends its own. It
+	// reports whether Holder leads. Maintenance (rescue, retention) runs on
+	// the leader only.
+	LeaderAcquire(ctx context.Context, p *LeaderParams) (bool, error)
+	// LeaderRelease gives up a leadership Holder has, so another worker can
+	// take over at once.
+	LeaderRelease(ctx context.Context, p *LeaderParams) error
+	// TaskDeleteFinished deletes up to Limit tasks that finished before
+	// Before (complete, cancelled or resolved manually; not error), with
+	// their steps, edges and log entries. It returns how many it deleted.
+	TaskDeleteFinished(ctx context.Context, p *TaskDeleteFinishedParams) (int, error)
 
 	// EventList reads the durable event log after a cursor, oldest first.
 	EventList(ctx context.Context, p *EventListParams) ([]*Event, error)
@@ -140,7 +157,9 @@ type Task struct {
 	// StepsDone counts steps complete or resolved manually.
 	StepsDone int
 	// StepsOpen counts steps ready, running or waiting for retry.
-	StepsOpen  int
+	StepsOpen int
+	// Seq is the number of transitions of the task.
+	Seq        int
 	CreatedAt  time.Time
 	UpdatedAt  time.Time
 	StartedAt  time.Time
@@ -172,10 +191,12 @@ type Step struct {
 	LeaseOwner     string
 	LeaseToken     int64
 	LeaseExpiresAt time.Time
-	CreatedAt      time.Time
-	UpdatedAt      time.Time
-	StartedAt      time.Time
-	FinishedAt     time.Time
+	// Seq is the number of transitions of the step.
+	Seq        int
+	CreatedAt  time.Time
+	UpdatedAt  time.Time
+	StartedAt  time.Time
+	FinishedAt time.Time
 }
 
 // Event is one row of the durable event log: a transition of a task or a
@@ -305,8 +326,9 @@ type StepClaimParams struct {
 	LeaseToken int64
 	Limit      int
 	Now        time.Time
-	// LeaseGrace is added to each step's timeout to set its lease expiry.
-	LeaseGrace time.Duration
+	// LeaseTTL sets the lease expiry to Now + LeaseTTL; the worker renews
+	// it while the handler runs (StepLeaseRenew).
+	LeaseTTL time.Duration
 	// Handlers restricts the claim to steps run by these handlers.
 	Handlers []string
 	// TemplateIDs, when set, restricts the claim to these templates.
@@ -407,6 +429,37 @@ type StepReleaseParams struct {
 	Reason string
 	Leases []Lease
 	Now    time.Time
+}
+
+// StepLeaseRenewParams are the inputs of StepLeaseRenew.
+type StepLeaseRenewParams struct {
+	Worker string
+	Leases []Lease
+	Now    time.Time
+	TTL    time.Duration
+}
+
+// StepLeaseRenewResult is the outcome of StepLeaseRenew.
+type StepLeaseRenewResult struct {
+	// Renewed lists the leases that now expire at Now + TTL.
+	Renewed []Lease
+	// Lost lists the leases the worker no longer holds.
+	Lost []Lease
+}
+
+// LeaderParams are the inputs of LeaderAcquire and LeaderRelease.
+type LeaderParams struct {
+	Name   string
+	Holder string
+	TTL    time.Duration
+	Now    time.Time
+}
+
+// TaskDeleteFinishedParams are the inputs of TaskDeleteFinished.
+type TaskDeleteFinishedParams struct {
+	Before time.Time
+	// Limit caps the tasks deleted in one call; default 1000.
+	Limit int
 }
 
 // StepNextRunAtParams filter StepNextRunAt like a claim would.

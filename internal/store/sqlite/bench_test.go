@@ -115,7 +115,7 @@ func benchClaimComplete(b *testing.B, synchronous string, batch int) {
 		}
 		t0 := time.Now()
 		claimed, err := s.StepClaim(ctx, &store.StepClaimParams{Worker: "bench", LeaseToken: int64(done + 1), Limit: n,
-			Now: t0, LeaseGrace: time.Minute})
+			Now: t0, LeaseTTL: time.Minute})
 		if err != nil {
 			b.Fatalf("claim: %v", err)
 		}

@@ -47,6 +47,7 @@ func scanStep(sc interface{ Scan(...any) error }) (*stepRow, error) {
 	s.LastError, s.ErrorClass = lastErr.String, errClass.String
 	s.CreatedAt, s.UpdatedAt = fromUS(created), fromUS(updated)
 	s.StartedAt, s.FinishedAt = fromNullUS(started), fromNullUS(finished)
+	s.Seq = s.seq
 	return &s, nil
 }
 
@@ -186,6 +187,7 @@ func (c *change) applyStep(ctx context.Context, tx *sql.Tx, t *taskRow, st *step
 	wasOpen, wasDone := isOpen(from, st.DepsRemaining), from.SatisfiesDependents()
 	st.State = ch.to
 	st.seq++
+	st.Seq = st.seq
 	st.RunAt = fromNullUS(runAt)
 	if ch.raiseLimit {
 		st.RetryLimit = st.Attempts + st.MaxAttempts
@@ -286,8 +288,8 @@ func (s *Store) StepClaim(ctx context.Context, p *store.StepClaimParams) (*store
 	if p.Limit <= 0 {
 		return &store.StepClaimResult{}, nil
 	}
-	if p.Worker == "" {
-		return nil, fmt.Errorf("claim steps: worker is required")
+	if p.Worker == "" || p.LeaseTTL <= 0 {
+		return nil, fmt.Errorf("claim steps: worker and lease TTL are required")
 	}
 	var res *store.StepClaimResult
 	err := s.writeChange(ctx, func(ctx context.Context, tx *sql.Tx) (*store.ChangeResult, error) {
@@ -303,12 +305,12 @@ func (s *Store) StepClaim(ctx context.Context, p *store.StepClaimParams) (*store
 		for i, st := range steps {
 			ids[i] = st.ID
 		}
-		leaseBase := now.Add(p.LeaseGrace)
+		expires := now.Add(p.LeaseTTL)
 		r, err := tx.ExecContext(ctx, `UPDATE steps SET state = 'in_progress', attempts = attempts + 1, run_at = NULL,
-			lease_owner = ?, lease_token = ?, lease_expires_at = ? + timeout_us, seq = seq + 1, updated_at = ?,
+			lease_owner = ?, lease_token = ?, lease_expires_at = ?, seq = seq + 1, updated_at = ?,
 			started_at = COALESCE(started_at, ?), finished_at = NULL
 			WHERE state IN ('pending', 'waiting_for_retry') AND id IN (`+placeholders(len(ids))+`)`,
-			append([]any{p.Worker, p.LeaseToken, us(leaseBase), us(now), us(now)}, idArgs(ids)...)...)
+			append([]any{p.Worker, p.LeaseToken, us(expires), us(now), us(now)}, idArgs(ids)...)...)
 		if err != nil {
 			return nil, fmt.Errorf("claim: %w", err)
 		}
@@ -329,9 +331,10 @@ func (s *Store) StepClaim(ctx context.Context, p *store.StepClaimParams) (*store
 			st.State = lifecycle.StepInProgress
 			st.Attempts++
 			st.seq++
+			st.Seq = st.seq
 			st.RunAt = time.Time{}
 			st.LeaseOwner, st.LeaseToken = p.Worker, p.LeaseToken
-			st.LeaseExpiresAt = leaseBase.Add(st.Timeout)
+			st.LeaseExpiresAt = expires
 			if st.StartedAt.IsZero() {
 				st.StartedAt = now
 			}
@@ -623,6 +626,35 @@ func (s *Store) StepRelease(ctx context.Context, p *store.StepReleaseParams) (*s
 	})
 	if err != nil {
 		return nil, fmt.Errorf("release steps: %w", err)
+	}
+	return res, nil
+}
+
+// StepLeaseRenew extends the leases a worker still holds.
+func (s *Store) StepLeaseRenew(ctx context.Context, p *store.StepLeaseRenewParams) (*store.StepLeaseRenewResult, error) {
+	res := &store.StepLeaseRenewResult{}
+	if len(p.Leases) == 0 {
+		return res, nil
+	}
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		res.Renewed, res.Lost = nil, nil
+		expires := us(p.Now.Add(p.TTL))
+		for _, l := range p.Leases {
+			r, err := tx.ExecContext(ctx, `UPDATE steps SET lease_expires_at = ? WHERE id = ? AND state = 'in_progress'
+				AND lease_owner = ? AND lease_token = ? AND attempts = ?`, expires, l.StepID, p.Worker, l.LeaseToken, l.Attempt)
+			if err != nil {
+				return err
+			}
+			if n, _ := r.RowsAffected(); n == 1 {
+				res.Renewed = append(res.Renewed, l)
+			} else {
+				res.Lost = append(res.Lost, l)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("renew leases: %w", err)
 	}
 	return res, nil
 }

@@ -41,6 +41,7 @@ func scanTask(sc interface{ Scan(...any) error }) (*taskRow, error) {
 	t.IdentityKey, t.IdempotencyKey = identity.String, idem.String
 	t.CreatedAt, t.UpdatedAt = fromUS(created), fromUS(updated)
 	t.StartedAt, t.FinishedAt = fromNullUS(started), fromNullUS(finished)
+	t.Seq = t.seq
 	return &t, nil
 }
 
@@ -210,7 +211,7 @@ func createTask(ctx context.Context, tx *sql.Tx, p *store.TaskCreateParams) (*st
 	task := &store.Task{
 		ID: taskID, TemplateID: p.TemplateID, Namespace: p.Namespace, Name: p.Name, Version: p.Version,
 		State: lifecycle.TaskInProgress, Context: p.Context, IdentityKey: p.IdentityKey, IdempotencyKey: p.IdempotencyKey,
-		StepsTotal: len(p.Steps), StepsOpen: roots, CreatedAt: now, UpdatedAt: now, StartedAt: now,
+		StepsTotal: len(p.Steps), StepsOpen: roots, Seq: 2, CreatedAt: now, UpdatedAt: now, StartedAt: now,
 	}
 	subject := func(e *store.Event) *store.Event {
 		e.TaskID, e.Namespace, e.TaskName, e.Version, e.OccurredAt = taskID, p.Namespace, p.Name, p.Version, now
@@ -342,6 +343,7 @@ func (c *change) transitionTask(ctx context.Context, tx *sql.Tx, t *taskRow, to 
 	}
 	t.State = to
 	t.seq++
+	t.Seq = t.seq
 	c.event(t, &store.Event{Name: d.Event, Seq: t.seq, From: string(from), To: string(to), Metadata: meta})
 	return nil
 }

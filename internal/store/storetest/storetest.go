@@ -50,6 +50,9 @@ func Exercise(t *testing.T, newStore NewStore) {
 		{"NextRunAt", testNextRunAt},
 		{"LargeTask", testLargeTask},
 		{"OnCommitInCommitOrder", testOnCommit},
+		{"LeaseRenew", testLeaseRenew},
+		{"Leader", testLeader},
+		{"DeleteFinished", testDeleteFinished},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -168,6 +171,9 @@ func (b *bundle) claim(t *testing.T, p store.StepClaimParams) *store.StepClaimRe
 	}
 	if p.LeaseToken == 0 {
 		p.LeaseToken = b.token()
+	}
+	if p.LeaseTTL == 0 {
+		p.LeaseTTL = time.Minute
 	}
 	res, err := b.s.StepClaim(b.ctx, &p)
 	if err != nil {
@@ -458,7 +464,7 @@ func testTaskList(t *testing.T, b *bundle) {
 
 func testStepClaimReadyOnly(t *testing.T, b *bundle) {
 	res := b.create(t, diamond(), createOpts{context: `{"k":"v"}`})
-	c := b.claim(t, store.StepClaimParams{Worker: "w9", LeaseGrace: 10 * time.Second})
+	c := b.claim(t, store.StepClaimParams{Worker: "w9", LeaseTTL: 10 * time.Second})
 	if diff := cmp.Diff([]string{"a"}, claimedNames(c)); diff != "" {
 		t.Fatalf("claimed (-want +got):\n%s", diff)
 	}
@@ -466,8 +472,8 @@ func testStepClaimReadyOnly(t *testing.T, b *bundle) {
 	if cs.Step.State != lifecycle.StepInProgress || cs.Step.Attempts != 1 || cs.Step.LeaseOwner != "w9" || cs.Step.LeaseToken == 0 {
 		t.Fatalf("claimed step = %+v", cs.Step)
 	}
-	if want := b.now.Add(10*time.Second + time.Minute); !cs.Step.LeaseExpiresAt.Equal(want) {
-		t.Fatalf("lease expires %v, want now+grace+timeout %v", cs.Step.LeaseExpiresAt, want)
+	if want := b.now.Add(10 * time.Second); !cs.Step.LeaseExpiresAt.Equal(want) {
+		t.Fatalf("lease expires %v, want now+TTL %v", cs.Step.LeaseExpiresAt, want)
 	}
 	if string(cs.Context) != `{"k":"v"}` || cs.Namespace != "ns" || cs.TaskName != "tmpl-t1" || len(cs.Dependencies) != 0 {
 		t.Fatalf("claimed step data = %+v", cs)
@@ -483,7 +489,7 @@ func testStepClaimReadyOnly(t *testing.T, b *bundle) {
 	if again := b.claim(t, store.StepClaimParams{}); len(again.Steps) != 0 {
 		t.Fatalf("second claim got %v; a claimed step must not be claimed again", claimedNames(again))
 	}
-	if zero, err := b.s.StepClaim(b.ctx, &store.StepClaimParams{Worker: "w", Limit: 0, Now: b.now}); err != nil || len(zero.Steps) != 0 {
+	if zero, err := b.s.StepClaim(b.ctx, &store.StepClaimParams{Worker: "w", Limit: 0, Now: b.now, LeaseTTL: time.Minute}); err != nil || len(zero.Steps) != 0 {
 		t.Fatalf("claim with limit 0 = %v, %v", zero, err)
 	}
 }
@@ -525,7 +531,7 @@ func testStepClaimConcurrent(t *testing.T, b *bundle) {
 			defer wg.Done()
 			worker := fmt.Sprintf("w%d", w)
 			for {
-				res, err := b.s.StepClaim(b.ctx, &store.StepClaimParams{Worker: worker, Limit: 7, Now: b.now, LeaseToken: int64(w + 1)})
+				res, err := b.s.StepClaim(b.ctx, &store.StepClaimParams{Worker: worker, Limit: 7, Now: b.now, LeaseToken: int64(w + 1), LeaseTTL: time.Minute})
 				if err != nil {
 					t.Errorf("claim: %v", err)
 					return
@@ -765,7 +771,7 @@ func testCustomEvents(t *testing.T, b *bundle) {
 
 func testRescueExpired(t *testing.T, b *bundle) {
 	res := b.create(t, single("x"), createOpts{})
-	c := b.claim(t, store.StepClaimParams{Worker: "dead", LeaseGrace: 5 * time.Second})
+	c := b.claim(t, store.StepClaimParams{Worker: "dead", LeaseTTL: 5 * time.Second})
 	expiry := c.Steps[0].Step.LeaseExpiresAt
 	r, err := b.s.StepRescue(b.ctx, &store.StepRescueParams{Now: expiry.Add(-time.Millisecond)})
 	if err != nil || r.Count != 0 {
@@ -1067,7 +1073,7 @@ func testOnCommit(t *testing.T, b *bundle) {
 					t.Errorf("TaskCreate: %v", err)
 					return
 				}
-				c, err := b.s.StepClaim(b.ctx, &store.StepClaimParams{Worker: "w", Limit: 1, Now: b.now, LeaseToken: 9, TaskIDs: []string{r.Task.ID}})
+				c, err := b.s.StepClaim(b.ctx, &store.StepClaimParams{Worker: "w", Limit: 1, Now: b.now, LeaseToken: 9, LeaseTTL: time.Minute, TaskIDs: []string{r.Task.ID}})
 				if err != nil || len(c.Steps) != 1 {
 					t.Errorf("StepClaim: %v", err)
 					return
@@ -1102,12 +1108,155 @@ func testOnCommit(t *testing.T, b *bundle) {
 		t.Fatalf("announced %d events, the log holds %d", n, len(all))
 	}
 	// A write that changes nothing announces nothing.
-	if _, err := b.s.StepClaim(b.ctx, &store.StepClaimParams{Worker: "w", Limit: 5, Now: b.now, LeaseToken: 1, TaskIDs: []string{"none"}}); err != nil {
+	if _, err := b.s.StepClaim(b.ctx, &store.StepClaimParams{Worker: "w", Limit: 5, Now: b.now, LeaseToken: 1, LeaseTTL: time.Minute, TaskIDs: []string{"00000000-0000-0000-0000-000000000000"}}); err != nil {
 		t.Fatal(err)
 	}
 	mu.Lock()
 	defer mu.Unlock()
 	if len(changes) != before {
 		t.Fatal("an empty claim was announced")
+	}
+}
+
+func testLeaseRenew(t *testing.T, b *bundle) {
+	res := b.create(t, shape{steps: []string{"x", "y"}}, createOpts{})
+	c := b.claim(t, store.StepClaimParams{Worker: "w1", LeaseTTL: 10 * time.Second})
+	if len(c.Steps) != 2 {
+		t.Fatalf("claimed %d", len(c.Steps))
+	}
+	lease := func(cs *store.ClaimedStep) store.Lease {
+		return store.Lease{StepID: cs.Step.ID, LeaseToken: cs.Step.LeaseToken, Attempt: cs.Step.Attempts}
+	}
+	// x completes; y keeps running and renews.
+	b.complete(t, outcome(c.Steps[0], store.OutcomeComplete))
+	later := b.now.Add(8 * time.Second)
+	r, err := b.s.StepLeaseRenew(b.ctx, &store.StepLeaseRenewParams{Worker: "w1", Now: later, TTL: 10 * time.Second,
+		Leases: []store.Lease{lease(c.Steps[0]), lease(c.Steps[1])}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(r.Renewed, []store.Lease{lease(c.Steps[1])}) || !slices.Equal(r.Lost, []store.Lease{lease(c.Steps[0])}) {
+		t.Fatalf("renew = %+v; want y renewed and the completed x lost", r)
+	}
+	y := b.steps(t, res.Task.ID)[c.Steps[1].Step.Name]
+	if !y.LeaseExpiresAt.Equal(later.Add(10 * time.Second)) {
+		t.Fatalf("renewed lease expires %v, want %v", y.LeaseExpiresAt, later.Add(10*time.Second))
+	}
+	// The original expiry has passed, the renewed one has not: no rescue.
+	rs, err := b.s.StepRescue(b.ctx, &store.StepRescueParams{Now: b.now.Add(11 * time.Second)})
+	if err != nil || rs.Count != 0 {
+		t.Fatalf("rescue of a renewed lease = %+v, %v", rs, err)
+	}
+	// Another worker cannot renew it, and a wrong token is lost.
+	r, err = b.s.StepLeaseRenew(b.ctx, &store.StepLeaseRenewParams{Worker: "w2", Now: later, TTL: time.Hour, Leases: []store.Lease{lease(c.Steps[1])}})
+	if err != nil || len(r.Lost) != 1 {
+		t.Fatalf("renew by another worker = %+v, %v", r, err)
+	}
+	// Once rescued, the first worker has lost it.
+	if _, err := b.s.StepRescue(b.ctx, &store.StepRescueParams{Now: later.Add(11 * time.Second)}); err != nil {
+		t.Fatal(err)
+	}
+	r, err = b.s.StepLeaseRenew(b.ctx, &store.StepLeaseRenewParams{Worker: "w1", Now: later.Add(12 * time.Second), TTL: time.Minute, Leases: []store.Lease{lease(c.Steps[1])}})
+	if err != nil || len(r.Lost) != 1 || len(r.Renewed) != 0 {
+		t.Fatalf("renew after rescue = %+v, %v", r, err)
+	}
+}
+
+func testLeader(t *testing.T, b *bundle) {
+	p := func(holder string, at time.Time) *store.LeaderParams {
+		return &store.LeaderParams{Name: "maintenance", Holder: holder, TTL: 10 * time.Second, Now: at}
+	}
+	acquire := func(holder string, at time.Time) bool {
+		t.Helper()
+		ok, err := b.s.LeaderAcquire(b.ctx, p(holder, at))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	if !acquire("a", b.now) {
+		t.Fatal("first holder did not get the leadership")
+	}
+	if acquire("b", b.now.Add(5*time.Second)) {
+		t.Fatal("second holder took an unexpired leadership")
+	}
+	if !acquire("a", b.now.Add(9*time.Second)) {
+		t.Fatal("the leader could not extend its leadership")
+	}
+	if acquire("b", b.now.Add(18*time.Second)) {
+		t.Fatal("the extension was not honoured")
+	}
+	if !acquire("b", b.now.Add(20*time.Second)) {
+		t.Fatal("an expired leadership was not taken over")
+	}
+	if err := b.s.LeaderRelease(b.ctx, p("a", b.now)); err != nil {
+		t.Fatal(err)
+	}
+	if acquire("a", b.now.Add(21*time.Second)) {
+		t.Fatal("release by a non-holder freed the leadership")
+	}
+	if err := b.s.LeaderRelease(b.ctx, p("b", b.now)); err != nil {
+		t.Fatal(err)
+	}
+	if !acquire("a", b.now.Add(22*time.Second)) {
+		t.Fatal("a released leadership was not free")
+	}
+	// Concurrent candidates: exactly one wins.
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	winners := 0
+	at := b.now.Add(time.Hour)
+	for i := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ok, err := b.s.LeaderAcquire(b.ctx, &store.LeaderParams{Name: "race", Holder: fmt.Sprint("c", i), TTL: time.Minute, Now: at})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if ok {
+				mu.Lock()
+				winners++
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if winners != 1 {
+		t.Fatalf("%d concurrent candidates won, want 1", winners)
+	}
+}
+
+func testDeleteFinished(t *testing.T, b *bundle) {
+	old := b.create(t, single("x"), createOpts{})
+	c := b.claim(t, store.StepClaimParams{})
+	b.complete(t, outcome(c.Steps[0], store.OutcomeComplete))
+	failed := b.create(t, shape{steps: []string{"y"}, max: map[string]int{"y": 1}}, createOpts{})
+	c = b.claim(t, store.StepClaimParams{})
+	b.complete(t, outcome(c.Steps[0], store.OutcomeFail))
+	b.tick(time.Hour)
+	recent := b.create(t, single("z"), createOpts{})
+	c = b.claim(t, store.StepClaimParams{})
+	b.complete(t, outcome(c.Steps[0], store.OutcomeComplete))
+	running := b.create(t, single("w"), createOpts{})
+
+	n, err := b.s.TaskDeleteFinished(b.ctx, &store.TaskDeleteFinishedParams{Before: b.now.Add(-time.Minute)})
+	if err != nil || n != 1 {
+		t.Fatalf("deleted %d, %v; want only the old complete task", n, err)
+	}
+	if _, err := b.s.TaskGet(b.ctx, old.Task.ID); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("old task still there: %v", err)
+	}
+	if evs := b.history(t, old.Task.ID); len(evs) != 0 {
+		t.Fatalf("%d log entries of the deleted task remain", len(evs))
+	}
+	if steps, err := b.s.StepListByTask(b.ctx, old.Task.ID); err != nil || len(steps) != 0 {
+		t.Fatalf("steps of the deleted task remain: %d, %v", len(steps), err)
+	}
+	for _, keep := range []string{failed.Task.ID, recent.Task.ID, running.Task.ID} {
+		if _, err := b.s.TaskGet(b.ctx, keep); err != nil {
+			t.Fatalf("task %s deleted: %v", keep, err)
+		}
 	}
 }
