@@ -171,10 +171,10 @@ type Engine struct {
 	pub      *publisher
 
 	mu          sync.Mutex
-	running     int            // handlers running, guarded by mu
-	perTemplate map[string]int // running handlers by template id, guarded by mu
-	due         dueTimes       // retry times this process scheduled, guarded by mu
-	blocked     bool           // dispatcher is waiting for a free slot, guarded by mu
+	running     int                   // handlers running, guarded by mu
+	perTemplate map[string]int        // running handlers by template id, guarded by mu
+	due         dueTimes              // retry times this process scheduled, guarded by mu
+	blocked     bool                  // dispatcher is waiting for a free slot, guarded by mu
 	inflight    map[*attempt]struct{} // running attempts, guarded by mu
 
 	closeOnce sync.Once
