@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -21,15 +22,27 @@ import (
 	"github.com/tasker-go/tasker/internal/engine"
 	"github.com/tasker-go/tasker/internal/eventbus"
 	"github.com/tasker-go/tasker/internal/store"
+	"github.com/tasker-go/tasker/internal/store/postgres"
 	"github.com/tasker-go/tasker/internal/store/sqlite"
 	"github.com/tasker-go/tasker/internal/template"
 )
 
 // Config configures a Client. Zero fields take the documented defaults.
 type Config struct {
-	// Database is the path of the SQLite database file, created if missing.
+	// Database is where tasks are stored: the path of an SQLite database
+	// file, created if missing, or a PostgreSQL URL (postgres://...).
 	// Default "tasker.db" in the working directory.
 	Database string
+	// Schema is the PostgreSQL schema holding Tasker's tables, created if
+	// missing. Default "tasker". Ignored for SQLite.
+	Schema string
+	// DisableListen turns PostgreSQL LISTEN/NOTIFY wake-ups off (for
+	// connection poolers in transaction mode); workers then poll. Ignored
+	// for SQLite.
+	DisableListen bool
+	// MaxConns caps the PostgreSQL connection pool. Default: the greater of
+	// 4 and the number of CPUs, or pool_max_conns in the URL.
+	MaxConns int
 	// Handlers are the Go step handlers by name. They are added to the
 	// built-in handlers ("command", "noop", "sleep"); a name may not be
 	// used twice.
@@ -115,7 +128,7 @@ func Open(ctx context.Context, cfg Config) (*Client, error) {
 		}
 		handlers[name] = h
 	}
-	st, err := sqlite.Open(ctx, cfg.Database, sqlite.Options{Logger: cfg.Logger, Synchronous: cfg.SQLiteSynchronous})
+	st, err := openStore(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("tasker: %w", err)
 	}
@@ -127,6 +140,20 @@ func Open(ctx context.Context, cfg Config) (*Client, error) {
 		MaxResultBytes: cfg.MaxResultBytes, Logger: cfg.Logger, Clock: clk,
 	})
 	return &Client{cfg: cfg, store: st, bus: bus, engine: eng, clock: clk, handlers: handlers, log: cfg.Logger}, nil
+}
+
+// IsPostgresURL reports whether a Config.Database value names a PostgreSQL
+// database rather than an SQLite file.
+func IsPostgresURL(db string) bool {
+	return strings.HasPrefix(db, "postgres://") || strings.HasPrefix(db, "postgresql://")
+}
+
+func openStore(ctx context.Context, cfg Config) (store.Store, error) {
+	if IsPostgresURL(cfg.Database) {
+		return postgres.Open(ctx, cfg.Database, postgres.Options{Schema: cfg.Schema, Logger: cfg.Logger,
+			DisableListen: cfg.DisableListen, MaxConns: int32(cfg.MaxConns)})
+	}
+	return sqlite.Open(ctx, cfg.Database, sqlite.Options{Logger: cfg.Logger, Synchronous: cfg.SQLiteSynchronous})
 }
 
 // HandlerNames returns the names of the handlers this client runs, sorted.
@@ -558,5 +585,5 @@ func (c *Client) Close() error {
 	return errors.Join(err, c.store.Close())
 }
 
-// DatabasePath returns the database file the client uses.
-func (c *Client) DatabasePath() string { return c.cfg.Database }
+// Database returns the database the client uses (a file path or a URL).
+func (c *Client) Database() string { return c.cfg.Database }

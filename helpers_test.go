@@ -13,8 +13,21 @@ import (
 	"github.com/tasker-go/tasker"
 	"github.com/tasker-go/tasker/internal/event"
 	"github.com/tasker-go/tasker/internal/store"
+	"github.com/tasker-go/tasker/internal/store/postgres/pgtest"
 	"github.com/tasker-go/tasker/internal/store/storetest"
 )
+
+// forEachBackend runs fn as a parallel subtest for each store: SQLite and
+// PostgreSQL (skipped with a message when no server is reachable).
+func forEachBackend(t *testing.T, fn func(t *testing.T, backend string)) {
+	t.Helper()
+	for _, backend := range []string{"sqlite", "postgres"} {
+		t.Run(backend, func(t *testing.T) {
+			t.Parallel()
+			fn(t, backend)
+		})
+	}
+}
 
 // testBundle is a client on a fresh database with the test handlers.
 type testBundle struct {
@@ -25,6 +38,8 @@ type testBundle struct {
 }
 
 type bundleOpts struct {
+	// backend is "sqlite" (the default) or "postgres".
+	backend      string
 	concurrency  int
 	pollInterval time.Duration
 	handlers     map[string]tasker.Handler
@@ -40,8 +55,15 @@ func setup(t *testing.T, o bundleOpts) *testBundle {
 	if o.pollInterval == 0 {
 		o.pollInterval = 100 * time.Millisecond
 	}
+	db, schema := filepath.Join(t.TempDir(), "tasker.db"), ""
+	if o.backend == "postgres" {
+		db = pgtest.URL(t)
+		schema = pgtest.Schema(t, db)
+	}
 	c, err := tasker.Open(context.Background(), tasker.Config{
-		Database:          filepath.Join(t.TempDir(), "tasker.db"),
+		Database:          db,
+		Schema:            schema,
+		MaxConns:          6,
 		Handlers:          handlers,
 		Concurrency:       o.concurrency,
 		PollInterval:      o.pollInterval,

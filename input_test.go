@@ -123,9 +123,10 @@ steps:
 // Invalid requests are rejected before anything is stored.
 func TestInvalidRequestsStoreNothing(t *testing.T) {
 	t.Parallel()
-	b := setup(t, bundleOpts{})
-	ctx := context.Background()
-	tmpl := b.register(`
+	forEachBackend(t, func(t *testing.T, backend string) {
+		b := setup(t, bundleOpts{backend: backend})
+		ctx := context.Background()
+		tmpl := b.register(`
 namespace: shop
 name: order
 version: 1.2.0
@@ -139,110 +140,113 @@ context_schema:
 steps:
   - {name: a, handler: noop}
 `)
-	tests := []struct {
-		name string
-		req  tasker.TaskRequest
-		want []string
-	}{
-		{"wrong type", tasker.TaskRequest{Context: json.RawMessage(`{"order_id":"7","items":[{"sku":"x"}]}`)}, []string{"/order_id", "integer"}},
-		{"missing field", tasker.TaskRequest{Context: json.RawMessage(`{"order_id":7}`)}, []string{"items"}},
-		{"nested", tasker.TaskRequest{Context: json.RawMessage(`{"order_id":7,"items":[{"sku":1}]}`)}, []string{"/items/0/sku"}},
-		{"empty context", tasker.TaskRequest{}, []string{"order_id"}},
-		{"not JSON", tasker.TaskRequest{Context: json.RawMessage(`{"order_id": 7,`)}, []string{"not valid JSON"}},
-		{"trailing data", tasker.TaskRequest{Context: json.RawMessage(`{} {}`)}, []string{"not valid JSON"}},
-		{"too large", tasker.TaskRequest{Context: json.RawMessage(`{"pad":"` + strings.Repeat("x", 2<<20) + `"}`)}, []string{"over the limit"}},
-		{"unknown template", tasker.TaskRequest{Name: "nope"}, []string{"no template shop/nope"}},
-		{"unknown version", tasker.TaskRequest{Version: "9.9.9"}, []string{"shop/order@9.9.9"}},
-		{"no idempotency key", tasker.TaskRequest{Context: json.RawMessage(`{"order_id":7,"items":[{"sku":"x"}]}`)}, []string{"requires an idempotency key"}},
-	}
-	for _, tc := range tests {
-		req := tc.req
-		if req.Namespace == "" {
-			req.Namespace = tmpl.Namespace
+		tests := []struct {
+			name string
+			req  tasker.TaskRequest
+			want []string
+		}{
+			{"wrong type", tasker.TaskRequest{Context: json.RawMessage(`{"order_id":"7","items":[{"sku":"x"}]}`)}, []string{"/order_id", "integer"}},
+			{"missing field", tasker.TaskRequest{Context: json.RawMessage(`{"order_id":7}`)}, []string{"items"}},
+			{"nested", tasker.TaskRequest{Context: json.RawMessage(`{"order_id":7,"items":[{"sku":1}]}`)}, []string{"/items/0/sku"}},
+			{"empty context", tasker.TaskRequest{}, []string{"order_id"}},
+			{"not JSON", tasker.TaskRequest{Context: json.RawMessage(`{"order_id": 7,`)}, []string{"not valid JSON"}},
+			{"trailing data", tasker.TaskRequest{Context: json.RawMessage(`{} {}`)}, []string{"not valid JSON"}},
+			{"too large", tasker.TaskRequest{Context: json.RawMessage(`{"pad":"` + strings.Repeat("x", 2<<20) + `"}`)}, []string{"over the limit"}},
+			{"unknown template", tasker.TaskRequest{Name: "nope"}, []string{"no template shop/nope"}},
+			{"unknown version", tasker.TaskRequest{Version: "9.9.9"}, []string{"shop/order@9.9.9"}},
+			{"no idempotency key", tasker.TaskRequest{Context: json.RawMessage(`{"order_id":7,"items":[{"sku":"x"}]}`)}, []string{"requires an idempotency key"}},
 		}
-		if req.Name == "" {
-			req.Name = tmpl.Name
-		}
-		if req.IdempotencyKey == "" && tc.name != "no idempotency key" {
-			req.IdempotencyKey = "k-" + tc.name
-		}
-		_, err := b.client.CreateTask(ctx, req)
-		if !errors.Is(err, tasker.ErrInvalidRequest) {
-			t.Errorf("%s: err = %v, want ErrInvalidRequest", tc.name, err)
-			continue
-		}
-		for _, w := range tc.want {
-			if !strings.Contains(err.Error(), w) {
-				t.Errorf("%s: error %q does not mention %q", tc.name, err, w)
+		for _, tc := range tests {
+			req := tc.req
+			if req.Namespace == "" {
+				req.Namespace = tmpl.Namespace
+			}
+			if req.Name == "" {
+				req.Name = tmpl.Name
+			}
+			if req.IdempotencyKey == "" && tc.name != "no idempotency key" {
+				req.IdempotencyKey = "k-" + tc.name
+			}
+			_, err := b.client.CreateTask(ctx, req)
+			if !errors.Is(err, tasker.ErrInvalidRequest) {
+				t.Errorf("%s: err = %v, want ErrInvalidRequest", tc.name, err)
+				continue
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("%s: error %q does not mention %q", tc.name, err, w)
+				}
 			}
 		}
-	}
-	var ce *tasker.ContextError
-	_, err := b.client.CreateTask(ctx, tasker.TaskRequest{Namespace: "shop", Name: "order", IdempotencyKey: "k", Context: json.RawMessage(`{"order_id":0,"items":[]}`)})
-	if !errors.As(err, &ce) || len(ce.Problems) != 2 || ce.Template != "shop/order@1.2.0" {
-		t.Errorf("ContextError = %+v (%v); want both problems listed for shop/order@1.2.0", ce, err)
-	}
-	tasks, err := b.client.Tasks(ctx, nil)
-	if err != nil || len(tasks) != 0 {
-		t.Errorf("tasks stored after rejected requests: %d, %v", len(tasks), err)
-	}
-	events, err := b.client.Events(ctx, nil)
-	if err != nil || len(events) != 0 {
-		t.Errorf("events logged after rejected requests: %d, %v", len(events), err)
-	}
-	// The valid request goes through.
-	res, err := b.client.CreateTask(ctx, tasker.TaskRequest{Namespace: "shop", Name: "order", IdempotencyKey: "k",
-		Context: json.RawMessage(`{"order_id":7,"items":[{"sku":"x"}]}`)})
-	if err != nil || !res.Created {
-		t.Fatalf("valid request: %v", err)
-	}
+		var ce *tasker.ContextError
+		_, err := b.client.CreateTask(ctx, tasker.TaskRequest{Namespace: "shop", Name: "order", IdempotencyKey: "k", Context: json.RawMessage(`{"order_id":0,"items":[]}`)})
+		if !errors.As(err, &ce) || len(ce.Problems) != 2 || ce.Template != "shop/order@1.2.0" {
+			t.Errorf("ContextError = %+v (%v); want both problems listed for shop/order@1.2.0", ce, err)
+		}
+		tasks, err := b.client.Tasks(ctx, nil)
+		if err != nil || len(tasks) != 0 {
+			t.Errorf("tasks stored after rejected requests: %d, %v", len(tasks), err)
+		}
+		events, err := b.client.Events(ctx, nil)
+		if err != nil || len(events) != 0 {
+			t.Errorf("events logged after rejected requests: %d, %v", len(events), err)
+		}
+		// The valid request goes through.
+		res, err := b.client.CreateTask(ctx, tasker.TaskRequest{Namespace: "shop", Name: "order", IdempotencyKey: "k",
+			Context: json.RawMessage(`{"order_id":7,"items":[{"sku":"x"}]}`)})
+		if err != nil || !res.Created {
+			t.Fatalf("valid request: %v", err)
+		}
+	})
 }
 
 func TestOperatorCancelAndRetry(t *testing.T) {
 	t.Parallel()
-	b := setup(t, bundleOpts{})
-	ctx := context.Background()
-	tmpl := b.register(shapeTemplate("ops", `
+	forEachBackend(t, func(t *testing.T, backend string) {
+		b := setup(t, bundleOpts{backend: backend})
+		ctx := context.Background()
+		tmpl := b.register(shapeTemplate("ops", `
   - {name: fails, handler: work, retry: {limit: 1}, config: {fail_times: 1}}
   - {name: after, handler: work, depends_on: [fails]}
 `))
-	b.start()
-	task := b.wait(b.create(tmpl, `{}`).ID, 10*time.Second)
-	if task.State != tasker.TaskError {
-		t.Fatalf("task = %s, want error", task.State)
-	}
-	if _, err := b.client.CancelTask(ctx, task.ID, "too late"); !errors.Is(err, tasker.ErrInvalidTransition) {
-		t.Errorf("cancel of a task in error: err = %v, want ErrInvalidTransition", err)
-	}
-	// The step failed on attempt 1 of 1; a retry grants a fresh budget and
-	// the second attempt succeeds.
-	retried, err := b.client.RetryTask(ctx, task.ID, "upstream fixed")
-	if err != nil || retried.State != tasker.TaskInProgress {
-		t.Fatalf("RetryTask = %v, %v", retried, err)
-	}
-	done := b.wait(task.ID, 10*time.Second)
-	if done.State != tasker.TaskComplete || stepsByName(done)["fails"].Attempts != 2 {
-		t.Fatalf("after retry: %s, attempts %d", done.State, stepsByName(done)["fails"].Attempts)
-	}
-	if _, err := b.client.RetryTask(ctx, task.ID, ""); !errors.Is(err, tasker.ErrInvalidTransition) {
-		t.Errorf("retry of a complete task: err = %v", err)
-	}
-	// Cancelling a running task cancels its unfinished steps.
-	slow := b.register(shapeTemplate("slow", "  - {name: long, handler: work, timeout: 1m, config: {sleep: 20s}}\n  - {name: next, handler: work, depends_on: [long]}\n"))
-	id := b.create(slow, `{}`).ID
-	for b.ledger.running.Load() == 0 {
-		time.Sleep(5 * time.Millisecond)
-	}
-	cancelled, err := b.client.CancelTask(ctx, id, "operator")
-	if err != nil || cancelled.State != tasker.TaskCancelled {
-		t.Fatalf("CancelTask = %v, %v", cancelled, err)
-	}
-	for _, s := range cancelled.Steps {
-		if s.State != tasker.StepCancelled {
-			t.Errorf("step %s = %s after cancel", s.Name, s.State)
+		b.start()
+		task := b.wait(b.create(tmpl, `{}`).ID, 10*time.Second)
+		if task.State != tasker.TaskError {
+			t.Fatalf("task = %s, want error", task.State)
 		}
-	}
-	if _, err := b.client.Task(ctx, "00000000-0000-0000-0000-000000000000"); !errors.Is(err, tasker.ErrNotFound) {
-		t.Errorf("unknown task: err = %v", err)
-	}
+		if _, err := b.client.CancelTask(ctx, task.ID, "too late"); !errors.Is(err, tasker.ErrInvalidTransition) {
+			t.Errorf("cancel of a task in error: err = %v, want ErrInvalidTransition", err)
+		}
+		// The step failed on attempt 1 of 1; a retry grants a fresh budget and
+		// the second attempt succeeds.
+		retried, err := b.client.RetryTask(ctx, task.ID, "upstream fixed")
+		if err != nil || retried.State != tasker.TaskInProgress {
+			t.Fatalf("RetryTask = %v, %v", retried, err)
+		}
+		done := b.wait(task.ID, 10*time.Second)
+		if done.State != tasker.TaskComplete || stepsByName(done)["fails"].Attempts != 2 {
+			t.Fatalf("after retry: %s, attempts %d", done.State, stepsByName(done)["fails"].Attempts)
+		}
+		if _, err := b.client.RetryTask(ctx, task.ID, ""); !errors.Is(err, tasker.ErrInvalidTransition) {
+			t.Errorf("retry of a complete task: err = %v", err)
+		}
+		// Cancelling a running task cancels its unfinished steps.
+		slow := b.register(shapeTemplate("slow", "  - {name: long, handler: work, timeout: 1m, config: {sleep: 20s}}\n  - {name: next, handler: work, depends_on: [long]}\n"))
+		id := b.create(slow, `{}`).ID
+		for b.ledger.running.Load() == 0 {
+			time.Sleep(5 * time.Millisecond)
+		}
+		cancelled, err := b.client.CancelTask(ctx, id, "operator")
+		if err != nil || cancelled.State != tasker.TaskCancelled {
+			t.Fatalf("CancelTask = %v, %v", cancelled, err)
+		}
+		for _, s := range cancelled.Steps {
+			if s.State != tasker.StepCancelled {
+				t.Errorf("step %s = %s after cancel", s.Name, s.State)
+			}
+		}
+		if _, err := b.client.Task(ctx, "00000000-0000-0000-0000-000000000000"); !errors.Is(err, tasker.ErrNotFound) {
+			t.Errorf("unknown task: err = %v", err)
+		}
+	})
 }

@@ -175,7 +175,7 @@ func checkIdle(ctx context.Context, c *tasker.Client) error {
 		}
 		if len(ts) > 0 {
 			return fmt.Errorf("bench: database %s has unfinished tasks (%s, e.g. %s); use a fresh database file or none (a temporary one)",
-				c.DatabasePath(), st, ts[0].ID)
+				c.Database(), st, ts[0].ID)
 		}
 	}
 	return nil

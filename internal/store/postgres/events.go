@@ -1,0 +1,137 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/tasker-go/tasker/internal/event"
+	"github.com/tasker-go/tasker/internal/store"
+)
+
+// appendEvents inserts log entries in one statement and sets their cursors.
+// The caller holds the log's advisory lock.
+func appendEvents(ctx context.Context, tx pgx.Tx, evs []*store.Event) error {
+	n := len(evs)
+	var (
+		taskIDs   = make([]string, n)
+		stepIDs   = make([]*string, n)
+		stepNames = make([]*string, n)
+		seqs      = make([]*int32, n)
+		froms     = make([]*string, n)
+		tos       = make([]*string, n)
+		names     = make([]string, n)
+		datas     = make([]*string, n)
+		times     = make([]time.Time, n)
+	)
+	for i, e := range evs {
+		taskIDs[i] = e.TaskID
+		stepIDs[i], stepNames[i] = nullString(e.StepID), nullString(e.StepName)
+		if e.IsTransition() {
+			seq := int32(e.Seq)
+			seqs[i] = &seq
+		}
+		froms[i], tos[i] = nullString(e.From), nullString(e.To)
+		names[i] = string(e.Name)
+		data, err := eventData(e)
+		if err != nil {
+			return err
+		}
+		datas[i] = data
+		times[i] = e.OccurredAt.UTC()
+	}
+	rows, err := tx.Query(ctx, `INSERT INTO events (task_id, step_id, step_name, seq, from_state, to_state, name, data, occurred_at)
+		SELECT t, s, sn, q, f, o, n, d::json, at
+		FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[], $6::text[], $7::text[], $8::text[], $9::timestamptz[])
+			WITH ORDINALITY AS u(t, s, sn, q, f, o, n, d, at, ord)
+		ORDER BY ord
+		RETURNING cursor`, taskIDs, stepIDs, stepNames, seqs, froms, tos, names, datas, times)
+	if err != nil {
+		return fmt.Errorf("insert events: %w", err)
+	}
+	cursors, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return fmt.Errorf("insert events: %w", err)
+	}
+	if len(cursors) != n {
+		return fmt.Errorf("insert events: %d cursors for %d rows", len(cursors), n)
+	}
+	slices.Sort(cursors)
+	for i, e := range evs {
+		e.Cursor = cursors[i]
+	}
+	return nil
+}
+
+func eventData(e *store.Event) (*string, error) {
+	if !e.IsTransition() {
+		if len(e.Payload) == 0 {
+			return nil, nil
+		}
+		s := string(e.Payload)
+		return &s, nil
+	}
+	b, err := json.Marshal(e.Metadata)
+	if err != nil {
+		return nil, fmt.Errorf("encode transition metadata: %w", err)
+	}
+	if string(b) == "{}" {
+		return nil, nil
+	}
+	s := string(b)
+	return &s, nil
+}
+
+const eventColumns = `e.cursor, e.task_id, e.step_id, e.step_name, e.seq, e.from_state, e.to_state, e.name, e.data::text, e.occurred_at,
+	t.namespace, t.name, t.version`
+
+func scanEvent(row pgx.Row) (*store.Event, error) {
+	var (
+		e                                store.Event
+		stepID, stepName, from, to, data *string
+		seq                              *int32
+		name                             string
+	)
+	if err := row.Scan(&e.Cursor, &e.TaskID, &stepID, &stepName, &seq, &from, &to, &name, &data, &e.OccurredAt,
+		&e.Namespace, &e.TaskName, &e.Version); err != nil {
+		return nil, err
+	}
+	e.StepID, e.StepName, e.From, e.To = deref(stepID), deref(stepName), deref(from), deref(to)
+	e.Seq = int(deref(seq))
+	e.Name = event.Name(name)
+	e.OccurredAt = e.OccurredAt.UTC()
+	if data != nil {
+		if e.IsTransition() {
+			if err := json.Unmarshal([]byte(*data), &e.Metadata); err != nil {
+				return nil, fmt.Errorf("decode metadata of event %d: %w", e.Cursor, err)
+			}
+		} else {
+			e.Payload = json.RawMessage(*data)
+		}
+	}
+	return &e, nil
+}
+
+// EventList reads the durable event log.
+func (s *Store) EventList(ctx context.Context, p *store.EventListParams) ([]*store.Event, error) {
+	limit := p.Limit
+	if limit <= 0 {
+		limit = 1000
+	}
+	rows, err := s.pool.Query(ctx, "SELECT "+eventColumns+` FROM events e JOIN tasks t ON t.id = e.task_id
+		WHERE e.cursor > $1 AND ($2::text IS NULL OR e.task_id = $2) AND ($3::text IS NULL OR e.step_id = $3)
+			AND (NOT $4 OR e.to_state IS NOT NULL)
+		ORDER BY e.cursor LIMIT $5`, p.After, nullString(p.TaskID), nullString(p.StepID), p.TransitionsOnly, limit)
+	if err != nil {
+		return nil, fmt.Errorf("list events: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*store.Event, error) { return scanEvent(r) })
+	if err != nil {
+		return nil, fmt.Errorf("list events: %w", err)
+	}
+	return out, nil
+}

@@ -1,0 +1,73 @@
+package postgres
+
+import (
+	"context"
+	"time"
+)
+
+// WakeUps returns a channel that receives a value whenever another process
+// (or this one) commits a change that made steps ready, using LISTEN on a
+// dedicated connection. The connection is re-established with backoff when
+// it breaks; the channel is closed when ctx is done. It returns nil when
+// LISTEN is disabled (Options.DisableListen). Notifications are hints:
+// workers also poll.
+func (s *Store) WakeUps(ctx context.Context) <-chan struct{} {
+	if s.opts.DisableListen {
+		return nil
+	}
+	ch := make(chan struct{}, 1)
+	go s.listen(ctx, ch)
+	return ch
+}
+
+func (s *Store) listen(ctx context.Context, ch chan<- struct{}) {
+	defer close(ch)
+	signal := func() {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		err := s.listenOnce(ctx, signal)
+		if ctx.Err() != nil {
+			return
+		}
+		s.log.WarnContext(ctx, "postgres: LISTEN connection lost; reconnecting", "error", err, "in", backoff)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+// listenOnce holds one connection in LISTEN until it fails. After
+// (re)connecting it signals once, since notifications may have been missed.
+func (s *Store) listenOnce(ctx context.Context, signal func()) error {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, "LISTEN "+quoteIdent(s.channel)); err != nil {
+		return err
+	}
+	defer func() {
+		// Do not return a LISTENing connection to the pool.
+		if !conn.Conn().IsClosed() {
+			_, _ = conn.Exec(context.WithoutCancel(ctx), "UNLISTEN *")
+		}
+	}()
+	signal()
+	for {
+		if _, err := conn.Conn().WaitForNotification(ctx); err != nil {
+			return err
+		}
+		signal()
+	}
+}
+
+func quoteIdent(s string) string { return `"` + s + `"` }

@@ -1,0 +1,296 @@
+// Package postgres is the PostgreSQL implementation of the storage seam,
+// for production and for many worker processes on many machines: claims
+// with FOR UPDATE SKIP LOCKED, leases with fencing tokens, a durable event
+// log whose cursors follow commit order, and LISTEN/NOTIFY wake-ups.
+//
+// # Locking
+//
+// A transaction that changes a task's counters locks the task rows first,
+// in id order, then the step rows it changes, in id order. Claims only take
+// free rows (SKIP LOCKED) of ready steps, which no completion touches, so
+// transactions never wait on each other in a cycle. Writers of the event log
+// take a transaction-level advisory lock right before appending, held until
+// commit: cursors are handed out in commit order, so a reader that has seen
+// cursor C will never later find a smaller one.
+package postgres
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io/fs"
+	"log/slog"
+	"regexp"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/lock"
+
+	"github.com/tasker-go/tasker/internal/store"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// Options configure Open. The zero value is usable.
+type Options struct {
+	// Schema holds Tasker's tables; it is created if missing. Default "tasker".
+	Schema string
+	// Logger receives the store's logs. Default: discard.
+	Logger *slog.Logger
+	// DisableListen turns LISTEN/NOTIFY wake-ups off, for connection
+	// poolers in transaction mode (which do not keep LISTEN sessions);
+	// workers then rely on polling alone.
+	DisableListen bool
+	// MaxConns caps the connection pool. Default: pgx's default (the
+	// greater of 4 and the number of CPUs), or pool_max_conns in the URL.
+	MaxConns int32
+	// SkipMigrate opens the store without applying migrations.
+	SkipMigrate bool
+}
+
+var schemaRE = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
+
+// Store is the PostgreSQL store. It is safe for concurrent use.
+type Store struct {
+	pool    *pgxpool.Pool
+	schema  string
+	opts    Options
+	log     *slog.Logger
+	lockKey int64
+	// commitMu orders this process's commit hooks like their commits.
+	commitMu sync.Mutex
+	hook     atomic.Pointer[func(*store.ChangeResult)]
+	channel  string
+}
+
+var _ store.Store = (*Store)(nil)
+
+// Open connects to the database at url (postgres://...), creates the
+// schema if needed and applies the embedded migrations.
+func Open(ctx context.Context, url string, opts Options) (*Store, error) {
+	if opts.Schema == "" {
+		opts.Schema = "tasker"
+	}
+	if !schemaRE.MatchString(opts.Schema) {
+		return nil, fmt.Errorf("postgres: schema %q must be lowercase letters, digits and underscores", opts.Schema)
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: bad database URL: %w", err)
+	}
+	cfg.ConnConfig.RuntimeParams["search_path"] = opts.Schema
+	if opts.MaxConns > 0 {
+		cfg.MaxConns = opts.MaxConns
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: connect: %w", err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("postgres: connect to %s: %w", cfg.ConnConfig.Host, err)
+	}
+	h := fnv.New64a()
+	h.Write([]byte("tasker events " + opts.Schema))
+	s := &Store{pool: pool, schema: opts.Schema, opts: opts, log: opts.Logger, lockKey: int64(h.Sum64() >> 1),
+		channel: "tasker_ready_" + opts.Schema}
+	if !opts.SkipMigrate {
+		if err := s.Migrate(ctx); err != nil {
+			pool.Close()
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// Migrate creates the schema if needed and applies pending migrations. It
+// is safe to run from several processes at once.
+func (s *Store) Migrate(ctx context.Context) error {
+	if _, err := s.pool.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS "+pgx.Identifier{s.schema}.Sanitize()); err != nil {
+		return fmt.Errorf("postgres: create schema %s: %w", s.schema, err)
+	}
+	sub, err := fs.Sub(migrations, "migrations")
+	if err != nil {
+		return err
+	}
+	locker, err := lock.NewPostgresSessionLocker(lock.WithLockID(s.lockKey ^ 0x5a5a5a5a))
+	if err != nil {
+		return err
+	}
+	db := stdlib.OpenDBFromPool(s.pool)
+	defer db.Close()
+	p, err := goose.NewProvider(goose.DialectPostgres, db, sub, goose.WithDisableGlobalRegistry(true),
+		goose.WithSessionLocker(locker), goose.WithSlog(s.log))
+	if err != nil {
+		return fmt.Errorf("postgres: migrations: %w", err)
+	}
+	if _, err := p.Up(ctx); err != nil {
+		return fmt.Errorf("postgres: migrate schema %s: %w", s.schema, err)
+	}
+	return nil
+}
+
+// MigrationVersion returns the schema's applied migration version and the
+// latest one this build knows.
+func (s *Store) MigrationVersion(ctx context.Context) (current, latest int64, err error) {
+	sub, err := fs.Sub(migrations, "migrations")
+	if err != nil {
+		return 0, 0, err
+	}
+	db := stdlib.OpenDBFromPool(s.pool)
+	defer db.Close()
+	p, err := goose.NewProvider(goose.DialectPostgres, db, sub, goose.WithDisableGlobalRegistry(true))
+	if err != nil {
+		return 0, 0, err
+	}
+	return p.GetVersions(ctx)
+}
+
+// Schema returns the schema the store uses.
+func (s *Store) Schema() string { return s.schema }
+
+// Close closes the connection pool.
+func (s *Store) Close() error {
+	s.pool.Close()
+	return nil
+}
+
+// OnCommit registers the function called after each committed change that
+// produced events, in commit order within this process.
+func (s *Store) OnCommit(fn func(*store.ChangeResult)) {
+	if fn == nil {
+		s.hook.Store(nil)
+		return
+	}
+	s.hook.Store(&fn)
+}
+
+// txFunc is one operation's work inside a transaction. It records its
+// effects in c; the runner appends c's events, commits and announces.
+type txFunc func(ctx context.Context, tx pgx.Tx, c *change) error
+
+// maxTxAttempts bounds retries of transactions that hit a deadlock or a
+// serialization failure.
+const maxTxAttempts = 5
+
+// run executes fn in a transaction, retrying transient conflicts, and
+// returns the committed change.
+func (s *Store) run(ctx context.Context, now time.Time, fn txFunc) (*change, error) {
+	var lastErr error
+	for range maxTxAttempts {
+		c, err := s.runOnce(ctx, now, fn)
+		if err == nil {
+			return c, nil
+		}
+		if !retryable(err) {
+			return nil, err
+		}
+		lastErr = err
+	}
+	return nil, lastErr
+}
+
+func (s *Store) runOnce(ctx context.Context, now time.Time, fn txFunc) (*change, error) {
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }() // a no-op after Commit
+	c := newChange(now)
+	if err := fn(ctx, tx, c); err != nil {
+		return nil, err
+	}
+	if err := c.flush(ctx, tx); err != nil {
+		return nil, err
+	}
+	if len(c.events) == 0 {
+		if err := tx.Commit(ctx); err != nil {
+			return nil, err
+		}
+		return c, nil
+	}
+	if c.notify {
+		if _, err := tx.Exec(ctx, "SELECT pg_notify($1, '')", s.channel); err != nil {
+			return nil, err
+		}
+	}
+	// Append the events last, under the log's advisory lock, and announce
+	// them in commit order.
+	s.commitMu.Lock()
+	defer s.commitMu.Unlock()
+	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", s.lockKey); err != nil {
+		return nil, err
+	}
+	if err := appendEvents(ctx, tx, c.events); err != nil {
+		return nil, err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return nil, err
+	}
+	if hook := s.hook.Load(); hook != nil {
+		(*hook)(c.result())
+	}
+	return c, nil
+}
+
+// retryable reports whether a transaction failed on a transient conflict.
+func retryable(err error) bool {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		switch pe.Code {
+		case "40001", "40P01": // serialization_failure, deadlock_detected
+			return true
+		}
+	}
+	return false
+}
+
+func notFound(err error, what string) error {
+	if errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("%s: %w", what, store.ErrNotFound)
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
+
+// nullTime maps the zero time to NULL.
+func nullTime(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	u := t.UTC()
+	return &u
+}
+
+func nullString(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+func deref[T any](p *T) T {
+	var zero T
+	if p == nil {
+		return zero
+	}
+	return *p
+}
+
+func utc(t *time.Time) time.Time {
+	if t == nil {
+		return time.Time{}
+	}
+	return t.UTC()
+}
