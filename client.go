@@ -585,5 +585,20 @@ func (c *Client) Close() error {
 	return errors.Join(err, c.store.Close())
 }
 
+// SchemaVersion returns the database's schema (migration) version.
+func (c *Client) SchemaVersion(ctx context.Context) (int64, error) {
+	v, ok := c.store.(interface {
+		MigrationVersion(ctx context.Context) (current, latest int64, err error)
+	})
+	if !ok {
+		return 0, errors.New("tasker: this store has no schema version")
+	}
+	cur, _, err := v.MigrationVersion(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("tasker: schema version: %w", err)
+	}
+	return cur, nil
+}
+
 // Database returns the database the client uses (a file path or a URL).
 func (c *Client) Database() string { return c.cfg.Database }

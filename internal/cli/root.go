@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
 	"strings"
 
@@ -49,6 +50,8 @@ func exitWith(code int, err error) error { return &exitError{code: code, err: er
 type env struct {
 	stdout, stderr io.Writer
 	db             string
+	schema         string
+	noListen       bool
 	logLevel       string
 	logFormat      string
 	getenv         func(string) string
@@ -85,6 +88,8 @@ func (e *env) open(ctx context.Context, cfg tasker.Config) (*tasker.Client, erro
 		return nil, exitWith(ExitUsage, err)
 	}
 	cfg.Database = e.db
+	cfg.Schema = e.schema
+	cfg.DisableListen = e.noListen
 	cfg.Logger = log
 	c, err := tasker.Open(ctx, cfg)
 	if err != nil {
@@ -126,15 +131,23 @@ func newRoot(e *env) *cobra.Command {
 		Long: `Tasker runs workflows declared as YAML task templates: a DAG of steps with
 retries, backoff and timeouts, recorded step by step in an audit trail.
 
-By default it works on the embedded SQLite database ./tasker.db (set --db or
-TASKER_DB to choose another file).`,
+By default it works on the embedded SQLite database ./tasker.db. Set --db (or
+TASKER_DB) to another file, or to a PostgreSQL URL (postgres://...) to share
+work between many worker processes on many machines.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.PersistentFlags().StringVar(&e.db, "db", defaultDB, "SQLite database file (env TASKER_DB)")
+	defaultSchema := e.getenv("TASKER_SCHEMA")
+	if defaultSchema == "" {
+		defaultSchema = "tasker"
+	}
+	root.PersistentFlags().StringVar(&e.db, "db", defaultDB, "SQLite database file or PostgreSQL URL (env TASKER_DB)")
+	root.PersistentFlags().StringVar(&e.schema, "schema", defaultSchema, "PostgreSQL schema of Tasker's tables (env TASKER_SCHEMA)")
+	root.PersistentFlags().BoolVar(&e.noListen, "no-listen", false, "PostgreSQL: do not LISTEN for wake-ups, poll only (for poolers in transaction mode)")
 	root.PersistentFlags().StringVar(&e.logLevel, "log-level", "warn", "log level: debug, info, warn or error (logs go to stderr)")
 	root.PersistentFlags().StringVar(&e.logFormat, "log-format", "text", "log format: text or json")
-	root.AddCommand(newRunCmd(e), newResumeCmd(e), newTaskCmd(e), newTemplateCmd(e), newBenchCmd(e), newVersionCmd(e))
+	root.AddCommand(newRunCmd(e), newResumeCmd(e), newWorkerCmd(e), newMigrateCmd(e), newStoreCmd(e), newTaskCmd(e),
+		newTemplateCmd(e), newBenchCmd(e), newVersionCmd(e))
 	return root
 }
 
@@ -148,4 +161,16 @@ func newVersionCmd(e *env) *cobra.Command {
 			return nil
 		},
 	}
+}
+
+// redact hides the password of a database URL for display.
+func redact(db string) string {
+	u, err := url.Parse(db)
+	if err != nil || u.User == nil {
+		return db
+	}
+	if _, has := u.User.Password(); has {
+		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	}
+	return u.String()
 }

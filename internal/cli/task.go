@@ -18,7 +18,58 @@ func newTaskCmd(e *env) *cobra.Command {
 		Use:   "task",
 		Short: "List, show, cancel and retry tasks in the database",
 	}
-	cmd.AddCommand(newTaskListCmd(e), newTaskShowCmd(e), newTaskCancelCmd(e), newTaskRetryCmd(e))
+	cmd.AddCommand(newTaskCreateCmd(e), newTaskListCmd(e), newTaskShowCmd(e), newTaskCancelCmd(e), newTaskRetryCmd(e))
+	return cmd
+}
+
+func newTaskCreateCmd(e *env) *cobra.Command {
+	var (
+		f       runFlags
+		jsonOut bool
+	)
+	cmd := &cobra.Command{
+		Use:   "create TEMPLATE",
+		Short: "Register a template file and create a task from it, without running it",
+		Long: `Create validates TEMPLATE, stores it, and creates a task with the given context,
+then prints its id. Workers ("tasker worker") run it; "tasker resume" runs it
+in this terminal. A duplicate request (same idempotency key, or same context
+with identity_strategy hash) prints the existing task's id.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			taskCtx, err := readContext(f)
+			if err != nil {
+				return exitWith(ExitUsage, err)
+			}
+			c, err := e.open(ctx, tasker.Config{Environment: f.environment})
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			tmpl, err := c.LoadTemplateFile(ctx, args[0])
+			if err != nil {
+				return exitWith(ExitUsage, err)
+			}
+			created, err := c.CreateTask(ctx, tasker.TaskRequest{Namespace: tmpl.Namespace, Name: tmpl.Name, Version: tmpl.Version,
+				Context: taskCtx, IdempotencyKey: f.idemKey})
+			if err != nil {
+				return exitWith(ExitUsage, err)
+			}
+			if jsonOut {
+				return writeJSON(e.stdout, map[string]any{"task": created.Task, "created": created.Created})
+			}
+			fmt.Fprintln(e.stdout, created.Task.ID)
+			if !created.Created {
+				fmt.Fprintf(e.stderr, "tasker: the same request already created task %s (state %s)\n", created.Task.ID, created.Task.State)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&f.context, "context", "", "task context as JSON (default {})")
+	cmd.Flags().StringVar(&f.contextFile, "context-file", "", "read the task context from this JSON file (- for stdin)")
+	cmd.Flags().StringVar(&f.environment, "env", "", "apply the template's overrides for this environment")
+	cmd.Flags().StringVar(&f.idemKey, "idempotency-key", "", "return the task an earlier request with this key created")
+	cmd.Flags().BoolVar(&jsonOut, "json", false, "print the created task as JSON")
 	return cmd
 }
 

@@ -479,3 +479,24 @@ type EventListParams struct {
 	// Limit defaults to 1000.
 	Limit int
 }
+
+// Edge is a dependency between two steps of a task.
+type Edge struct {
+	ParentID string
+	ChildID  string
+	TaskID   string
+}
+
+// Dump is a batch of a store's rows, for copying one store into another.
+type Dump struct {
+	Templates []*Template
+	Tasks     []*Task
+	Steps     []*Step
+	Edges     []Edge
+	Events    []*Event
+}
+
+// Size is the number of rows in the batch.
+func (d *Dump) Size() int {
+	return len(d.Templates) + len(d.Tasks) + len(d.Steps) + len(d.Edges) + len(d.Events)
+}

@@ -122,10 +122,7 @@ func (s *Store) EventList(ctx context.Context, p *store.EventListParams) ([]*sto
 	if limit <= 0 {
 		limit = 1000
 	}
-	rows, err := s.pool.Query(ctx, "SELECT "+eventColumns+` FROM events e JOIN tasks t ON t.id = e.task_id
-		WHERE e.cursor > $1 AND ($2::text IS NULL OR e.task_id = $2) AND ($3::text IS NULL OR e.step_id = $3)
-			AND (NOT $4 OR e.to_state IS NOT NULL)
-		ORDER BY e.cursor LIMIT $5`, p.After, nullString(p.TaskID), nullString(p.StepID), p.TransitionsOnly, limit)
+	rows, err := s.pool.Query(ctx, eventListSQL(p), eventListArgs(p, limit)...)
 	if err != nil {
 		return nil, fmt.Errorf("list events: %w", err)
 	}
@@ -134,4 +131,35 @@ func (s *Store) EventList(ctx context.Context, p *store.EventListParams) ([]*sto
 		return nil, fmt.Errorf("list events: %w", err)
 	}
 	return out, nil
+}
+
+// eventListSQL builds the query of EventList with only the filters that
+// are set, so that each variant gets a plan using its index (events_task,
+// events_step, or the primary key for the global stream).
+func eventListSQL(p *store.EventListParams) string {
+	q := "SELECT " + eventColumns + " FROM events e JOIN tasks t ON t.id = e.task_id WHERE e.cursor > $1"
+	n := 1
+	if p.TaskID != "" {
+		n++
+		q += fmt.Sprintf(" AND e.task_id = $%d", n)
+	}
+	if p.StepID != "" {
+		n++
+		q += fmt.Sprintf(" AND e.step_id = $%d", n)
+	}
+	if p.TransitionsOnly {
+		q += " AND e.to_state IS NOT NULL"
+	}
+	return q + fmt.Sprintf(" ORDER BY e.cursor LIMIT $%d", n+1)
+}
+
+func eventListArgs(p *store.EventListParams, limit int) []any {
+	args := []any{p.After}
+	if p.TaskID != "" {
+		args = append(args, p.TaskID)
+	}
+	if p.StepID != "" {
+		args = append(args, p.StepID)
+	}
+	return append(args, limit)
 }

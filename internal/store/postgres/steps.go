@@ -186,13 +186,7 @@ func (c *change) applyStep(ctx context.Context, tx pgx.Tx, t *taskRow, st *store
 // releaseChildren decrements the remaining-dependency counter of a step's
 // children and makes those that reached zero ready.
 func (c *change) releaseChildren(ctx context.Context, tx pgx.Tx, stepID string) ([]string, error) {
-	rows, err := tx.Query(ctx, `UPDATE steps s
-		SET deps_remaining = s.deps_remaining - 1,
-		    run_at = CASE WHEN s.deps_remaining = 1 AND s.state = 'pending' THEN $1 ELSE s.run_at END,
-		    updated_at = $1
-		FROM step_edges e
-		WHERE e.parent_id = $2 AND s.id = e.child_id
-		RETURNING s.idx, s.name, s.deps_remaining, s.state`, c.now, stepID)
+	rows, err := tx.Query(ctx, releaseChildrenSQL, c.now, stepID)
 	if err != nil {
 		return nil, fmt.Errorf("release children of %s: %w", stepID, err)
 	}
@@ -241,23 +235,7 @@ func (s *Store) StepClaim(ctx context.Context, p *store.StepClaimParams) (*store
 		res.Steps = nil
 		now := c.now
 		expires := now.Add(p.LeaseTTL)
-		rows, err := tx.Query(ctx, `WITH ready AS (
-				SELECT id, state FROM steps
-				WHERE run_at IS NOT NULL AND run_at <= $1
-				  AND ($2::text[] IS NULL OR handler = ANY($2))
-				  AND ($3::text[] IS NULL OR template_id = ANY($3))
-				  AND ($4::text[] IS NULL OR NOT (template_id = ANY($4)))
-				  AND ($5::text[] IS NULL OR task_id = ANY($5))
-				ORDER BY run_at, idx
-				LIMIT $6
-				FOR UPDATE SKIP LOCKED
-			)
-			UPDATE steps s SET state = 'in_progress', attempts = s.attempts + 1, run_at = NULL,
-				lease_owner = $7, lease_token = $8, lease_expires_at = $9, seq = s.seq + 1, updated_at = $1,
-				started_at = COALESCE(s.started_at, $1), finished_at = NULL
-			FROM ready
-			WHERE s.id = ready.id
-			RETURNING ready.state, `+prefixed("s.", stepColumns),
+		rows, err := tx.Query(ctx, claimSQL,
 			now, nilIfEmpty(p.Handlers), nilIfEmpty(p.TemplateIDs), nilIfEmpty(p.ExcludeTemplateIDs), nilIfEmpty(p.TaskIDs),
 			p.Limit, p.Worker, p.LeaseToken, expires)
 		if err != nil {
@@ -330,6 +308,51 @@ func (s *Store) StepClaim(ctx context.Context, p *store.StepClaimParams) (*store
 	return res, nil
 }
 
+// claimSQL claims ready steps. The steps_ready index gives them in run_at
+// order; SKIP LOCKED lets concurrent workers take disjoint batches without
+// waiting for each other.
+const claimSQL = `WITH ready AS (
+		SELECT id, state FROM steps
+		WHERE run_at IS NOT NULL AND run_at <= $1
+		  AND ($2::text[] IS NULL OR handler = ANY($2))
+		  AND ($3::text[] IS NULL OR template_id = ANY($3))
+		  AND ($4::text[] IS NULL OR NOT (template_id = ANY($4)))
+		  AND ($5::text[] IS NULL OR task_id = ANY($5))
+		ORDER BY run_at, idx
+		LIMIT $6
+		FOR UPDATE SKIP LOCKED
+	)
+	UPDATE steps s SET state = 'in_progress', attempts = s.attempts + 1, run_at = NULL,
+		lease_owner = $7, lease_token = $8, lease_expires_at = $9, seq = s.seq + 1, updated_at = $1,
+		started_at = COALESCE(s.started_at, $1), finished_at = NULL
+	FROM ready
+	WHERE s.id = ready.id
+	RETURNING ready.state, s.id, s.task_id, s.idx, s.name, s.template_id, s.handler, s.state, s.attempts, s.max_attempts,
+		s.retry_limit, s.timeout_us, s.deps_remaining, s.run_at, s.lease_owner, s.lease_token, s.lease_expires_at,
+		s.results::text, s.last_error, s.error_class, s.seq, s.created_at, s.updated_at, s.started_at, s.finished_at`
+
+// expiredLeasesSQL finds running steps whose lease expired (steps_leased).
+const expiredLeasesSQL = `SELECT id FROM steps WHERE state = 'in_progress'
+	AND (lease_expires_at <= $1 OR lease_owner = ANY($2)) ORDER BY lease_expires_at LIMIT $3`
+
+// releaseChildrenSQL decrements the counters of one step's children: the
+// edges' primary key (parent_id, child_id) finds them.
+const releaseChildrenSQL = `UPDATE steps s
+	SET deps_remaining = s.deps_remaining - 1,
+	    run_at = CASE WHEN s.deps_remaining = 1 AND s.state = 'pending' THEN $1 ELSE s.run_at END,
+	    updated_at = $1
+	FROM step_edges e
+	WHERE e.parent_id = $2 AND s.id = e.child_id
+	RETURNING s.idx, s.name, s.deps_remaining, s.state`
+
+// dependencyResultsSQL reads the results of claimed steps' parents
+// (step_edges_child).
+const dependencyResultsSQL = `SELECT e.child_id, p.name, p.results::text FROM step_edges e JOIN steps p ON p.id = e.parent_id
+	WHERE e.child_id = ANY($1)`
+
+// leftoverTasksSQL finds in-progress tasks with nothing open (tasks_state_created).
+const leftoverTasksSQL = "SELECT id FROM tasks WHERE state = 'in_progress' AND steps_open = 0 ORDER BY id LIMIT $1"
+
 // prependScan scans one leading column before a step's columns.
 type prependScan struct {
 	row   pgx.Row
@@ -337,14 +360,6 @@ type prependScan struct {
 }
 
 func (p prependScan) Scan(dest ...any) error { return p.row.Scan(append([]any{p.first}, dest...)...) }
-
-func prefixed(prefix, columns string) string {
-	parts := strings.Split(columns, ",")
-	for i, c := range parts {
-		parts[i] = prefix + strings.TrimSpace(c)
-	}
-	return strings.Join(parts, ", ")
-}
 
 func nilIfEmpty(s []string) []string {
 	if len(s) == 0 {
@@ -371,8 +386,7 @@ func taskHeads(ctx context.Context, tx pgx.Tx, ids []string) (map[string]*taskRo
 }
 
 func dependencyResults(ctx context.Context, tx pgx.Tx, childIDs []string) (map[string]map[string]json.RawMessage, error) {
-	rows, err := tx.Query(ctx, `SELECT e.child_id, p.name, p.results::text FROM step_edges e JOIN steps p ON p.id = e.parent_id
-		WHERE e.child_id = ANY($1)`, childIDs)
+	rows, err := tx.Query(ctx, dependencyResultsSQL, childIDs)
 	if err != nil {
 		return nil, fmt.Errorf("dependency results: %w", err)
 	}
@@ -495,9 +509,7 @@ func (s *Store) StepRescue(ctx context.Context, p *store.StepRescueParams) (*sto
 		limit = 1000
 	}
 	c, err := s.run(ctx, p.Now, func(ctx context.Context, tx pgx.Tx, c *change) error {
-		rows, err := tx.Query(ctx, `SELECT id FROM steps WHERE state = 'in_progress'
-			AND (lease_expires_at <= $1 OR lease_owner = ANY($2)) ORDER BY lease_expires_at LIMIT $3`,
-			c.now, nilIfEmpty(p.DeadOwners), limit)
+		rows, err := tx.Query(ctx, expiredLeasesSQL, c.now, nilIfEmpty(p.DeadOwners), limit)
 		if err != nil {
 			return fmt.Errorf("find expired leases: %w", err)
 		}
@@ -540,7 +552,7 @@ func (s *Store) StepRescue(ctx context.Context, p *store.StepRescueParams) (*sto
 				c.count++
 			}
 		}
-		rows, err = tx.Query(ctx, "SELECT id FROM tasks WHERE state = 'in_progress' AND steps_open = 0 ORDER BY id LIMIT $1", limit)
+		rows, err = tx.Query(ctx, leftoverTasksSQL, limit)
 		if err != nil {
 			return fmt.Errorf("find tasks to finalize: %w", err)
 		}

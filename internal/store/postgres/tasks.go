@@ -50,8 +50,12 @@ func (s *Store) TaskList(ctx context.Context, p *store.TaskListParams) ([]*store
 	if limit <= 0 {
 		limit = 100
 	}
-	rows, err := s.pool.Query(ctx, "SELECT "+taskColumns+` FROM tasks WHERE ($1::text IS NULL OR state = $1)
-		ORDER BY created_at DESC, id DESC LIMIT $2`, nullString(string(p.State)), limit)
+	q, args := "SELECT "+taskColumns+" FROM tasks ORDER BY created_at DESC, id DESC LIMIT $1", []any{limit}
+	if p.State != "" {
+		q = "SELECT " + taskColumns + " FROM tasks WHERE state = $2 ORDER BY created_at DESC, id DESC LIMIT $1"
+		args = append(args, string(p.State))
+	}
+	rows, err := s.pool.Query(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list tasks: %w", err)
 	}

@@ -159,6 +159,20 @@ func migrate(ctx context.Context, db *sql.DB, log *slog.Logger) error {
 	return err
 }
 
+// MigrationVersion returns the database's applied migration version and
+// the latest one this build knows.
+func (s *Store) MigrationVersion(ctx context.Context) (current, latest int64, err error) {
+	sub, err := fs.Sub(migrations, "migrations")
+	if err != nil {
+		return 0, 0, err
+	}
+	p, err := goose.NewProvider(goose.DialectSQLite3, s.wdb, sub, goose.WithDisableGlobalRegistry(true))
+	if err != nil {
+		return 0, 0, err
+	}
+	return p.GetVersions(ctx)
+}
+
 // Path returns the database file's path.
 func (s *Store) Path() string { return s.path }
 

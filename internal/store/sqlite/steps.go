@@ -98,17 +98,6 @@ func (s *Store) StepGet(ctx context.Context, id string) (*store.Step, error) {
 	return &st.Step, nil
 }
 
-// isOpen reports whether a step counts as open: ready, running or waiting.
-func isOpen(state lifecycle.StepState, deps int) bool {
-	switch state {
-	case lifecycle.StepInProgress, lifecycle.StepWaitingForRetry:
-		return true
-	case lifecycle.StepPending:
-		return deps == 0
-	}
-	return false
-}
-
 // stepChange describes the columns a step transition sets besides its state.
 type stepChange struct {
 	to   lifecycle.StepState
@@ -184,7 +173,6 @@ func (c *change) applyStep(ctx context.Context, tx *sql.Tx, t *taskRow, st *step
 	if n, _ := r.RowsAffected(); n != 1 {
 		return fmt.Errorf("transition step %s %s → %s: state changed concurrently: %w", st.ID, from, ch.to, store.ErrConflict)
 	}
-	wasOpen, wasDone := isOpen(from, st.DepsRemaining), from.SatisfiesDependents()
 	st.State = ch.to
 	st.seq++
 	st.Seq = st.seq
@@ -203,18 +191,11 @@ func (c *change) applyStep(ctx context.Context, tx *sql.Tx, t *taskRow, st *step
 		meta.RetryLimit = st.RetryLimit
 	}
 	c.event(t, &store.Event{StepID: st.ID, StepName: st.Name, Name: d.Event, Seq: st.seq, From: string(from), To: string(ch.to), Metadata: meta})
-	open, done := 0, 0
-	switch nowOpen := isOpen(ch.to, st.DepsRemaining); {
-	case nowOpen && !wasOpen:
-		open = 1
-	case !nowOpen && wasOpen:
-		open = -1
-	}
+	done, open := store.StepDelta(from, ch.to, st.DepsRemaining)
 	if ch.to == lifecycle.StepPending && st.DepsRemaining == 0 {
 		c.addReady(t.ID, []string{st.Name})
 	}
-	if ch.to.SatisfiesDependents() && !wasDone {
-		done = 1
+	if done == 1 {
 		ready, err := c.releaseChildren(ctx, tx, st.ID)
 		if err != nil {
 			return err

@@ -94,7 +94,7 @@ func (s *Store) TaskList(ctx context.Context, p *store.TaskListParams) ([]*store
 
 // TaskCreate creates and starts a task in one transaction.
 func (s *Store) TaskCreate(ctx context.Context, p *store.TaskCreateParams) (*store.TaskCreateResult, error) {
-	if err := validateCreate(p); err != nil {
+	if err := store.ValidateTaskCreate(p); err != nil {
 		return nil, err
 	}
 	var res *store.TaskCreateResult
@@ -121,29 +121,6 @@ func (s *Store) TaskCreate(ctx context.Context, p *store.TaskCreateParams) (*sto
 		return nil, fmt.Errorf("create task %s/%s@%s: %w", p.Namespace, p.Name, p.Version, err)
 	}
 	return res, nil
-}
-
-func validateCreate(p *store.TaskCreateParams) error {
-	if p.TemplateID == "" || p.Namespace == "" || p.Name == "" || p.Version == "" {
-		return errors.New("create task: template id, namespace, name and version are required")
-	}
-	if len(p.Steps) == 0 {
-		return errors.New("create task: a task needs at least one step")
-	}
-	for i, st := range p.Steps {
-		if st.Name == "" || st.Handler == "" || st.MaxAttempts < 1 || st.Timeout <= 0 {
-			return fmt.Errorf("create task: step %d: name, handler, max attempts and timeout are required", i)
-		}
-		for _, par := range st.Parents {
-			if par < 0 || par >= len(p.Steps) || par == i {
-				return fmt.Errorf("create task: step %q: bad parent index %d", st.Name, par)
-			}
-		}
-	}
-	if len(p.Context) == 0 {
-		return errors.New("create task: context is required (use {} or null for none)")
-	}
-	return nil
 }
 
 func createTask(ctx context.Context, tx *sql.Tx, p *store.TaskCreateParams) (*store.TaskCreateResult, error) {
@@ -213,35 +190,10 @@ func createTask(ctx context.Context, tx *sql.Tx, p *store.TaskCreateParams) (*st
 		State: lifecycle.TaskInProgress, Context: p.Context, IdentityKey: p.IdentityKey, IdempotencyKey: p.IdempotencyKey,
 		StepsTotal: len(p.Steps), StepsOpen: roots, Seq: 2, CreatedAt: now, UpdatedAt: now, StartedAt: now,
 	}
-	subject := func(e *store.Event) *store.Event {
-		e.TaskID, e.Namespace, e.TaskName, e.Version, e.OccurredAt = taskID, p.Namespace, p.Name, p.Version, now
-		return e
-	}
-	events := make([]*store.Event, 0, len(p.Steps)+2)
-	d, err := lifecycle.Task("", lifecycle.TaskPending)
+	events, ready, err := store.CreationEvents(task, p.Steps, stepIDs)
 	if err != nil {
 		return nil, err
 	}
-	events = append(events, subject(&store.Event{Name: d.Event, Seq: 1, To: string(lifecycle.TaskPending),
-		Metadata: store.Metadata{StepCount: len(p.Steps)}}))
-	sd, err := lifecycle.Step("", lifecycle.StepPending)
-	if err != nil {
-		return nil, err
-	}
-	ready := store.Ready{TaskID: taskID, At: now}
-	for i, st := range p.Steps {
-		events = append(events, subject(&store.Event{StepID: stepIDs[i], StepName: st.Name, Name: sd.Event, Seq: 1,
-			To: string(lifecycle.StepPending), Metadata: store.Metadata{RetryLimit: st.MaxAttempts}}))
-		if len(st.Parents) == 0 {
-			ready.Steps = append(ready.Steps, st.Name)
-		}
-	}
-	d, err = lifecycle.Task(lifecycle.TaskPending, lifecycle.TaskInProgress)
-	if err != nil {
-		return nil, err
-	}
-	events = append(events, subject(&store.Event{Name: d.Event, Seq: 2, From: string(lifecycle.TaskPending),
-		To: string(lifecycle.TaskInProgress)}))
 	if err := appendEvents(ctx, tx, events); err != nil {
 		return nil, err
 	}
@@ -386,12 +338,7 @@ func (c *change) finalize(ctx context.Context, tx *sql.Tx, t *taskRow) error {
 		if err != nil {
 			return err
 		}
-		meta.FailedSteps = failed
-		meta.Error = "steps not done: " + strings.Join(failed, ", ")
-		if len(failed) == 0 {
-			meta.Error = "no step can run"
-		}
-		meta.ErrorClass = "blocked"
+		meta = store.FailureMetadata(failed)
 	}
 	if err := c.transitionTask(ctx, tx, t, to, meta); err != nil {
 		return err

@@ -33,7 +33,6 @@ CREATE TABLE tasks (
 );
 CREATE INDEX tasks_created ON tasks (created_at DESC, id DESC);
 CREATE INDEX tasks_state_created ON tasks (state, created_at DESC, id DESC);
-CREATE INDEX tasks_open ON tasks (id) WHERE state = 'in_progress' AND steps_open = 0;
 CREATE INDEX tasks_finished ON tasks (finished_at) WHERE state IN ('complete', 'cancelled', 'resolved_manually');
 
 CREATE TABLE steps (
@@ -94,14 +93,7 @@ CREATE TABLE events (
 CREATE INDEX events_task ON events (task_id, cursor);
 CREATE INDEX events_step ON events (step_id, cursor) WHERE step_id IS NOT NULL;
 
-CREATE TABLE leaders (
-    name       text PRIMARY KEY,
-    holder     text NOT NULL,
-    expires_at timestamptz NOT NULL
-);
-
 -- +goose Down
-DROP TABLE leaders;
 DROP TABLE events;
 DROP TABLE step_edges;
 DROP TABLE steps;

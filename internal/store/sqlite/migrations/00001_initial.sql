@@ -33,7 +33,6 @@ CREATE TABLE tasks (
 );
 CREATE INDEX tasks_created ON tasks (created_at DESC);
 CREATE INDEX tasks_state_created ON tasks (state, created_at DESC);
-CREATE INDEX tasks_open ON tasks (state) WHERE state = 'in_progress' AND steps_open = 0;
 
 CREATE TABLE steps (
     id               TEXT PRIMARY KEY,

@@ -1,0 +1,146 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tasker-go/tasker"
+)
+
+type workerFlags struct {
+	concurrency    int
+	leaseTTL       time.Duration
+	sweepInterval  time.Duration
+	pollInterval   time.Duration
+	stopGrace      time.Duration
+	retention      time.Duration
+	workerID       string
+	disableCommand bool
+}
+
+func newWorkerCmd(e *env) *cobra.Command {
+	var f workerFlags
+	cmd := &cobra.Command{
+		Use:   "worker",
+		Short: "Run steps of every task in the database until stopped",
+		Long: `Worker claims ready steps of any task in the database, runs their handlers
+(the built-in command, noop and sleep) and records the outcomes, until it gets
+SIGTERM or SIGINT. Start as many as you like on one PostgreSQL database, on as
+many machines as you like: claims never overlap, and the steps of a worker that
+dies are rescued by the others within --lease-ttl plus --sweep-interval.
+
+On SIGTERM or SIGINT the worker stops claiming, lets running steps finish for
+up to --stop-grace, then interrupts the rest and releases them for another
+worker (the interrupted attempt is not counted). While the database is
+unreachable the worker keeps retrying with backoff; it never exits on its own.`,
+		Example: `  tasker worker --db postgres://tasker@db.internal/tasker
+  tasker worker --db postgres://tasker@db.internal/tasker --concurrency 64 --lease-ttl 10s`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if !cmd.Flags().Changed("log-level") {
+				e.logLevel = "info"
+			}
+			return runWorker(cmd.Context(), e, f)
+		},
+	}
+	cmd.Flags().IntVar(&f.concurrency, "concurrency", 16, "maximum steps running at once in this worker")
+	cmd.Flags().DurationVar(&f.leaseTTL, "lease-ttl", 30*time.Second, "how long a claim holds a step without renewal (renewed every third of it)")
+	cmd.Flags().DurationVar(&f.sweepInterval, "sweep-interval", 5*time.Second, "how often the maintenance leader rescues expired leases")
+	cmd.Flags().DurationVar(&f.pollInterval, "poll-interval", time.Second, "fallback interval for looking for ready steps")
+	cmd.Flags().DurationVar(&f.stopGrace, "stop-grace", 30*time.Second, "on SIGTERM, how long running steps may finish before they are released")
+	cmd.Flags().DurationVar(&f.retention, "retention", 0, "delete tasks finished longer ago than this (0 keeps them)")
+	cmd.Flags().StringVar(&f.workerID, "worker-id", "", "name of this worker in leases (default HOST/PID/RANDOM)")
+	cmd.Flags().BoolVar(&f.disableCommand, "disable-command", false, "do not run the built-in command handler")
+	return cmd
+}
+
+// openRetrying opens the client, retrying with backoff while the database
+// is unreachable, until ctx is done.
+func openRetrying(ctx context.Context, e *env, cfg tasker.Config, log *slog.Logger) (*tasker.Client, error) {
+	delay := 250 * time.Millisecond
+	for {
+		c, err := e.open(ctx, cfg)
+		if err == nil {
+			return c, nil
+		}
+		var xe *exitError
+		if errors.As(err, &xe) && xe.err != nil && !tasker.IsPostgresURL(e.db) {
+			return nil, err
+		}
+		log.WarnContext(ctx, "worker: cannot open the database; retrying", slog.Any("error", err), slog.Duration("in", delay))
+		select {
+		case <-ctx.Done():
+			return nil, exitWith(ExitInterrupted, nil)
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, 10*time.Second)
+	}
+}
+
+func runWorker(ctx context.Context, e *env, f workerFlags) error {
+	log, err := e.logger()
+	if err != nil {
+		return exitWith(ExitUsage, err)
+	}
+	c, err := openRetrying(ctx, e, tasker.Config{Concurrency: f.concurrency, LeaseTTL: f.leaseTTL, SweepInterval: f.sweepInterval,
+		PollInterval: f.pollInterval, StopGrace: f.stopGrace, Retention: f.retention, WorkerID: f.workerID,
+		DisableCommandHandler: f.disableCommand}, log)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	for {
+		err := c.Start(ctx, nil)
+		if err == nil {
+			break
+		}
+		log.WarnContext(ctx, "worker: cannot start; retrying", slog.Any("error", err))
+		select {
+		case <-ctx.Done():
+			return exitWith(ExitInterrupted, nil)
+		case <-time.After(time.Second):
+		}
+	}
+	log.InfoContext(ctx, "worker: running", slog.String("db", redact(e.db)), slog.Int("concurrency", f.concurrency))
+	<-ctx.Done()
+	log.Info("worker: stopping", slog.Duration("grace", f.stopGrace))
+	stopCtx, cancel := context.WithTimeout(context.Background(), f.stopGrace+time.Minute)
+	defer cancel()
+	if err := c.Stop(stopCtx); err != nil {
+		return exitWith(ExitUsage, fmt.Errorf("stop: %w", err))
+	}
+	s := c.Stats()
+	log.Info("worker: stopped", slog.Int64("handler_runs", s.HandlerRuns), slog.Int64("completed", s.Completed),
+		slog.Int64("released", s.Released))
+	return nil
+}
+
+func newMigrateCmd(e *env) *cobra.Command {
+	return &cobra.Command{
+		Use:   "migrate",
+		Short: "Create or upgrade the database schema",
+		Long: `Migrate applies the embedded schema migrations to the database given with
+--db (and, for PostgreSQL, --schema), then prints the schema version. Every
+command also migrates when it opens a database; run this to do it ahead of a
+deployment. It is safe to run from several machines at once.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := e.open(cmd.Context(), tasker.Config{})
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			v, err := c.SchemaVersion(cmd.Context())
+			if err != nil {
+				return exitWith(ExitUsage, err)
+			}
+			fmt.Fprintf(e.stdout, "%s: schema version %d\n", redact(e.db), v)
+			return nil
+		},
+	}
+}

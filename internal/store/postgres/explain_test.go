@@ -1,0 +1,106 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tasker-go/tasker/internal/store"
+	"github.com/tasker-go/tasker/internal/store/postgres/pgtest"
+)
+
+// The hot queries use the indexes designed for them. With enough rows and
+// fresh statistics, each plan must name its index.
+func TestHotQueriesUseTheirIndexes(t *testing.T) {
+	t.Parallel()
+	url := pgtest.URL(t)
+	ctx := context.Background()
+	s, err := Open(ctx, url, Options{Schema: pgtest.Schema(t, url)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.TemplateRegister(ctx, &store.TemplateRegisterParams{ID: "t", Namespace: "n", Name: "x", Version: "1.0.0",
+		Definition: json.RawMessage(`{}`), Now: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	// 40 chains of 100 steps: 4,000 steps, 40 of them ready.
+	specs := make([]store.StepSpec, 100)
+	for i := range specs {
+		specs[i] = store.StepSpec{Name: fmt.Sprint("s", i), Handler: "h", MaxAttempts: 3, Timeout: time.Minute}
+		if i > 0 {
+			specs[i].Parents = []int{i - 1}
+		}
+	}
+	var taskID, stepID string
+	for range 40 {
+		res, err := s.TaskCreate(ctx, &store.TaskCreateParams{TemplateID: "t", Namespace: "n", Name: "x", Version: "1.0.0",
+			Context: json.RawMessage(`{}`), Steps: specs, Now: time.Now()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		taskID = res.Task.ID
+	}
+	if _, err := s.StepClaim(ctx, &store.StepClaimParams{Worker: "w", LeaseToken: 1, Limit: 10, Now: time.Now(), LeaseTTL: time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.pool.QueryRow(ctx, "SELECT id FROM steps WHERE task_id = $1 AND idx = 0", taskID).Scan(&stepID); err != nil {
+		t.Fatal(err)
+	}
+	// Many finished tasks, as a long-running database has.
+	if _, err := s.pool.Exec(ctx, `INSERT INTO tasks (id, template_id, namespace, name, version, state, context, steps_total,
+		steps_done, steps_open, seq, created_at, updated_at, finished_at)
+		SELECT 'old-' || g, 't', 'n', 'x', '1.0.0', 'complete', '{}', 1, 1, 0, 3, now() - g * interval '1 second', now(), now()
+		FROM generate_series(1, 20000) g`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.pool.Exec(ctx, "ANALYZE"); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	tests := []struct {
+		name  string
+		sql   string
+		args  []any
+		index string
+	}{
+		{"claim", claimSQL, []any{now, []string{"h"}, nil, nil, nil, 10, "w", int64(1), now}, "steps_ready"},
+		{"rescue", expiredLeasesSQL, []any{now, nil, 1000}, "steps_leased"},
+		{"release children", releaseChildrenSQL, []any{now, stepID}, "step_edges_pkey"},
+		{"dependency results", dependencyResultsSQL, []any{[]string{stepID}}, "step_edges_child"},
+		{"leftover tasks", leftoverTasksSQL, []any{1000}, "tasks_state_created"},
+		{"task history", eventListSQL(&store.EventListParams{TaskID: taskID}), []any{int64(0), taskID, 1000}, "events_task"},
+		{"event stream", eventListSQL(&store.EventListParams{}), []any{int64(0), 1000}, "events_pkey"},
+		{"task list", "SELECT id FROM tasks ORDER BY created_at DESC, id DESC LIMIT 50", nil, "tasks_created"},
+	}
+	for _, tc := range tests {
+		tx, err := s.pool.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Force the generic plan the server uses after repeated executions.
+		if _, err := tx.Exec(ctx, "SET LOCAL plan_cache_mode = force_generic_plan"); err != nil {
+			t.Fatal(err)
+		}
+		var plan string
+		rows, err := tx.Query(ctx, "EXPLAIN "+tc.sql, tc.args...)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		for rows.Next() {
+			var line string
+			if err := rows.Scan(&line); err != nil {
+				t.Fatal(err)
+			}
+			plan += line + "\n"
+		}
+		rows.Close()
+		_ = tx.Rollback(ctx)
+		if !strings.Contains(plan, tc.index) {
+			t.Errorf("%s does not use %s:\n%s", tc.name, tc.index, plan)
+		}
+	}
+}
