@@ -51,14 +51,30 @@ type cluster struct {
 	args   []string
 
 	mu      sync.Mutex
-	procs   map[string]*exec.Cmd
+	procs   map[string]*proc
 	kills   map[string]time.Time // worker id -> when it was killed
 	started int
 }
 
+// proc is a worker process; done is closed when it has exited, with err.
+type proc struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+	err  error
+}
+
+func (p *proc) alive() bool {
+	select {
+	case <-p.done:
+		return false
+	default:
+		return true
+	}
+}
+
 func newCluster(t *testing.T, db, schema string, args ...string) *cluster {
 	return &cluster{t: t, bin: binary(t), db: db, schema: schema, dir: t.TempDir(), args: args,
-		procs: map[string]*exec.Cmd{}, kills: map[string]time.Time{}}
+		procs: map[string]*proc{}, kills: map[string]time.Time{}}
 }
 
 // start starts a worker process with a new worker id and returns the id.
@@ -78,54 +94,60 @@ func (c *cluster) start(name string) string {
 	if err := cmd.Start(); err != nil {
 		c.t.Fatal(err)
 	}
+	p := &proc{cmd: cmd, done: make(chan struct{})}
 	go func() {
-		_ = cmd.Wait()
+		p.err = cmd.Wait()
 		log.Close()
+		close(p.done)
 	}()
 	c.mu.Lock()
-	c.procs[id] = cmd
+	c.procs[id] = p
 	c.mu.Unlock()
-	c.t.Cleanup(func() { _ = cmd.Process.Kill() })
+	c.t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-p.done
+	})
 	return id
 }
 
 // kill sends SIGKILL to a worker and records when.
 func (c *cluster) kill(id string) {
 	c.mu.Lock()
-	cmd := c.procs[id]
+	p := c.procs[id]
 	c.kills[id] = time.Now()
 	delete(c.procs, id)
 	c.mu.Unlock()
-	_ = cmd.Process.Signal(syscall.SIGKILL)
+	_ = p.cmd.Process.Signal(syscall.SIGKILL)
+	<-p.done
 }
 
-// stop sends SIGTERM to every worker and waits for them to exit.
-func (c *cluster) stop() {
+// stop sends SIGTERM to every worker, waits for them to exit and returns
+// their exit errors by worker id.
+func (c *cluster) stop() map[string]error {
 	c.mu.Lock()
 	procs := c.procs
-	c.procs = map[string]*exec.Cmd{}
+	c.procs = map[string]*proc{}
 	c.mu.Unlock()
-	for _, cmd := range procs {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
+	for _, p := range procs {
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	}
-	for id, cmd := range procs {
-		deadline := time.Now().Add(30 * time.Second)
-		for cmd.ProcessState == nil && processAlive(cmd.Process.Pid) && time.Now().Before(deadline) {
-			time.Sleep(20 * time.Millisecond)
-		}
-		if processAlive(cmd.Process.Pid) {
+	out := map[string]error{}
+	for id, p := range procs {
+		select {
+		case <-p.done:
+			out[id] = p.err
+		case <-time.After(30 * time.Second):
 			c.t.Errorf("worker %s did not stop on SIGTERM", id)
 		}
 	}
+	return out
 }
 
-func processAlive(pid int) bool {
-	if err := syscall.Kill(pid, 0); err != nil {
-		return false
-	}
-	// A zombie is not alive.
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	return err != nil || !strings.Contains(string(b), ") Z ")
+func (c *cluster) alive(id string) bool {
+	c.mu.Lock()
+	p := c.procs[id]
+	c.mu.Unlock()
+	return p != nil && p.alive()
 }
 
 func (c *cluster) logs() string {
@@ -450,7 +472,7 @@ func TestWorkersRideOutDatabaseRestart(t *testing.T) {
 	pg.StopImmediate()
 	time.Sleep(3 * time.Second)
 	for _, id := range []string{a, b} {
-		if !processAlive(cl.procs[id].Process.Pid) {
+		if !cl.alive(id) {
 			t.Fatalf("worker %s exited while the database was down:\n%s", id, cl.logs())
 		}
 	}
@@ -465,7 +487,7 @@ func TestWorkersRideOutDatabaseRestart(t *testing.T) {
 	waitAllComplete(t, conn, schema, n, 2*time.Minute, nil)
 	t.Logf("all %d tasks complete %s after the database came back", n, time.Since(restarted).Round(time.Millisecond))
 	for _, id := range []string{a, b} {
-		if !processAlive(cl.procs[id].Process.Pid) {
+		if !cl.alive(id) {
 			t.Fatalf("worker %s exited:\n%s", id, cl.logs())
 		}
 	}
@@ -476,4 +498,126 @@ func TestWorkersRideOutDatabaseRestart(t *testing.T) {
 	}
 	checkFencing(t, steps)
 	checkLedger(t, ledger, steps)
+}
+
+// SIGTERM stops a worker gracefully: it stops claiming, lets a running
+// step finish within the stop grace, and releases one that would not.
+func TestWorkerGracefulStop(t *testing.T) {
+	t.Parallel()
+	db := pgtest.URL(t)
+	schema := pgtest.Schema(t, db)
+	slow := "namespace: dist\nname: slow\nversion: 1.0.0\nsteps:\n" +
+		"  - {name: quick, handler: sleep, config: {duration: 300ms}}\n" +
+		"  - {name: long, handler: command, timeout: 1m, retry: {limit: 1}, config: {command: [sleep, '30']}}\n"
+	ids := createTasks(t, db, schema, slow, 1)
+	cl := newCluster(t, db, schema, "--stop-grace", "1s", "--concurrency", "4")
+	id := cl.start("w")
+	conn, err := pgx.Connect(context.Background(), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	running := func() int {
+		var n int
+		if err := conn.QueryRow(context.Background(), "SELECT COUNT(*) FROM "+schema+".steps WHERE state = 'in_progress'").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for running() < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("steps never ran:\n%s", cl.logs())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	stopped := time.Now()
+	exits := cl.stop()
+	if took := time.Since(stopped); took > 10*time.Second {
+		t.Errorf("SIGTERM took %s to stop the worker", took)
+	}
+	if err, ok := exits[id]; !ok || err != nil {
+		t.Errorf("worker exit after SIGTERM: %v, want status 0:\n%s", err, cl.logs())
+	}
+	rows, err := conn.Query(context.Background(), "SELECT name, state, attempts, retry_limit FROM "+schema+".steps WHERE task_id = $1 ORDER BY idx", ids[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for rows.Next() {
+		var name, state string
+		var attempts, limit int
+		if err := rows.Scan(&name, &state, &attempts, &limit); err != nil {
+			t.Fatal(err)
+		}
+		got[name] = fmt.Sprintf("%s %d/%d", state, attempts, limit)
+	}
+	if got["quick"] != "complete 1/3" || got["long"] != "pending 1/2" {
+		t.Errorf("after SIGTERM: %v; want quick complete (it finished within the grace) and long released with its attempt refunded", got)
+	}
+}
+
+// migrate creates the schema; task create stores a task without running it.
+func TestMigrateAndTaskCreate(t *testing.T) {
+	t.Parallel()
+	db := pgtest.URL(t)
+	schema := pgtest.Schema(t, db)
+	code, out, stderr := run(t, "migrate", "--db", db, "--schema", schema)
+	if code != ExitOK || !strings.Contains(out, "schema version 2") {
+		t.Fatalf("migrate: exit %d, %q %q", code, out, stderr)
+	}
+	dir := t.TempDir()
+	tmpl := writeFile(t, dir, "ok.yaml", okTemplate)
+	code, out, stderr = run(t, "task", "create", tmpl, "--db", db, "--schema", schema, "--context", `{"n": 3}`, "--idempotency-key", "k1")
+	id := strings.TrimSpace(out)
+	if code != ExitOK || len(id) != 36 {
+		t.Fatalf("task create: exit %d, %q %q", code, out, stderr)
+	}
+	code, out, stderr = run(t, "task", "create", tmpl, "--db", db, "--schema", schema, "--idempotency-key", "k1")
+	if code != ExitOK || strings.TrimSpace(out) != id || !strings.Contains(stderr, "already created") {
+		t.Fatalf("duplicate task create: exit %d, %q %q", code, out, stderr)
+	}
+	code, out, _ = run(t, "task", "show", id, "--db", db, "--schema", schema)
+	if code != ExitOK || !strings.Contains(out, "in_progress") || !strings.Contains(out, "task.start_requested") {
+		t.Fatalf("task show: exit %d\n%s", code, out)
+	}
+	code, out, stderr = run(t, "resume", id, "--db", db, "--schema", schema, "--json")
+	if code != ExitOK || !strings.Contains(out, `"state": "complete"`) {
+		t.Fatalf("resume on PostgreSQL: exit %d\n%s\n%s", code, out, stderr)
+	}
+	if code, _, stderr := run(t, "migrate", "--db", "postgres://nobody@127.0.0.1:1/none?connect_timeout=1"); code != ExitUsage || stderr == "" {
+		t.Errorf("migrate against an unreachable server: exit %d, %q", code, stderr)
+	}
+}
+
+// store copy moves an SQLite file into PostgreSQL from the command line.
+func TestStoreCopyCommand(t *testing.T) {
+	t.Parallel()
+	db := pgtest.URL(t)
+	schema := pgtest.Schema(t, db)
+	dir := t.TempDir()
+	file := filepath.Join(dir, "t.db")
+	tmpl := writeFile(t, dir, "ok.yaml", okTemplate)
+	if code, _, stderr := run(t, "run", tmpl, "--db", file, "--context", `{"n": 1}`); code != ExitOK {
+		t.Fatalf("run: %s", stderr)
+	}
+	code, _, _ := run(t, "task", "create", tmpl, "--db", file)
+	if code != ExitOK {
+		t.Fatal("task create failed")
+	}
+	code, out, stderr := run(t, "store", "copy", "--from", file, "--to", db, "--schema", schema)
+	if code != ExitOK || !strings.Contains(out, "2 tasks (1 unfinished)") || !strings.Contains(out, "tasker worker") {
+		t.Fatalf("store copy: exit %d\n%s\n%s", code, out, stderr)
+	}
+	code, _, stderr = run(t, "store", "copy", "--from", file, "--to", db, "--schema", schema)
+	if code != ExitUsage || !strings.Contains(stderr, "already holds tasks") {
+		t.Errorf("second copy: exit %d, %q", code, stderr)
+	}
+	if code, _, stderr := run(t, "store", "copy", "--from", db, "--to", file); code != ExitUsage || !strings.Contains(stderr, "--from must be") {
+		t.Errorf("reversed copy: exit %d, %q", code, stderr)
+	}
+	code, out, _ = run(t, "task", "list", "--db", db, "--schema", schema)
+	if code != ExitOK || strings.Count(out, "cli/ok@1.0.0") != 2 {
+		t.Errorf("tasks on PostgreSQL after the copy:\n%s", out)
+	}
 }
