@@ -401,32 +401,37 @@ func (c *Client) Task(ctx context.Context, id string) (*Task, error) {
 	return t, nil
 }
 
-// TaskListOpts filter Tasks.
+// TaskListOpts filter a task listing.
 type TaskListOpts struct {
 	// State keeps only tasks in this state.
 	State TaskState
-	// Limit caps the result. Default 100.
+	// Namespace, Name and Version keep tasks of matching templates.
+	Namespace string
+	Name      string
+	Version   string
+	// CreatedAfter and CreatedBefore keep tasks created in
+	// [CreatedAfter, CreatedBefore); zero is unbounded.
+	CreatedAfter  time.Time
+	CreatedBefore time.Time
+	// FinishedAfter keeps tasks that finished at or after this time.
+	FinishedAfter time.Time
+	// Search keeps tasks whose id, namespace, name or idempotency key
+	// contains it, ignoring case.
+	Search string
+	// Cursor continues a listing (TaskPage.NextCursor).
+	Cursor string
+	// Limit caps the page. Default 100.
 	Limit int
 }
 
-// Tasks lists tasks, newest first, without their steps.
+// Tasks lists tasks, newest first, without their steps: the first page of
+// ListTasks.
 func (c *Client) Tasks(ctx context.Context, opts *TaskListOpts) ([]*Task, error) {
-	p := &store.TaskListParams{}
-	if opts != nil {
-		if opts.State != "" && !opts.State.Valid() {
-			return nil, fmt.Errorf("tasker: unknown task state %q: %w", opts.State, ErrInvalidRequest)
-		}
-		p.State, p.Limit = opts.State, opts.Limit
-	}
-	list, err := c.store.TaskList(ctx, p)
+	page, err := c.ListTasks(ctx, opts)
 	if err != nil {
-		return nil, fmt.Errorf("tasker: %w", err)
+		return nil, err
 	}
-	out := make([]*Task, len(list))
-	for i, t := range list {
-		out[i] = taskFromStore(t)
-	}
-	return out, nil
+	return page.Tasks, nil
 }
 
 // Transitions returns the audit trail of a task: every transition of the
@@ -458,6 +463,14 @@ type EventListOpts struct {
 	After int64
 	// TaskID keeps only one task's events.
 	TaskID string
+	// Namespace and TaskName keep the events of tasks of matching templates.
+	Namespace string
+	TaskName  string
+	// Names keeps events matching these patterns: exact names, or
+	// prefixes ending in ".*" such as "step.*".
+	Names []string
+	// Since keeps events that occurred at or after this time.
+	Since time.Time
 	// Limit caps the result. Default 1000.
 	Limit int
 }
@@ -469,6 +482,7 @@ func (c *Client) Events(ctx context.Context, opts *EventListOpts) ([]Event, erro
 	p := &store.EventListParams{}
 	if opts != nil {
 		p.After, p.TaskID, p.Limit = opts.After, opts.TaskID, opts.Limit
+		p.Namespace, p.TaskName, p.Names, p.Since = opts.Namespace, opts.TaskName, opts.Names, opts.Since
 	}
 	evs, err := c.store.EventList(ctx, p)
 	if err != nil {
@@ -484,7 +498,7 @@ func (c *Client) Events(ctx context.Context, opts *EventListOpts) ([]Event, erro
 // CancelTask cancels a pending or in-progress task and its unfinished
 // steps. Cancelling a cancelled task does nothing.
 func (c *Client) CancelTask(ctx context.Context, id, reason string) (*Task, error) {
-	if _, err := c.store.TaskCancel(ctx, &store.TaskCancelParams{TaskID: id, Reason: reason, Now: c.clock.Now()}); err != nil {
+	if _, err := c.store.TaskCancel(ctx, &store.TaskCancelParams{TaskID: id, Reason: reason, Actor: actorOf(ctx), Now: c.clock.Now()}); err != nil {
 		return nil, fmt.Errorf("tasker: %w", err)
 	}
 	return c.Task(ctx, id)
@@ -493,7 +507,7 @@ func (c *Client) CancelTask(ctx context.Context, id, reason string) (*Task, erro
 // RetryTask resets the failed steps of a task in error, each with a fresh
 // retry budget, and resumes the task.
 func (c *Client) RetryTask(ctx context.Context, id, reason string) (*Task, error) {
-	if _, err := c.store.TaskRetry(ctx, &store.TaskRetryParams{TaskID: id, Reason: reason, Now: c.clock.Now()}); err != nil {
+	if _, err := c.store.TaskRetry(ctx, &store.TaskRetryParams{TaskID: id, Reason: reason, Actor: actorOf(ctx), Now: c.clock.Now()}); err != nil {
 		return nil, fmt.Errorf("tasker: %w", err)
 	}
 	return c.Task(ctx, id)

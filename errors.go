@@ -24,6 +24,9 @@ var (
 	// unknown template, a context that does not match its schema, a missing
 	// idempotency key. Nothing is stored for such a request.
 	ErrInvalidRequest = errors.New("invalid request")
+	// ErrInvalidCursor reports a pagination cursor that was not made by
+	// this server. It wraps ErrInvalidRequest.
+	ErrInvalidCursor = fmt.Errorf("invalid cursor: %w", ErrInvalidRequest)
 )
 
 // TemplateError is the error a template that fails validation returns: it

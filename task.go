@@ -78,6 +78,9 @@ type Step struct {
 	ErrorClass string `json:"error_class,omitempty"`
 	// NextAttemptAt is when a step waiting for retry runs again.
 	NextAttemptAt time.Time `json:"next_attempt_at,omitzero"`
+	// Ready reports, for a pending step, that its dependencies are done and
+	// it waits only for a worker.
+	Ready bool `json:"ready,omitempty"`
 	// LeaseOwner and LeaseExpiresAt describe the claim of a running step.
 	LeaseOwner     string    `json:"lease_owner,omitempty"`
 	LeaseExpiresAt time.Time `json:"lease_expires_at,omitzero"`
@@ -121,6 +124,9 @@ func stepFromStore(s *store.Step) *Step {
 	}
 	if s.State == lifecycle.StepWaitingForRetry {
 		out.NextAttemptAt = s.RunAt
+	}
+	if s.State == lifecycle.StepPending && s.DepsRemaining == 0 {
+		out.Ready = true
 	}
 	if s.State == lifecycle.StepInProgress {
 		out.LeaseOwner, out.LeaseExpiresAt = s.LeaseOwner, s.LeaseExpiresAt

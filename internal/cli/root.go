@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tasker-go/tasker"
+	"github.com/tasker-go/tasker/internal/apiclient"
 )
 
 // Exit statuses.
@@ -52,6 +53,8 @@ type env struct {
 	db             string
 	schema         string
 	noListen       bool
+	server         string
+	token          string
 	logLevel       string
 	logFormat      string
 	getenv         func(string) string
@@ -143,11 +146,13 @@ work between many worker processes on many machines.`,
 	}
 	root.PersistentFlags().StringVar(&e.db, "db", defaultDB, "SQLite database file or PostgreSQL URL (env TASKER_DB)")
 	root.PersistentFlags().StringVar(&e.schema, "schema", defaultSchema, "PostgreSQL schema of Tasker's tables (env TASKER_SCHEMA)")
+	root.PersistentFlags().StringVar(&e.server, "server", e.getenv("TASKER_SERVER"), "work against a running tasker serve at this URL instead of the database (task and template list commands; env TASKER_SERVER)")
+	root.PersistentFlags().StringVar(&e.token, "token", "", "API token for --server (default: env TASKER_TOKEN)")
 	root.PersistentFlags().BoolVar(&e.noListen, "no-listen", false, "PostgreSQL: do not LISTEN for wake-ups, poll only (for poolers in transaction mode)")
 	root.PersistentFlags().StringVar(&e.logLevel, "log-level", "warn", "log level: debug, info, warn or error (logs go to stderr)")
 	root.PersistentFlags().StringVar(&e.logFormat, "log-format", "text", "log format: text or json")
-	root.AddCommand(newRunCmd(e), newResumeCmd(e), newWorkerCmd(e), newMigrateCmd(e), newStoreCmd(e), newTaskCmd(e),
-		newTemplateCmd(e), newBenchCmd(e), newVersionCmd(e))
+	root.AddCommand(newRunCmd(e), newResumeCmd(e), newServeCmd(e), newWorkerCmd(e), newMigrateCmd(e), newStoreCmd(e),
+		newTaskCmd(e), newTemplateCmd(e), newTokenCmd(e), newBenchCmd(e), newVersionCmd(e))
 	return root
 }
 
@@ -173,4 +178,20 @@ func redact(db string) string {
 		u.User = url.UserPassword(u.User.Username(), "xxxxx")
 	}
 	return u.String()
+}
+
+// remote returns an API client when --server is set, nil otherwise.
+func (e *env) remote() (*apiclient.Client, error) {
+	if e.server == "" {
+		return nil, nil
+	}
+	token := e.token
+	if token == "" {
+		token = e.getenv("TASKER_TOKEN")
+	}
+	c, err := apiclient.New(e.server, token)
+	if err != nil {
+		return nil, exitWith(ExitUsage, err)
+	}
+	return c, nil
 }

@@ -134,7 +134,7 @@ func runTemplate(ctx context.Context, e *env, path string, f runFlags) error {
 
 // drive runs one task to a terminal state and reports it.
 func drive(ctx context.Context, e *env, c *tasker.Client, task *tasker.Task, f runFlags) error {
-	fmt.Fprintf(e.stderr, "tasker: task %s (%s/%s@%s) in %s\n", task.ID, task.Namespace, task.Name, task.Version, e.db)
+	fmt.Fprintf(e.stderr, "tasker: task %s (%s/%s@%s) in %s\n", task.ID, task.Namespace, task.Name, task.Version, redact(e.db))
 	if !task.Finished() {
 		if missing := missingHandlers(c, task); len(missing) > 0 {
 			return exitWith(ExitUsage, fmt.Errorf("task %s needs handlers this program does not have: %s; run it from the program that registers them",
@@ -162,7 +162,7 @@ func drive(ctx context.Context, e *env, c *tasker.Client, task *tasker.Task, f r
 		rep.stop()
 		if waitErr != nil {
 			if ctx.Err() != nil {
-				fmt.Fprintf(e.stderr, "tasker: interrupted; task %s is unfinished. Continue it with:\n  tasker resume %s --db %s\n", task.ID, task.ID, e.db)
+				fmt.Fprintf(e.stderr, "tasker: interrupted; task %s is unfinished. Continue it with:\n  tasker resume %s --db %s\n", task.ID, task.ID, redact(e.db))
 				return exitWith(ExitInterrupted, nil)
 			}
 			return exitWith(ExitUsage, waitErr)

@@ -85,14 +85,24 @@ func newTaskListCmd(e *env) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			c, err := e.open(ctx, tasker.Config{})
-			if err != nil {
+			var tasks []*tasker.Task
+			if rc, err := e.remote(); err != nil {
 				return err
-			}
-			defer c.Close()
-			tasks, err := c.Tasks(ctx, &tasker.TaskListOpts{State: tasker.TaskState(state), Limit: limit})
-			if err != nil {
-				return exitWith(ExitUsage, err)
+			} else if rc != nil {
+				page, err := rc.ListTasks(ctx, state, limit, "")
+				if err != nil {
+					return exitWith(ExitUsage, err)
+				}
+				tasks = page.Tasks
+			} else {
+				c, err := e.open(ctx, tasker.Config{})
+				if err != nil {
+					return err
+				}
+				defer c.Close()
+				if tasks, err = c.Tasks(ctx, &tasker.TaskListOpts{State: tasker.TaskState(state), Limit: limit}); err != nil {
+					return exitWith(ExitUsage, err)
+				}
 			}
 			if jsonOut {
 				return writeJSON(e.stdout, map[string]any{"tasks": nonNil(tasks)})
@@ -137,18 +147,31 @@ func newTaskShowCmd(e *env) *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			c, err := e.open(ctx, tasker.Config{})
-			if err != nil {
+			var (
+				task    *tasker.Task
+				history []*tasker.Transition
+			)
+			if rc, err := e.remote(); err != nil {
 				return err
-			}
-			defer c.Close()
-			task, err := c.Task(ctx, args[0])
-			if err != nil {
-				return exitWith(ExitUsage, err)
-			}
-			history, err := c.Transitions(ctx, args[0])
-			if err != nil {
-				return exitWith(ExitUsage, err)
+			} else if rc != nil {
+				if task, err = rc.Task(ctx, args[0]); err != nil {
+					return exitWith(ExitUsage, err)
+				}
+				if history, err = rc.Transitions(ctx, args[0]); err != nil {
+					return exitWith(ExitUsage, err)
+				}
+			} else {
+				c, err := e.open(ctx, tasker.Config{})
+				if err != nil {
+					return err
+				}
+				defer c.Close()
+				if task, err = c.Task(ctx, args[0]); err != nil {
+					return exitWith(ExitUsage, err)
+				}
+				if history, err = c.Transitions(ctx, args[0]); err != nil {
+					return exitWith(ExitUsage, err)
+				}
 			}
 			if jsonOut {
 				return writeJSON(e.stdout, map[string]any{"task": task, "transitions": nonNil(history)})
@@ -216,14 +239,22 @@ func newTaskCancelCmd(e *env) *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			c, err := e.open(ctx, tasker.Config{})
-			if err != nil {
+			var task *tasker.Task
+			if rc, err := e.remote(); err != nil {
 				return err
-			}
-			defer c.Close()
-			task, err := c.CancelTask(ctx, args[0], reason)
-			if err != nil {
-				return exitWith(ExitUsage, err)
+			} else if rc != nil {
+				if task, err = rc.CancelTask(ctx, args[0], reason); err != nil {
+					return exitWith(ExitUsage, err)
+				}
+			} else {
+				c, err := e.open(ctx, tasker.Config{})
+				if err != nil {
+					return err
+				}
+				defer c.Close()
+				if task, err = c.CancelTask(tasker.WithActor(ctx, "command line"), args[0], reason); err != nil {
+					return exitWith(ExitUsage, err)
+				}
 			}
 			fmt.Fprintf(e.stdout, "task %s is %s\n", task.ID, task.State)
 			return nil
@@ -248,12 +279,25 @@ in this process, like "tasker resume".`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
+			if rc, err := e.remote(); err != nil {
+				return err
+			} else if rc != nil {
+				if run {
+					return exitWith(ExitUsage, fmt.Errorf("--run works on a database, not with --server"))
+				}
+				task, err := rc.RetryTask(ctx, args[0], reason)
+				if err != nil {
+					return exitWith(ExitUsage, err)
+				}
+				fmt.Fprintf(e.stdout, "task %s is %s\n", task.ID, task.State)
+				return nil
+			}
 			c, err := e.open(ctx, tasker.Config{StopGrace: f.stopGrace})
 			if err != nil {
 				return err
 			}
 			defer c.Close()
-			task, err := c.RetryTask(ctx, args[0], reason)
+			task, err := c.RetryTask(tasker.WithActor(ctx, "command line"), args[0], reason)
 			if err != nil {
 				return exitWith(ExitUsage, err)
 			}

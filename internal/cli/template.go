@@ -4,10 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
 	"github.com/tasker-go/tasker"
+	"github.com/tasker-go/tasker/internal/apiclient"
 	"github.com/tasker-go/tasker/internal/builtin"
 )
 
@@ -16,7 +18,7 @@ func newTemplateCmd(e *env) *cobra.Command {
 		Use:   "template",
 		Short: "Validate task templates and draw their DAG",
 	}
-	cmd.AddCommand(newTemplateValidateCmd(e), newTemplateGraphCmd(e))
+	cmd.AddCommand(newTemplateListCmd(e), newTemplateValidateCmd(e), newTemplateGraphCmd(e))
 	return cmd
 }
 
@@ -93,5 +95,54 @@ func newTemplateGraphCmd(e *env) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&environment, "env", "", "apply this environment's overrides")
+	return cmd
+}
+
+func newTemplateListCmd(e *env) *cobra.Command {
+	var jsonOut bool
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List the templates registered in the database (or on --server)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			var list []apiclient.TemplateSummary
+			if rc, err := e.remote(); err != nil {
+				return err
+			} else if rc != nil {
+				if list, err = rc.Templates(ctx); err != nil {
+					return exitWith(ExitUsage, err)
+				}
+			} else {
+				c, err := e.open(ctx, tasker.Config{})
+				if err != nil {
+					return err
+				}
+				defer c.Close()
+				tmpls, err := c.Templates(ctx)
+				if err != nil {
+					return exitWith(ExitUsage, err)
+				}
+				for _, t := range tmpls {
+					list = append(list, apiclient.TemplateSummary{Namespace: t.Namespace, Name: t.Name, Version: t.Version,
+						Description: t.Description, Steps: len(t.Steps)})
+				}
+			}
+			if jsonOut {
+				return writeJSON(e.stdout, map[string]any{"templates": nonNil(list)})
+			}
+			if len(list) == 0 {
+				fmt.Fprintln(e.stdout, "no templates")
+				return nil
+			}
+			tw := tabwriter.NewWriter(e.stdout, 2, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "TEMPLATE\tSTEPS\tDESCRIPTION")
+			for _, t := range list {
+				fmt.Fprintf(tw, "%s/%s@%s\t%d\t%s\n", t.Namespace, t.Name, t.Version, t.Steps, t.Description)
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().BoolVar(&jsonOut, "json", false, "print JSON")
 	return cmd
 }

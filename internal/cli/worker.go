@@ -21,6 +21,7 @@ type workerFlags struct {
 	retention      time.Duration
 	workerID       string
 	disableCommand bool
+	maxConns       int
 }
 
 func newWorkerCmd(e *env) *cobra.Command {
@@ -56,6 +57,7 @@ unreachable the worker keeps retrying with backoff; it never exits on its own.`,
 	cmd.Flags().DurationVar(&f.retention, "retention", 0, "delete tasks finished longer ago than this (0 keeps them)")
 	cmd.Flags().StringVar(&f.workerID, "worker-id", "", "name of this worker in leases (default HOST/PID/RANDOM)")
 	cmd.Flags().BoolVar(&f.disableCommand, "disable-command", false, "do not run the built-in command handler")
+	cmd.Flags().IntVar(&f.maxConns, "max-conns", 0, "PostgreSQL connection pool size (default: the greater of 4 and the CPU count)")
 	return cmd
 }
 
@@ -89,7 +91,7 @@ func runWorker(ctx context.Context, e *env, f workerFlags) error {
 	}
 	c, err := openRetrying(ctx, e, tasker.Config{Concurrency: f.concurrency, LeaseTTL: f.leaseTTL, SweepInterval: f.sweepInterval,
 		PollInterval: f.pollInterval, StopGrace: f.stopGrace, Retention: f.retention, WorkerID: f.workerID,
-		DisableCommandHandler: f.disableCommand}, log)
+		DisableCommandHandler: f.disableCommand, MaxConns: f.maxConns}, log)
 	if err != nil {
 		return err
 	}

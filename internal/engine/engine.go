@@ -183,9 +183,12 @@ type Engine struct {
 	runCtx    context.Context // cancelled to interrupt handlers on stop
 	runCancel context.CancelFunc
 	stopLoops context.CancelFunc
-	loops     sync.WaitGroup
-	handlers  sync.WaitGroup
-	completer sync.WaitGroup
+	// stopHeartbeats ends lease renewal, after the handlers are done.
+	stopHeartbeats context.CancelFunc
+	heartbeats     sync.WaitGroup
+	loops          sync.WaitGroup
+	handlers       sync.WaitGroup
+	completer      sync.WaitGroup
 
 	stats struct {
 		dispatchCycles, claimCalls, claimed, handlerRuns, completed, stale, completeCalls,
@@ -275,10 +278,15 @@ func (e *Engine) Start(ctx context.Context) error {
 	e.stopLoops = stop
 	e.completer.Add(1)
 	go e.completeLoop()
-	e.loops.Add(3)
+	// Heartbeats outlive the other loops on Stop: running handlers keep
+	// their leases until they finish or are released.
+	hbCtx, stopHB := context.WithCancel(context.WithoutCancel(ctx))
+	e.stopHeartbeats = stopHB
+	e.loops.Add(2)
 	go e.dispatchLoop(loopCtx)
 	go e.sweepLoop(loopCtx)
-	go e.heartbeatLoop(loopCtx)
+	e.heartbeats.Add(1)
+	go e.heartbeatLoop(hbCtx)
 	if w, ok := e.store.(waker); ok {
 		e.loops.Add(1)
 		go e.listenLoop(loopCtx, w)
@@ -316,6 +324,8 @@ func (e *Engine) Stop(ctx context.Context) error {
 	}
 	e.runCancel()
 	<-done
+	e.stopHeartbeats()
+	e.heartbeats.Wait()
 	close(e.outcomes)
 	e.completer.Wait()
 	e.stopLoops = nil

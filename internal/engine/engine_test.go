@@ -213,3 +213,45 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// During a graceful stop, handlers that keep running keep their leases:
+// nobody may take their steps over while the stop grace lasts.
+func TestStopGraceKeepsLeasesRenewed(t *testing.T) {
+	t.Parallel()
+	started := make(chan struct{}, 1)
+	slow := handler.Func(func(ctx context.Context, in *handler.Input) (any, error) {
+		started <- struct{}{}
+		select {
+		case <-time.After(1500 * time.Millisecond):
+			return "finished during the grace", nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	})
+	b := setup(t, engine.Config{Handlers: map[string]handler.Handler{"slow": slow}, LeaseTTL: 300 * time.Millisecond,
+		StopGrace: 5 * time.Second, PollInterval: 50 * time.Millisecond},
+		"namespace: e\nname: grace\nversion: 1.0.0\nsteps:\n  - {name: a, handler: slow, timeout: 1m}\n")
+	if err := b.eng.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	id := b.create(t)
+	<-started
+	stopped := make(chan error, 1)
+	go func() { stopped <- b.eng.Stop(context.Background()) }()
+	time.Sleep(800 * time.Millisecond) // well past the TTL of the lease taken at claim time
+	rs, err := b.st.StepRescue(context.Background(), &store.StepRescueParams{Now: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rs.Count != 0 {
+		t.Fatalf("a step was rescued from a worker that was still running it during its stop grace")
+	}
+	if err := <-stopped; err != nil {
+		t.Fatal(err)
+	}
+	task := b.waitTask(t, id, lifecycle.TaskComplete)
+	steps, _ := b.st.StepListByTask(context.Background(), task.ID)
+	if steps[0].Attempts != 1 {
+		t.Fatalf("attempts = %d, want 1", steps[0].Attempts)
+	}
+}

@@ -13,7 +13,7 @@ import (
 // worker can no longer prove it holds the step, and another worker may
 // already run it.
 func (e *Engine) heartbeatLoop(ctx context.Context) {
-	defer e.loops.Done()
+	defer e.heartbeats.Done()
 	timer := e.clock.NewTimer(e.cfg.HeartbeatInterval)
 	defer timer.Stop()
 	for {
@@ -40,7 +40,10 @@ func (e *Engine) heartbeat(ctx context.Context) {
 		return
 	}
 	now := e.clock.Now()
-	res, err := e.store.StepLeaseRenew(ctx, &store.StepLeaseRenewParams{Worker: e.cfg.WorkerID, Leases: leases, Now: now, TTL: e.cfg.LeaseTTL})
+	// A renewal that cannot finish within one interval is as good as failed.
+	rctx, cancel := context.WithTimeout(ctx, e.cfg.HeartbeatInterval)
+	defer cancel()
+	res, err := e.store.StepLeaseRenew(rctx, &store.StepLeaseRenewParams{Worker: e.cfg.WorkerID, Leases: leases, Now: now, TTL: e.cfg.LeaseTTL})
 	if err != nil {
 		if ctx.Err() != nil {
 			return

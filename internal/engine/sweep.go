@@ -34,9 +34,15 @@ const maintenanceLeadership = "maintenance"
 // rescue pass and retention. Other engines only keep trying to become
 // leader, so a dead leader is replaced within three sweep intervals.
 func (e *Engine) maintain(ctx context.Context) error {
+	if len(e.cfg.TaskIDs) > 0 {
+		// An engine confined to some tasks (tasker run, resume) rescues
+		// leases but leaves the leadership, and retention, to workers.
+		return e.sweep(ctx)
+	}
 	leads, err := e.store.LeaderAcquire(ctx, &store.LeaderParams{Name: maintenanceLeadership, Holder: e.cfg.WorkerID,
 		TTL: 3 * e.cfg.SweepInterval, Now: e.clock.Now()})
 	if err != nil {
+		e.leader.Store(false)
 		return err
 	}
 	if was := e.leader.Swap(leads); was != leads {

@@ -109,3 +109,141 @@ func StepDelta(from, to lifecycle.StepState, depsRemaining int) (done, open int)
 	}
 	return done, open
 }
+
+// StepAction is an operator action on one step.
+type StepAction int
+
+// Operator actions on a step.
+const (
+	// ActionReset is StepReset: error → pending with a fresh retry budget.
+	ActionReset StepAction = iota + 1
+	// ActionResolve is StepResolve: pending|waiting_for_retry|error → resolved_manually.
+	ActionResolve
+	// ActionCancel is StepCancel: any non-terminal state → cancelled.
+	ActionCancel
+)
+
+func (a StepAction) String() string {
+	switch a {
+	case ActionReset:
+		return "reset"
+	case ActionResolve:
+		return "resolve"
+	case ActionCancel:
+		return "cancel"
+	}
+	return fmt.Sprintf("StepAction(%d)", int(a))
+}
+
+// Target is the state the action moves a step to.
+func (a StepAction) Target() lifecycle.StepState {
+	switch a {
+	case ActionReset:
+		return lifecycle.StepPending
+	case ActionResolve:
+		return lifecycle.StepResolvedManually
+	case ActionCancel:
+		return lifecycle.StepCancelled
+	}
+	return ""
+}
+
+// StepActionPlan is what an operator action on a step writes.
+type StepActionPlan struct {
+	// NoOp reports that the step already is in the action's target state:
+	// nothing is written and nothing is announced.
+	NoOp bool
+	// Resume reports that the task is in error and resumes around the step
+	// change: error → pending before it, pending → in_progress after it.
+	Resume bool
+	// ResumeIfProgress reports that the task is in error and resumes after
+	// the step change (error → pending → in_progress) only when
+	// ResolveResumes says the change lets it make progress.
+	ResumeIfProgress bool
+}
+
+// PlanStepAction decides an operator action on a step in state step of a
+// task in state task. Asking for the state the step is already in is a
+// no-op whatever the task's state. A transition the step's state machine
+// does not allow, a reset of anything but a failed step, and an action on a
+// task that is neither in progress nor in error (a cancel or resolve of a
+// finished task's step, a reset in a task that is not running or failed)
+// return an error wrapping lifecycle.ErrInvalidTransition. (A task is
+// pending only inside the transaction that creates or retries it, so a
+// pending task is rejected too.)
+func PlanStepAction(a StepAction, step lifecycle.StepState, task lifecycle.TaskState) (StepActionPlan, error) {
+	to := a.Target()
+	if to == "" {
+		return StepActionPlan{}, fmt.Errorf("unknown step action %d", int(a))
+	}
+	d, err := lifecycle.Step(step, to)
+	if err != nil {
+		return StepActionPlan{}, err
+	}
+	if d.NoOp {
+		return StepActionPlan{NoOp: true}, nil
+	}
+	// in_progress → pending is the rescuer's transition, not an operator's.
+	if a == ActionReset && step != lifecycle.StepError {
+		return StepActionPlan{}, fmt.Errorf("step: reset of a %s step: only failed steps reset: %w", step, lifecycle.ErrInvalidTransition)
+	}
+	switch task {
+	case lifecycle.TaskInProgress:
+		return StepActionPlan{}, nil
+	case lifecycle.TaskError:
+		switch a {
+		case ActionReset:
+			return StepActionPlan{Resume: true}, nil
+		case ActionResolve:
+			return StepActionPlan{ResumeIfProgress: true}, nil
+		}
+		return StepActionPlan{}, nil
+	}
+	return StepActionPlan{}, fmt.Errorf("step %s in a task that is %s: %w", a, task, lifecycle.ErrInvalidTransition)
+}
+
+// ResolveResumes reports whether a task in error resumes after one of its
+// steps was resolved manually: when the resolution made steps ready (ready
+// is how many) or left every step done (then the finalizer completes the
+// task at once). Otherwise nothing could run and the task stays in error.
+func ResolveResumes(ready, done, total int) bool {
+	return ready > 0 || done >= total
+}
+
+// NamePatterns splits EventListParams.Names into exact event names and
+// prefixes: a pattern ending in ".*" matches every name that starts with
+// what comes before the "*" ("step.*" keeps "step.completed"). A pattern
+// that is empty, is "*" alone or holds a "*" anywhere else is an error.
+func NamePatterns(patterns []string) (exact, prefixes []string, err error) {
+	for _, p := range patterns {
+		prefix, isPrefix := strings.CutSuffix(p, ".*")
+		switch {
+		case isPrefix && prefix != "" && !strings.Contains(prefix, "*"):
+			prefixes = append(prefixes, prefix+".")
+		case !isPrefix && p != "" && !strings.Contains(p, "*"):
+			exact = append(exact, p)
+		default:
+			return nil, nil, fmt.Errorf("bad event name pattern %q: want a name or a prefix ending in .*", p)
+		}
+	}
+	return exact, prefixes, nil
+}
+
+// EscapeLike escapes the wildcards of a LIKE pattern (% and _) and the
+// escape character itself, for LIKE ... ESCAPE '\'.
+func EscapeLike(s string) string {
+	return likeEscaper.Replace(s)
+}
+
+var likeEscaper = strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
+
+// ValidateTokenCreate checks the inputs of TokenCreate.
+func ValidateTokenCreate(p *TokenCreateParams) error {
+	if p.ID == "" || p.Name == "" || p.Role == "" || p.Hash == "" {
+		return errors.New("create token: id, name, role and hash are required")
+	}
+	if p.Now.IsZero() {
+		return errors.New("create token: the creation time is required")
+	}
+	return nil
+}

@@ -64,6 +64,20 @@ type Store interface {
 	// failed steps with a fresh retry budget.
 	TaskRetry(ctx context.Context, p *TaskRetryParams) (*ChangeResult, error)
 
+	// StepReset moves a step in error back to pending with a fresh retry
+	// budget; a task in error resumes (error → pending → in_progress).
+	StepReset(ctx context.Context, p *StepActionParams) (*ChangeResult, error)
+	// StepResolve marks a pending, waiting or failed step resolved_manually:
+	// it counts as done and satisfies its dependents. A task in error
+	// resumes when that lets it make progress, and completes when every step
+	// is done.
+	StepResolve(ctx context.Context, p *StepActionParams) (*ChangeResult, error)
+	// StepCancel cancels an unfinished step; its dependents can then never
+	// run, and an in-progress task with nothing left to run ends in error.
+	StepCancel(ctx context.Context, p *StepActionParams) (*ChangeResult, error)
+	// StepCountReady counts steps claimable at now: the ready-queue depth.
+	StepCountReady(ctx context.Context, now time.Time) (int, error)
+
 	// StepListByTask returns the steps of a task in template order.
 	StepListByTask(ctx context.Context, taskID string) ([]*Step, error)
 	// StepGet returns one step.
@@ -105,6 +119,18 @@ type Store interface {
 
 	// EventList reads the durable event log after a cursor, oldest first.
 	EventList(ctx context.Context, p *EventListParams) ([]*Event, error)
+
+	// TokenCreate stores a new API token.
+	TokenCreate(ctx context.Context, p *TokenCreateParams) (*Token, error)
+	// TokenGetByHash returns the token whose secret hashes to hash.
+	TokenGetByHash(ctx context.Context, hash string) (*Token, error)
+	// TokenList returns every token, newest first.
+	TokenList(ctx context.Context) ([]*Token, error)
+	// TokenRevoke revokes a token by id (idempotent).
+	TokenRevoke(ctx context.Context, id string, now time.Time) (*Token, error)
+
+	// Ping checks that the store can serve requests.
+	Ping(ctx context.Context) error
 
 	// OnCommit registers fn, called after every committed change that
 	// produced events, in commit order, before the writing method returns.
@@ -225,6 +251,7 @@ func (e *Event) IsTransition() bool { return e.To != "" }
 // Metadata is what a transition records besides its states.
 type Metadata struct {
 	Reason         string    `json:"reason,omitempty"`
+	Actor          string    `json:"actor,omitempty"`
 	Attempt        int       `json:"attempt,omitempty"`
 	RetryLimit     int       `json:"retry_limit,omitempty"`
 	Error          string    `json:"error,omitempty"`
@@ -301,21 +328,54 @@ type ChangeResult struct {
 // TaskListParams filter TaskList.
 type TaskListParams struct {
 	State lifecycle.TaskState
+	// Namespace, Name and Version keep tasks of matching templates.
+	Namespace string
+	Name      string
+	Version   string
+	// CreatedAfter and CreatedBefore keep tasks created in
+	// [CreatedAfter, CreatedBefore); zero means unbounded.
+	CreatedAfter  time.Time
+	CreatedBefore time.Time
+	// FinishedAfter keeps tasks that finished at or after this time.
+	FinishedAfter time.Time
+	// Search keeps tasks whose id, namespace, name or idempotency key
+	// contains it, ignoring case.
+	Search string
+	// After continues a listing: tasks strictly after this one in the
+	// order of the listing (newest first).
+	After *TaskCursor
 	// Limit defaults to 100.
 	Limit int
+}
+
+// TaskCursor is a position in a task listing (newest first).
+type TaskCursor struct {
+	CreatedAt time.Time
+	ID        string
 }
 
 // TaskCancelParams are the inputs of TaskCancel.
 type TaskCancelParams struct {
 	TaskID string
 	Reason string
-	Now    time.Time
+	// Actor is who asked (a token name, a user); recorded in the audit trail.
+	Actor string
+	Now   time.Time
 }
 
 // TaskRetryParams are the inputs of TaskRetry.
 type TaskRetryParams struct {
 	TaskID string
 	Reason string
+	Actor  string
+	Now    time.Time
+}
+
+// StepActionParams are the inputs of the operator actions on one step.
+type StepActionParams struct {
+	StepID string
+	Reason string
+	Actor  string
 	Now    time.Time
 }
 
@@ -474,10 +534,46 @@ type EventListParams struct {
 	After  int64
 	TaskID string
 	StepID string
+	// Namespace and TaskName keep the events of tasks of matching templates.
+	Namespace string
+	TaskName  string
+	// Names keeps events whose name matches a pattern: an exact name, or
+	// a prefix ending in ".*" such as "step.*". Empty keeps all.
+	Names []string
+	// Since keeps events that occurred at or after this time.
+	Since time.Time
 	// TransitionsOnly skips custom events.
 	TransitionsOnly bool
 	// Limit defaults to 1000.
 	Limit int
+}
+
+// Token is an API bearer token. Only the hash of its secret is stored.
+type Token struct {
+	ID   string
+	Name string
+	// Role is admin, operator or viewer.
+	Role string
+	// Namespace, when set, confines the token to one namespace.
+	Namespace string
+	// Hash is the hex SHA-256 of the secret.
+	Hash      string
+	CreatedAt time.Time
+	// ExpiresAt is zero for a token that does not expire.
+	ExpiresAt time.Time
+	// RevokedAt is zero for a token that is not revoked.
+	RevokedAt time.Time
+}
+
+// TokenCreateParams are the inputs of TokenCreate.
+type TokenCreateParams struct {
+	ID        string
+	Name      string
+	Role      string
+	Namespace string
+	Hash      string
+	ExpiresAt time.Time
+	Now       time.Time
 }
 
 // Edge is a dependency between two steps of a task.

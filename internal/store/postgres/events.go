@@ -118,11 +118,11 @@ func scanEvent(row pgx.Row) (*store.Event, error) {
 
 // EventList reads the durable event log.
 func (s *Store) EventList(ctx context.Context, p *store.EventListParams) ([]*store.Event, error) {
-	limit := p.Limit
-	if limit <= 0 {
-		limit = 1000
+	q, args, err := eventListQuery(p)
+	if err != nil {
+		return nil, fmt.Errorf("list events: %w", err)
 	}
-	rows, err := s.pool.Query(ctx, eventListSQL(p), eventListArgs(p, limit)...)
+	rows, err := s.pool.Query(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list events: %w", err)
 	}
@@ -133,33 +133,57 @@ func (s *Store) EventList(ctx context.Context, p *store.EventListParams) ([]*sto
 	return out, nil
 }
 
-// eventListSQL builds the query of EventList with only the filters that
-// are set, so that each variant gets a plan using its index (events_task,
-// events_step, or the primary key for the global stream).
-func eventListSQL(p *store.EventListParams) string {
+// eventListQuery builds the query of EventList and its arguments, with
+// only the filters that are set, so that each variant gets a plan using its
+// index (events_task, events_step, or the primary key for the global
+// stream). The other filters are checked on the rows read in cursor order,
+// in SQL, so the limit counts matching rows. Name patterns are passed as
+// two arrays (exact names, LIKE prefixes): their number makes no variants.
+func eventListQuery(p *store.EventListParams) (string, []any, error) {
+	exact, prefixes, err := store.NamePatterns(p.Names)
+	if err != nil {
+		return "", nil, err
+	}
+	limit := p.Limit
+	if limit <= 0 {
+		limit = 1000
+	}
 	q := "SELECT " + eventColumns + " FROM events e JOIN tasks t ON t.id = e.task_id WHERE e.cursor > $1"
-	n := 1
+	args := []any{p.After}
+	arg := func(v any) int {
+		args = append(args, v)
+		return len(args)
+	}
 	if p.TaskID != "" {
-		n++
-		q += fmt.Sprintf(" AND e.task_id = $%d", n)
+		q += fmt.Sprintf(" AND e.task_id = $%d", arg(p.TaskID))
 	}
 	if p.StepID != "" {
-		n++
-		q += fmt.Sprintf(" AND e.step_id = $%d", n)
+		q += fmt.Sprintf(" AND e.step_id = $%d", arg(p.StepID))
+	}
+	if p.Namespace != "" {
+		q += fmt.Sprintf(" AND t.namespace = $%d", arg(p.Namespace))
+	}
+	if p.TaskName != "" {
+		q += fmt.Sprintf(" AND t.name = $%d", arg(p.TaskName))
+	}
+	likes := make([]string, len(prefixes))
+	for i, pre := range prefixes {
+		likes[i] = store.EscapeLike(pre) + "%"
+	}
+	switch {
+	case len(exact) > 0 && len(likes) > 0:
+		q += fmt.Sprintf(" AND (e.name = ANY($%d::text[]) OR e.name LIKE ANY($%d::text[]))", arg(exact), arg(likes))
+	case len(exact) > 0:
+		q += fmt.Sprintf(" AND e.name = ANY($%d::text[])", arg(exact))
+	case len(likes) > 0:
+		q += fmt.Sprintf(" AND e.name LIKE ANY($%d::text[])", arg(likes))
+	}
+	if !p.Since.IsZero() {
+		q += fmt.Sprintf(" AND e.occurred_at >= $%d", arg(p.Since.UTC()))
 	}
 	if p.TransitionsOnly {
 		q += " AND e.to_state IS NOT NULL"
 	}
-	return q + fmt.Sprintf(" ORDER BY e.cursor LIMIT $%d", n+1)
-}
-
-func eventListArgs(p *store.EventListParams, limit int) []any {
-	args := []any{p.After}
-	if p.TaskID != "" {
-		args = append(args, p.TaskID)
-	}
-	if p.StepID != "" {
-		args = append(args, p.StepID)
-	}
-	return append(args, limit)
+	q += fmt.Sprintf(" ORDER BY e.cursor LIMIT $%d", arg(limit))
+	return q, args, nil
 }

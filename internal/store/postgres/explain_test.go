@@ -57,10 +57,35 @@ func TestHotQueriesUseTheirIndexes(t *testing.T) {
 		FROM generate_series(1, 20000) g`); err != nil {
 		t.Fatal(err)
 	}
+	// And tasks of many other templates, so that filters by namespace or
+	// template are selective.
+	if _, err := s.pool.Exec(ctx, `INSERT INTO tasks (id, template_id, namespace, name, version, state, context, steps_total,
+		steps_done, steps_open, seq, created_at, updated_at, finished_at)
+		SELECT 'other-' || g, 't', 'ns' || (g % 100), 'name' || (g % 7), '1.0.0', 'complete', '{}', 1, 1, 0, 3,
+			now() - g * interval '1 second', now(), now()
+		FROM generate_series(1, 20000) g`); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := s.pool.Exec(ctx, "ANALYZE"); err != nil {
 		t.Fatal(err)
 	}
 	now := time.Now()
+	eventList := func(p *store.EventListParams) (string, []any) {
+		q, args, err := eventListQuery(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return q, args
+	}
+	taskHistory, taskHistoryArgs := eventList(&store.EventListParams{TaskID: taskID})
+	stream, streamArgs := eventList(&store.EventListParams{})
+	streamFiltered, streamFilteredArgs := eventList(&store.EventListParams{Namespace: "n", Names: []string{"step.*", "task.failed"},
+		Since: now.Add(-time.Hour), TransitionsOnly: true})
+	cursor := &store.TaskCursor{CreatedAt: now.Add(-time.Hour), ID: "old-3600"}
+	listAll, listAllArgs := taskListSQL(&store.TaskListParams{After: cursor, Limit: 50})
+	listState, listStateArgs := taskListSQL(&store.TaskListParams{State: "error", After: cursor, Limit: 50})
+	listNS, listNSArgs := taskListSQL(&store.TaskListParams{Namespace: "ns7", After: cursor, Limit: 50})
+	listName, listNameArgs := taskListSQL(&store.TaskListParams{Namespace: "ns7", Name: "name3", Limit: 50})
 	tests := []struct {
 		name  string
 		sql   string
@@ -72,9 +97,14 @@ func TestHotQueriesUseTheirIndexes(t *testing.T) {
 		{"release children", releaseChildrenSQL, []any{now, stepID}, "step_edges_pkey"},
 		{"dependency results", dependencyResultsSQL, []any{[]string{stepID}}, "step_edges_child"},
 		{"leftover tasks", leftoverTasksSQL, []any{1000}, "tasks_state_created"},
-		{"task history", eventListSQL(&store.EventListParams{TaskID: taskID}), []any{int64(0), taskID, 1000}, "events_task"},
-		{"event stream", eventListSQL(&store.EventListParams{}), []any{int64(0), 1000}, "events_pkey"},
-		{"task list", "SELECT id FROM tasks ORDER BY created_at DESC, id DESC LIMIT 50", nil, "tasks_created"},
+		{"task history", taskHistory, taskHistoryArgs, "events_task"},
+		{"event stream", stream, streamArgs, "events_pkey"},
+		{"filtered event stream", streamFiltered, streamFilteredArgs, "events_pkey"},
+		{"task list", listAll, listAllArgs, "tasks_created"},
+		{"task list by state", listState, listStateArgs, "tasks_state_created"},
+		{"task list by namespace", listNS, listNSArgs, "tasks_namespace_created"},
+		{"task list by template", listName, listNameArgs, "tasks_name_created"},
+		{"ready queue depth", countReadySQL, []any{now}, "steps_ready"},
 	}
 	for _, tc := range tests {
 		tx, err := s.pool.Begin(ctx)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -46,15 +47,7 @@ func (s *Store) TaskGet(ctx context.Context, id string) (*store.Task, error) {
 
 // TaskList lists tasks, newest first.
 func (s *Store) TaskList(ctx context.Context, p *store.TaskListParams) ([]*store.Task, error) {
-	limit := p.Limit
-	if limit <= 0 {
-		limit = 100
-	}
-	q, args := "SELECT "+taskColumns+" FROM tasks ORDER BY created_at DESC, id DESC LIMIT $1", []any{limit}
-	if p.State != "" {
-		q = "SELECT " + taskColumns + " FROM tasks WHERE state = $2 ORDER BY created_at DESC, id DESC LIMIT $1"
-		args = append(args, string(p.State))
-	}
+	q, args := taskListSQL(p)
 	rows, err := s.pool.Query(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list tasks: %w", err)
@@ -64,6 +57,64 @@ func (s *Store) TaskList(ctx context.Context, p *store.TaskListParams) ([]*store
 		return nil, fmt.Errorf("list tasks: %w", err)
 	}
 	return out, nil
+}
+
+// taskListSQL builds the query of TaskList with only the filters that are
+// set, so that each variant gets a plan using its index. Every listing
+// index ends with (created_at DESC, id DESC), so the order and the cursor
+// are served by one range scan: tasks_state_created, tasks_name_created,
+// tasks_namespace_created or tasks_created.
+func taskListSQL(p *store.TaskListParams) (string, []any) {
+	limit := p.Limit
+	if limit <= 0 {
+		limit = 100
+	}
+	var (
+		where []string
+		args  []any
+	)
+	add := func(cond string, vals ...any) {
+		idx := make([]any, len(vals))
+		for i, v := range vals {
+			args = append(args, v)
+			idx[i] = len(args)
+		}
+		where = append(where, fmt.Sprintf(cond, idx...))
+	}
+	if p.State != "" {
+		add("state = $%d", string(p.State))
+	}
+	if p.Namespace != "" {
+		add("namespace = $%d", p.Namespace)
+	}
+	if p.Name != "" {
+		add("name = $%d", p.Name)
+	}
+	if p.Version != "" {
+		add("version = $%d", p.Version)
+	}
+	if !p.CreatedAfter.IsZero() {
+		add("created_at >= $%d", p.CreatedAfter.UTC())
+	}
+	if !p.CreatedBefore.IsZero() {
+		add("created_at < $%d", p.CreatedBefore.UTC())
+	}
+	if !p.FinishedAfter.IsZero() {
+		add("finished_at >= $%d", p.FinishedAfter.UTC())
+	}
+	if p.Search != "" {
+		add(`(id ILIKE $%[1]d OR namespace ILIKE $%[1]d OR name ILIKE $%[1]d OR idempotency_key ILIKE $%[1]d)`,
+			"%"+store.EscapeLike(p.Search)+"%")
+	}
+	if p.After != nil {
+		add("(created_at, id) < ($%d, $%d)", p.After.CreatedAt.UTC(), p.After.ID)
+	}
+	q := "SELECT " + taskColumns + " FROM tasks"
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	args = append(args, limit)
+	return q + fmt.Sprintf(" ORDER BY created_at DESC, id DESC LIMIT $%d", len(args)), args
 }
 
 // TaskCreate creates and starts a task in one transaction.
@@ -187,6 +238,9 @@ type change struct {
 	ready     []store.Ready
 	finalized []store.Finalized
 	count     int
+	// operator is the reason and actor of an operator's change, recorded on
+	// the finalizer's transitions too.
+	operator store.Metadata
 	// notify asks for a NOTIFY to wake other workers: steps became ready.
 	notify bool
 }
@@ -344,6 +398,7 @@ func (c *change) finalize(ctx context.Context, tx pgx.Tx, t *taskRow) error {
 		}
 		meta = store.FailureMetadata(failed)
 	}
+	meta.Reason, meta.Actor = c.operator.Reason, c.operator.Actor
 	if err := c.transitionTask(ctx, tx, t, to, meta); err != nil {
 		return err
 	}
@@ -369,12 +424,14 @@ func (s *Store) TaskCancel(ctx context.Context, p *store.TaskCancelParams) (*sto
 		if err != nil {
 			return err
 		}
+		meta := store.Metadata{Reason: p.Reason, Actor: p.Actor}
+		c.operator = meta
 		for _, st := range steps {
-			if err := c.applyStep(ctx, tx, t, st, stepChange{to: lifecycle.StepCancelled, meta: store.Metadata{Reason: p.Reason}}); err != nil {
+			if err := c.applyStep(ctx, tx, t, st, stepChange{to: lifecycle.StepCancelled, meta: meta}); err != nil {
 				return err
 			}
 		}
-		if err := c.transitionTask(ctx, tx, t, lifecycle.TaskCancelled, store.Metadata{Reason: p.Reason}); err != nil {
+		if err := c.transitionTask(ctx, tx, t, lifecycle.TaskCancelled, meta); err != nil {
 			return err
 		}
 		c.count = 1
@@ -409,7 +466,8 @@ func (s *Store) TaskRetry(ctx context.Context, p *store.TaskRetryParams) (*store
 		if len(steps) == 0 {
 			return fmt.Errorf("task has no failed step to retry: %w", store.ErrConflict)
 		}
-		meta := store.Metadata{Reason: p.Reason}
+		meta := store.Metadata{Reason: p.Reason, Actor: p.Actor}
+		c.operator = meta
 		if err := c.transitionTask(ctx, tx, t, lifecycle.TaskPending, meta); err != nil {
 			return err
 		}

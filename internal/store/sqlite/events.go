@@ -119,25 +119,10 @@ func scanEvent(rows *sql.Rows) (*store.Event, error) {
 
 // EventList reads the durable event log.
 func (s *Store) EventList(ctx context.Context, p *store.EventListParams) ([]*store.Event, error) {
-	limit := p.Limit
-	if limit <= 0 {
-		limit = 1000
+	q, args, err := eventListQuery(p)
+	if err != nil {
+		return nil, fmt.Errorf("list events: %w", err)
 	}
-	q := "SELECT " + eventColumns + " FROM events e JOIN tasks t ON t.id = e.task_id WHERE e.cursor > ?"
-	args := []any{p.After}
-	if p.TaskID != "" {
-		q += " AND e.task_id = ?"
-		args = append(args, p.TaskID)
-	}
-	if p.StepID != "" {
-		q += " AND e.step_id = ?"
-		args = append(args, p.StepID)
-	}
-	if p.TransitionsOnly {
-		q += " AND e.to_state IS NOT NULL"
-	}
-	q += " ORDER BY e.cursor LIMIT ?"
-	args = append(args, limit)
 	rows, err := s.rdb.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list events: %w", err)
@@ -155,4 +140,59 @@ func (s *Store) EventList(ctx context.Context, p *store.EventListParams) ([]*sto
 		return nil, fmt.Errorf("list events: %w", err)
 	}
 	return out, nil
+}
+
+// eventListQuery builds the query of EventList with only the filters that
+// are set: the task and step filters use events_task and events_step, the
+// global stream the primary key; the other filters are checked on the rows
+// read in cursor order, in SQL, so the limit counts matching rows.
+func eventListQuery(p *store.EventListParams) (string, []any, error) {
+	exact, prefixes, err := store.NamePatterns(p.Names)
+	if err != nil {
+		return "", nil, err
+	}
+	limit := p.Limit
+	if limit <= 0 {
+		limit = 1000
+	}
+	q := "SELECT " + eventColumns + " FROM events e JOIN tasks t ON t.id = e.task_id WHERE e.cursor > ?"
+	args := []any{p.After}
+	if p.TaskID != "" {
+		q += " AND e.task_id = ?"
+		args = append(args, p.TaskID)
+	}
+	if p.StepID != "" {
+		q += " AND e.step_id = ?"
+		args = append(args, p.StepID)
+	}
+	if p.Namespace != "" {
+		q += " AND t.namespace = ?"
+		args = append(args, p.Namespace)
+	}
+	if p.TaskName != "" {
+		q += " AND t.name = ?"
+		args = append(args, p.TaskName)
+	}
+	if len(exact)+len(prefixes) > 0 {
+		var or []string
+		if len(exact) > 0 {
+			or = append(or, "e.name IN ("+placeholders(len(exact))+")")
+			args = append(args, idArgs(exact)...)
+		}
+		// instr, unlike LIKE, is case-sensitive and has no wildcards.
+		for _, pre := range prefixes {
+			or = append(or, "instr(e.name, ?) = 1")
+			args = append(args, pre)
+		}
+		q += " AND (" + strings.Join(or, " OR ") + ")"
+	}
+	if !p.Since.IsZero() {
+		q += " AND e.occurred_at >= ?"
+		args = append(args, us(p.Since))
+	}
+	if p.TransitionsOnly {
+		q += " AND e.to_state IS NOT NULL"
+	}
+	q += " ORDER BY e.cursor LIMIT ?"
+	return q, append(args, limit), nil
 }

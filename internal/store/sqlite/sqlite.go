@@ -188,6 +188,21 @@ func (s *Store) Close() error {
 	return err
 }
 
+// Ping checks that the store is open and that a reader answers.
+func (s *Store) Ping(ctx context.Context) error {
+	select {
+	case <-s.stop:
+		return store.ErrClosed
+	default:
+	}
+	// Reading the schema reads the database file, not only the connection.
+	var one int
+	if err := s.rdb.QueryRowContext(ctx, "SELECT 1 FROM sqlite_master LIMIT 1").Scan(&one); err != nil {
+		return fmt.Errorf("sqlite: ping: %w", err)
+	}
+	return nil
+}
+
 // OnCommit registers the function called after each committed change
 // that produced events, in commit order, on the writer goroutine.
 func (s *Store) OnCommit(fn func(*store.ChangeResult)) {

@@ -64,18 +64,7 @@ func (s *Store) TaskGet(ctx context.Context, id string) (*store.Task, error) {
 
 // TaskList lists tasks, newest first.
 func (s *Store) TaskList(ctx context.Context, p *store.TaskListParams) ([]*store.Task, error) {
-	limit := p.Limit
-	if limit <= 0 {
-		limit = 100
-	}
-	q := "SELECT " + taskColumns + " FROM tasks"
-	var args []any
-	if p.State != "" {
-		q += " WHERE state = ?"
-		args = append(args, string(p.State))
-	}
-	q += " ORDER BY created_at DESC, id DESC LIMIT ?"
-	args = append(args, limit)
+	q, args := taskListQuery(p)
 	rows, err := s.rdb.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list tasks: %w", err)
@@ -89,7 +78,64 @@ func (s *Store) TaskList(ctx context.Context, p *store.TaskListParams) ([]*store
 		}
 		out = append(out, &t.Task)
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list tasks: %w", err)
+	}
+	return out, nil
+}
+
+// taskListQuery builds the query of TaskList with only the filters that
+// are set. Every listing index ends with (created_at DESC, id DESC), so the
+// order and the cursor are served by one range scan: tasks_state_created,
+// tasks_name_created, tasks_namespace_created or tasks_created.
+func taskListQuery(p *store.TaskListParams) (string, []any) {
+	limit := p.Limit
+	if limit <= 0 {
+		limit = 100
+	}
+	var (
+		where []string
+		args  []any
+	)
+	add := func(cond string, vals ...any) {
+		where = append(where, cond)
+		args = append(args, vals...)
+	}
+	if p.State != "" {
+		add("state = ?", string(p.State))
+	}
+	if p.Namespace != "" {
+		add("namespace = ?", p.Namespace)
+	}
+	if p.Name != "" {
+		add("name = ?", p.Name)
+	}
+	if p.Version != "" {
+		add("version = ?", p.Version)
+	}
+	if !p.CreatedAfter.IsZero() {
+		add("created_at >= ?", us(p.CreatedAfter))
+	}
+	if !p.CreatedBefore.IsZero() {
+		add("created_at < ?", us(p.CreatedBefore))
+	}
+	if !p.FinishedAfter.IsZero() {
+		add("finished_at >= ?", us(p.FinishedAfter))
+	}
+	if p.Search != "" {
+		// SQLite's LIKE ignores the case of ASCII letters only.
+		pat := "%" + store.EscapeLike(p.Search) + "%"
+		add(`(id LIKE ? ESCAPE '\' OR namespace LIKE ? ESCAPE '\' OR name LIKE ? ESCAPE '\'
+			OR idempotency_key LIKE ? ESCAPE '\')`, pat, pat, pat, pat)
+	}
+	if p.After != nil {
+		add("(created_at, id) < (?, ?)", us(p.After.CreatedAt), p.After.ID)
+	}
+	q := "SELECT " + taskColumns + " FROM tasks"
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	return q + " ORDER BY created_at DESC, id DESC LIMIT ?", append(args, limit)
 }
 
 // TaskCreate creates and starts a task in one transaction.
@@ -210,6 +256,9 @@ type change struct {
 	ready     []store.Ready
 	finalized []store.Finalized
 	count     int
+	// operator is the reason and actor of an operator's change, recorded on
+	// the finalizer's transitions too.
+	operator store.Metadata
 }
 
 type taskDelta struct{ done, open int }
@@ -340,6 +389,7 @@ func (c *change) finalize(ctx context.Context, tx *sql.Tx, t *taskRow) error {
 		}
 		meta = store.FailureMetadata(failed)
 	}
+	meta.Reason, meta.Actor = c.operator.Reason, c.operator.Actor
 	if err := c.transitionTask(ctx, tx, t, to, meta); err != nil {
 		return err
 	}
@@ -389,12 +439,14 @@ func (s *Store) TaskCancel(ctx context.Context, p *store.TaskCancelParams) (*sto
 		if err != nil {
 			return nil, err
 		}
+		meta := store.Metadata{Reason: p.Reason, Actor: p.Actor}
+		c.operator = meta
 		for _, st := range steps {
-			if err := c.transitionStep(ctx, tx, t, st, lifecycle.StepCancelled, store.Metadata{Reason: p.Reason}, ""); err != nil {
+			if err := c.transitionStep(ctx, tx, t, st, lifecycle.StepCancelled, meta, ""); err != nil {
 				return nil, err
 			}
 		}
-		if err := c.transitionTask(ctx, tx, t, lifecycle.TaskCancelled, store.Metadata{Reason: p.Reason}); err != nil {
+		if err := c.transitionTask(ctx, tx, t, lifecycle.TaskCancelled, meta); err != nil {
 			return nil, err
 		}
 		c.count = 1
@@ -434,7 +486,8 @@ func (s *Store) TaskRetry(ctx context.Context, p *store.TaskRetryParams) (*store
 		if len(steps) == 0 {
 			return nil, fmt.Errorf("task has no failed step to retry: %w", store.ErrConflict)
 		}
-		meta := store.Metadata{Reason: p.Reason}
+		meta := store.Metadata{Reason: p.Reason, Actor: p.Actor}
+		c.operator = meta
 		if err := c.transitionTask(ctx, tx, t, lifecycle.TaskPending, meta); err != nil {
 			return nil, err
 		}
@@ -443,7 +496,7 @@ func (s *Store) TaskRetry(ctx context.Context, p *store.TaskRetryParams) (*store
 				return nil, err
 			}
 		}
-		if err := c.transitionTask(ctx, tx, t, lifecycle.TaskInProgress, store.Metadata{Reason: p.Reason}); err != nil {
+		if err := c.transitionTask(ctx, tx, t, lifecycle.TaskInProgress, meta); err != nil {
 			return nil, err
 		}
 		c.count = len(steps)

@@ -53,6 +53,33 @@ func Exercise(t *testing.T, newStore NewStore) {
 		{"LeaseRenew", testLeaseRenew},
 		{"Leader", testLeader},
 		{"DeleteFinished", testDeleteFinished},
+		{"TaskListFilters", testTaskListFilters},
+		{"TaskListSearch", testTaskListSearch},
+		{"TaskListPagination", testTaskListPagination},
+		{"TaskCancelRetryActor", testTaskCancelRetryActor},
+		{"StepResetTaskInError", testStepResetTaskInError},
+		{"StepResetTaskInProgress", testStepResetTaskInProgress},
+		{"StepResetRejected", testStepResetRejected},
+		{"StepResolveInProgress", testStepResolveInProgress},
+		{"StepResolveCompletesTask", testStepResolveCompletesTask},
+		{"StepResolveResumesTask", testStepResolveResumesTask},
+		{"StepResolveResumesAndCompletes", testStepResolveResumesAndCompletes},
+		{"StepResolveTaskStaysInError", testStepResolveStaysInError},
+		{"StepResolveRejected", testStepResolveRejected},
+		{"StepCancelRunning", testStepCancelRunning},
+		{"StepCancelLastOpenFailsTask", testStepCancelLastOpen},
+		{"StepCancelWaitingAndBlocked", testStepCancelWaitingAndBlocked},
+		{"StepCancelTaskInError", testStepCancelTaskInError},
+		{"StepCancelRejected", testStepCancelRejected},
+		{"StepCancelRacesCompletion", testStepCancelRacesCompletion},
+		{"StepActionsAnnounced", testStepActionsAnnounced},
+		{"StepCountReady", testStepCountReady},
+		{"EventListTemplateFilters", testEventListTemplateFilters},
+		{"EventListNames", testEventListNames},
+		{"EventListSince", testEventListSince},
+		{"Tokens", testTokens},
+		{"TokenRevoke", testTokenRevoke},
+		{"Ping", testPing},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -110,10 +137,22 @@ func (b *bundle) template(t *testing.T, id string) *store.Template {
 	return tp
 }
 
+// templateKey registers template id as namespace/name@version.
+func (b *bundle) templateKey(t *testing.T, id, namespace, name, version string) *store.Template {
+	t.Helper()
+	tp, err := b.s.TemplateRegister(b.ctx, &store.TemplateRegisterParams{ID: id, Namespace: namespace, Name: name,
+		Version: version, Definition: json.RawMessage(`{"id":"` + id + `"}`), Now: b.now})
+	if err != nil {
+		t.Fatalf("TemplateRegister: %v", err)
+	}
+	return tp
+}
+
 type createOpts struct {
-	template string
-	identity string
-	context  string
+	template    string
+	identity    string
+	idempotency string
+	context     string
 }
 
 func (b *bundle) create(t *testing.T, sh shape, o createOpts) *store.TaskCreateResult {
@@ -151,7 +190,8 @@ func (b *bundle) create(t *testing.T, sh shape, o createOpts) *store.TaskCreateR
 		}
 	}
 	res, err := b.s.TaskCreate(b.ctx, &store.TaskCreateParams{TemplateID: tp.ID, Namespace: tp.Namespace, Name: tp.Name,
-		Version: tp.Version, Context: json.RawMessage(o.context), IdentityKey: o.identity, Steps: specs, Now: b.now})
+		Version: tp.Version, Context: json.RawMessage(o.context), IdentityKey: o.identity, IdempotencyKey: o.idempotency,
+		Steps: specs, Now: b.now})
 	if err != nil {
 		t.Fatalf("TaskCreate: %v", err)
 	}

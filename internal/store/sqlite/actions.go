@@ -1,0 +1,113 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"time"
+
+	"github.com/tasker-go/tasker/internal/lifecycle"
+	"github.com/tasker-go/tasker/internal/store"
+)
+
+// StepReset moves a failed step back to pending with a fresh retry budget;
+// a task in error resumes in the same transaction.
+func (s *Store) StepReset(ctx context.Context, p *store.StepActionParams) (*store.ChangeResult, error) {
+	return s.stepAction(ctx, store.ActionReset, p)
+}
+
+// StepResolve marks a step resolved_manually and releases its children; a
+// task in error resumes when that lets it progress.
+func (s *Store) StepResolve(ctx context.Context, p *store.StepActionParams) (*store.ChangeResult, error) {
+	return s.stepAction(ctx, store.ActionResolve, p)
+}
+
+// StepCancel cancels an unfinished step, dropping its lease if it runs.
+func (s *Store) StepCancel(ctx context.Context, p *store.StepActionParams) (*store.ChangeResult, error) {
+	return s.stepAction(ctx, store.ActionCancel, p)
+}
+
+// stepAction applies an operator action to one step, with the task
+// transitions store.PlanStepAction asks for, and runs the finalizer.
+func (s *Store) stepAction(ctx context.Context, a store.StepAction, p *store.StepActionParams) (*store.ChangeResult, error) {
+	var res *store.ChangeResult
+	err := s.writeChange(ctx, func(ctx context.Context, tx *sql.Tx) (*store.ChangeResult, error) {
+		c := newChange(p.Now)
+		st, err := scanStep(tx.QueryRowContext(ctx, "SELECT "+stepColumns+" FROM steps WHERE id = ?", p.StepID))
+		if err != nil {
+			return nil, notFound(err, "step "+p.StepID)
+		}
+		t, err := c.task(ctx, tx, st.TaskID)
+		if err != nil {
+			return nil, err
+		}
+		plan, err := store.PlanStepAction(a, st.State, t.State)
+		if err != nil {
+			return nil, err
+		}
+		if plan.NoOp {
+			res = c.result()
+			return nil, nil
+		}
+		meta := store.Metadata{Reason: p.Reason, Actor: p.Actor}
+		c.operator = meta
+		if plan.Resume {
+			if err := c.transitionTask(ctx, tx, t, lifecycle.TaskPending, meta); err != nil {
+				return nil, err
+			}
+		}
+		if err := c.applyStep(ctx, tx, t, st, stepChange{to: a.Target(), meta: meta, raiseLimit: a == store.ActionReset}); err != nil {
+			return nil, err
+		}
+		// A resolve decides after the fact, from what the step's release
+		// made ready: its event comes first, then the task's resumption.
+		if plan.ResumeIfProgress {
+			done := t.StepsDone
+			if d := c.deltas[t.ID]; d != nil {
+				done += d.done
+			}
+			if store.ResolveResumes(c.readyCount(t.ID), done, t.StepsTotal) {
+				if err := c.transitionTask(ctx, tx, t, lifecycle.TaskPending, meta); err != nil {
+					return nil, err
+				}
+				plan.Resume = true
+			}
+		}
+		if plan.Resume {
+			if err := c.transitionTask(ctx, tx, t, lifecycle.TaskInProgress, meta); err != nil {
+				return nil, err
+			}
+		}
+		c.count = 1
+		if err := c.flush(ctx, tx); err != nil {
+			return nil, err
+		}
+		res = c.result()
+		return res, nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%s step %s: %w", a, p.StepID, err)
+	}
+	return res, nil
+}
+
+// readyCount is how many steps of a task this change made ready.
+func (c *change) readyCount(taskID string) int {
+	for _, r := range c.ready {
+		if r.TaskID == taskID {
+			return len(r.Steps)
+		}
+	}
+	return 0
+}
+
+// StepCountReady counts steps claimable at now (steps_ready).
+func (s *Store) StepCountReady(ctx context.Context, now time.Time) (int, error) {
+	var n int
+	if err := s.rdb.QueryRowContext(ctx, countReadySQL, us(now)).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count ready steps: %w", err)
+	}
+	return n, nil
+}
+
+const countReadySQL = "SELECT COUNT(*) FROM steps WHERE run_at IS NOT NULL AND run_at <= ?"
