@@ -495,6 +495,17 @@ func (c *Client) Events(ctx context.Context, opts *EventListOpts) ([]Event, erro
 	return out, nil
 }
 
+// EventCursorAt returns a cursor to read after (EventListOpts.After) to get
+// the events that occurred at or after t; combine it with
+// EventListOpts.Since, as occurrence times follow cursors only roughly.
+func (c *Client) EventCursorAt(ctx context.Context, t time.Time) (int64, error) {
+	cur, err := c.store.EventCursorAt(ctx, t)
+	if err != nil {
+		return 0, fmt.Errorf("tasker: %w", err)
+	}
+	return cur, nil
+}
+
 // CancelTask cancels a pending or in-progress task and its unfinished
 // steps. Cancelling a cancelled task does nothing.
 func (c *Client) CancelTask(ctx context.Context, id, reason string) (*Task, error) {

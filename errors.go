@@ -17,6 +17,9 @@ var (
 	// ErrConflict reports that an operation does not apply to the current
 	// state, such as retrying a task that has no failed step.
 	ErrConflict = store.ErrConflict
+	// ErrUnavailable reports a database that cannot be reached now; retrying
+	// later may succeed.
+	ErrUnavailable = store.ErrUnavailable
 	// ErrInvalidTransition reports a state change the state machine forbids,
 	// such as cancelling a complete task.
 	ErrInvalidTransition = lifecycle.ErrInvalidTransition

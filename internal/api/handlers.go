@@ -535,7 +535,10 @@ func (s *Server) analytics(w http.ResponseWriter, r *http.Request, p *auth.Princ
 		return domainError(err)
 	}
 	in.Tasks = page.Tasks
-	var after int64
+	after, err := s.client.EventCursorAt(r.Context(), since)
+	if err != nil {
+		return domainError(err)
+	}
 	for {
 		evs, err := s.client.Events(r.Context(), &tasker.EventListOpts{After: after, Namespace: ns, Since: since, Limit: 5000,
 			Names: []string{"step.completed", "step.attempt_failed", "step.failed"}})

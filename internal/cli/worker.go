@@ -70,8 +70,7 @@ func openRetrying(ctx context.Context, e *env, cfg tasker.Config, log *slog.Logg
 		if err == nil {
 			return c, nil
 		}
-		var xe *exitError
-		if errors.As(err, &xe) && xe.err != nil && !tasker.IsPostgresURL(e.db) {
+		if !errors.Is(err, tasker.ErrUnavailable) {
 			return nil, err
 		}
 		log.WarnContext(ctx, "worker: cannot open the database; retrying", slog.Any("error", err), slog.Duration("in", delay))

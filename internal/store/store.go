@@ -34,6 +34,10 @@ var (
 	ErrConflict = errors.New("conflict")
 	// ErrClosed reports use of a closed store.
 	ErrClosed = errors.New("store closed")
+	// ErrUnavailable reports a database that cannot be reached now (down,
+	// restarting, network trouble): retrying later may succeed, unlike a
+	// wrong password or a missing database.
+	ErrUnavailable = errors.New("database unavailable")
 )
 
 // Store is the storage seam. Methods are noun-first and take one params
@@ -119,6 +123,11 @@ type Store interface {
 
 	// EventList reads the durable event log after a cursor, oldest first.
 	EventList(ctx context.Context, p *EventListParams) ([]*Event, error)
+	// EventCursorAt returns a cursor to read after to get the events that
+	// occurred at or after t: the cursor just before the first of them, or
+	// the last cursor when there is none. Occurrence times follow cursors
+	// only roughly, so readers still filter with EventListParams.Since.
+	EventCursorAt(ctx context.Context, t time.Time) (int64, error)
 
 	// TokenCreate stores a new API token.
 	TokenCreate(ctx context.Context, p *TokenCreateParams) (*Token, error)
@@ -585,6 +594,7 @@ type Edge struct {
 
 // Dump is a batch of a store's rows, for copying one store into another.
 type Dump struct {
+	Tokens    []*Token
 	Templates []*Template
 	Tasks     []*Task
 	Steps     []*Step
@@ -594,5 +604,5 @@ type Dump struct {
 
 // Size is the number of rows in the batch.
 func (d *Dump) Size() int {
-	return len(d.Templates) + len(d.Tasks) + len(d.Steps) + len(d.Edges) + len(d.Events)
+	return len(d.Tokens) + len(d.Templates) + len(d.Tasks) + len(d.Steps) + len(d.Edges) + len(d.Events)
 }

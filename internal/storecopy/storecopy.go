@@ -1,7 +1,7 @@
 // Package storecopy copies an embedded SQLite store into a PostgreSQL
 // store: templates, tasks, steps, edges and the whole event log, keeping
 // ids, sequence numbers and cursors, so unfinished tasks continue on
-// PostgreSQL where they stopped.
+// PostgreSQL where they stopped; and the API tokens.
 package storecopy
 
 import (
@@ -20,8 +20,8 @@ var ErrInUse = errors.New("the source store is in use")
 
 // Stats counts what was copied.
 type Stats struct {
-	Templates, Tasks, Steps, Edges, Events int
-	Unfinished                             int
+	Tokens, Templates, Tasks, Steps, Edges, Events int
+	Unfinished                                     int
 }
 
 // Copy copies src into dst, which must hold no task. It refuses to run
@@ -46,6 +46,7 @@ func Copy(ctx context.Context, src *sqlite.Store, dst *postgres.Store, now time.
 				return fmt.Errorf("%w: %d steps are running under unexpired leases; stop the workers (or wait for the leases to expire) and try again", ErrInUse, n)
 			}
 		}
+		stats.Tokens += len(d.Tokens)
 		stats.Templates += len(d.Templates)
 		stats.Tasks += len(d.Tasks)
 		stats.Steps += len(d.Steps)

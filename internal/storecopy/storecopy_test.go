@@ -120,6 +120,10 @@ func TestCopySQLiteToPostgres(t *testing.T) {
 	for range 4 {
 		unfinished = append(unfinished, create(`{"n": 1}`))
 	}
+	token, err := src.CreateToken(ctx, tasker.TokenRequest{Role: "operator", Namespace: "copy"})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := src.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -138,7 +142,7 @@ func TestCopySQLiteToPostgres(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if stats.Tasks != 8 || stats.Unfinished != 4 || stats.Steps != 32 || stats.Templates != 1 || stats.Edges != 32 {
+	if stats.Tasks != 8 || stats.Unfinished != 4 || stats.Steps != 32 || stats.Templates != 1 || stats.Edges != 32 || stats.Tokens != 1 {
 		t.Fatalf("stats = %+v", stats)
 	}
 	// Every log entry is there, identical, with the same cursor.
@@ -173,6 +177,10 @@ func TestCopySQLiteToPostgres(t *testing.T) {
 	// The unfinished tasks continue on PostgreSQL, and the failed one can be retried there.
 	dst := open(t, url, schema)
 	defer dst.Close()
+	// The API token still works after the move.
+	if tk, err := dst.LookupToken(ctx, token.Secret); err != nil || tk.ID != token.Token.ID || tk.Namespace != "copy" {
+		t.Fatalf("token after the copy = %+v, %v", tk, err)
+	}
 	if err := dst.Start(ctx, nil); err != nil {
 		t.Fatal(err)
 	}

@@ -48,6 +48,13 @@ func (s *Store) BeginImport(ctx context.Context) (*Importer, error) {
 // counters and cursors.
 func (im *Importer) Add(ctx context.Context, d *store.Dump) error {
 	tx := im.tx
+	for _, t := range d.Tokens {
+		if _, err := tx.Exec(ctx, `INSERT INTO tokens (id, name, role, namespace, hash, created_at, expires_at, revoked_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING`, t.ID, t.Name, t.Role, nullString(t.Namespace), t.Hash,
+			t.CreatedAt.UTC(), nullTime(t.ExpiresAt), nullTime(t.RevokedAt)); err != nil {
+			return fmt.Errorf("import token %s: %w", t.ID, err)
+		}
+	}
 	for _, t := range d.Templates {
 		var current bool
 		err := tx.QueryRow(ctx, "SELECT current FROM templates WHERE id = $1", t.ID).Scan(&current)

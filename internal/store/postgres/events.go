@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -186,4 +187,24 @@ func eventListQuery(p *store.EventListParams) (string, []any, error) {
 	}
 	q += fmt.Sprintf(" ORDER BY e.cursor LIMIT $%d", arg(limit))
 	return q, args, nil
+}
+
+// EventCursorAt returns the cursor to read after for events from t on.
+func (s *Store) EventCursorAt(ctx context.Context, t time.Time) (int64, error) {
+	var first *int64
+	err := s.pool.QueryRow(ctx, "SELECT cursor FROM events WHERE occurred_at >= $1 ORDER BY occurred_at LIMIT 1", t.UTC()).Scan(&first)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return 0, fmt.Errorf("event cursor at %s: %w", t, err)
+	}
+	if first != nil {
+		return *first - 1, nil
+	}
+	var last *int64
+	if err := s.pool.QueryRow(ctx, "SELECT MAX(cursor) FROM events").Scan(&last); err != nil {
+		return 0, fmt.Errorf("event cursor at %s: %w", t, err)
+	}
+	if last == nil {
+		return 0, nil
+	}
+	return *last, nil
 }

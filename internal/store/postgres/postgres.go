@@ -90,6 +90,11 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("postgres: bad database URL: %w", err)
 	}
+	if cfg.ConnConfig.ConnectTimeout == 0 {
+		// Without connect_timeout in the URL, a dial to a dead host would
+		// wait for the operating system's TCP timeout.
+		cfg.ConnConfig.ConnectTimeout = 10 * time.Second
+	}
 	cfg.ConnConfig.RuntimeParams["search_path"] = opts.Schema
 	if opts.MaxConns > 0 {
 		cfg.MaxConns = opts.MaxConns
@@ -100,7 +105,7 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	}
 	if err := pool.Ping(ctx); err != nil {
 		pool.Close()
-		return nil, fmt.Errorf("postgres: connect to %s: %w", cfg.ConnConfig.Host, err)
+		return nil, fmt.Errorf("postgres: connect to %s: %w", cfg.ConnConfig.Host, classify(err))
 	}
 	h := fnv.New64a()
 	h.Write([]byte("tasker events " + opts.Schema))
@@ -118,8 +123,16 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 // Migrate creates the schema if needed and applies pending migrations. It
 // is safe to run from several processes at once.
 func (s *Store) Migrate(ctx context.Context) error {
-	if _, err := s.pool.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS "+pgx.Identifier{s.schema}.Sanitize()); err != nil {
-		return fmt.Errorf("postgres: create schema %s: %w", s.schema, err)
+	// CREATE SCHEMA IF NOT EXISTS needs the CREATE privilege even when the
+	// schema exists, so look first: workers may run without it.
+	var exists bool
+	if err := s.pool.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)", s.schema).Scan(&exists); err != nil {
+		return fmt.Errorf("postgres: look up schema %s: %w", s.schema, classify(err))
+	}
+	if !exists {
+		if _, err := s.pool.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS "+pgx.Identifier{s.schema}.Sanitize()); err != nil {
+			return fmt.Errorf("postgres: create schema %s: %w", s.schema, err)
+		}
 	}
 	sub, err := fs.Sub(migrations, "migrations")
 	if err != nil {
@@ -243,6 +256,25 @@ func (s *Store) runOnce(ctx context.Context, now time.Time, fn txFunc) (*change,
 		(*hook)(c.result())
 	}
 	return c, nil
+}
+
+// classify marks errors that mean the server cannot be reached now with
+// store.ErrUnavailable; errors the server answered (a wrong password, a
+// missing database, a missing privilege) stay as they are.
+func classify(err error) error {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		switch pe.Code[:2] {
+		case "57", "08", "53": // operator intervention (shutdown, starting up), connection exception, resources
+			return fmt.Errorf("%w: %w", store.ErrUnavailable, err)
+		}
+		return err
+	}
+	if errors.Is(err, context.Canceled) {
+		return err
+	}
+	// No answer from the server: refused, timed out, reset.
+	return fmt.Errorf("%w: %w", store.ErrUnavailable, err)
 }
 
 // retryable reports whether a transaction failed on a transient conflict.

@@ -44,6 +44,21 @@ func (s *Store) Export(ctx context.Context, batchSize int, fn func(*store.Dump) 
 		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
 			return err
 		}
+		trows, err := tx.QueryContext(ctx, "SELECT "+tokenColumns+" FROM tokens ORDER BY created_at, id")
+		if err != nil {
+			return err
+		}
+		for trows.Next() {
+			t, err := scanToken(trows)
+			if err != nil {
+				trows.Close()
+				return err
+			}
+			d.Tokens = append(d.Tokens, t)
+		}
+		if err := errors.Join(trows.Err(), trows.Close()); err != nil {
+			return err
+		}
 		if err := fn(d); err != nil {
 			return err
 		}

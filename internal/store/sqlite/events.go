@@ -4,9 +4,11 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/tasker-go/tasker/internal/event"
 	"github.com/tasker-go/tasker/internal/store"
@@ -195,4 +197,21 @@ func eventListQuery(p *store.EventListParams) (string, []any, error) {
 	}
 	q += " ORDER BY e.cursor LIMIT ?"
 	return q, append(args, limit), nil
+}
+
+// EventCursorAt returns the cursor to read after for events from t on.
+func (s *Store) EventCursorAt(ctx context.Context, t time.Time) (int64, error) {
+	var first sql.NullInt64
+	err := s.rdb.QueryRowContext(ctx, "SELECT cursor FROM events WHERE occurred_at >= ? ORDER BY occurred_at LIMIT 1", us(t)).Scan(&first)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return 0, fmt.Errorf("event cursor at %s: %w", t, err)
+	}
+	if first.Valid {
+		return first.Int64 - 1, nil
+	}
+	var last sql.NullInt64
+	if err := s.rdb.QueryRowContext(ctx, "SELECT MAX(cursor) FROM events").Scan(&last); err != nil {
+		return 0, fmt.Errorf("event cursor at %s: %w", t, err)
+	}
+	return last.Int64, nil
 }

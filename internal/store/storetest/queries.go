@@ -569,3 +569,32 @@ func testPing(t *testing.T, b *bundle) {
 		t.Fatalf("Ping: %v", err)
 	}
 }
+
+func testEventCursorAt(t *testing.T, b *bundle) {
+	if c, err := b.s.EventCursorAt(b.ctx, b.now); err != nil || c != 0 {
+		t.Fatalf("empty log: cursor %d, %v; want 0", c, err)
+	}
+	first := b.create(t, single("x"), createOpts{})
+	start := b.tick(time.Hour)
+	second := b.create(t, single("y"), createOpts{})
+	c, err := b.s.EventCursorAt(b.ctx, start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs, err := b.s.EventList(b.ctx, &store.EventListParams{After: c, Limit: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) == 0 || evs[0].TaskID != second.Task.ID {
+		t.Fatalf("reading after the cursor for %v starts at %+v; want the second task's first event", start, evs)
+	}
+	for _, e := range evs {
+		if e.TaskID == first.Task.ID {
+			t.Fatal("an event from before the time was read")
+		}
+	}
+	last := second.Events[len(second.Events)-1].Cursor
+	if c, err := b.s.EventCursorAt(b.ctx, start.Add(time.Hour)); err != nil || c != last {
+		t.Fatalf("cursor after every event = %d, %v; want the last cursor %d", c, err, last)
+	}
+}

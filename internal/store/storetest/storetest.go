@@ -50,6 +50,7 @@ func Exercise(t *testing.T, newStore NewStore) {
 		{"NextRunAt", testNextRunAt},
 		{"LargeTask", testLargeTask},
 		{"OnCommitInCommitOrder", testOnCommit},
+		{"EventCursorAt", testEventCursorAt},
 		{"LeaseRenew", testLeaseRenew},
 		{"Leader", testLeader},
 		{"DeleteFinished", testDeleteFinished},
