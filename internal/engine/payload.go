@@ -47,6 +47,7 @@ func EventFromLog(e *store.Event) event.Event {
 	set("next_attempt_at", m.NextAttemptAt, !m.NextAttemptAt.IsZero())
 	set("permanent", m.Permanent, m.Permanent)
 	set("reason", m.Reason, m.Reason != "")
+	set("actor", m.Actor, m.Actor != "")
 	set("step_count", m.StepCount, m.StepCount != 0)
 	set("failed_steps", m.FailedSteps, len(m.FailedSteps) > 0)
 	if len(data) > 0 {
