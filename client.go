@@ -21,6 +21,7 @@ import (
 	"github.com/tasker-go/tasker/internal/clock"
 	"github.com/tasker-go/tasker/internal/engine"
 	"github.com/tasker-go/tasker/internal/eventbus"
+	"github.com/tasker-go/tasker/internal/secret"
 	"github.com/tasker-go/tasker/internal/store"
 	"github.com/tasker-go/tasker/internal/store/postgres"
 	"github.com/tasker-go/tasker/internal/store/sqlite"
@@ -78,6 +79,14 @@ type Config struct {
 	SQLiteSynchronous string
 	// WorkerID names this process in leases. Default "HOST/PID/RANDOM".
 	WorkerID string
+	// SecretEnv lists the environment variables that ${env:NAME} references
+	// in step configs may read, as patterns ("*" for all, "PAYMENTS_*" for
+	// a prefix). Default: none. Templates can come from anyone who may
+	// register them, so allow only what their steps need.
+	SecretEnv []string
+	// SecretDirs lists the directories whose files ${file:PATH} references
+	// may read, such as /run/secrets. Default: none.
+	SecretDirs []string
 	// Logger receives logs. Default: discard.
 	Logger *slog.Logger
 }
@@ -138,6 +147,7 @@ func Open(ctx context.Context, cfg Config) (*Client, error) {
 		WorkerID: cfg.WorkerID, Handlers: handlers, Concurrency: cfg.Concurrency, PollInterval: cfg.PollInterval,
 		SweepInterval: cfg.SweepInterval, LeaseTTL: cfg.LeaseTTL, Retention: cfg.Retention, StopGrace: cfg.StopGrace,
 		MaxResultBytes: cfg.MaxResultBytes, Logger: cfg.Logger, Clock: clk,
+		Secrets: &secret.Policy{EnvPatterns: cfg.SecretEnv, Dirs: cfg.SecretDirs},
 	})
 	return &Client{cfg: cfg, store: st, bus: bus, engine: eng, clock: clk, handlers: handlers, log: cfg.Logger}, nil
 }
@@ -331,9 +341,14 @@ func (c *Client) CreateTask(ctx context.Context, req TaskRequest) (*TaskCreated,
 	}
 	res, err := c.store.TaskCreate(ctx, &store.TaskCreateParams{TemplateID: rec.ID, Namespace: t.Namespace, Name: t.Name,
 		Version: t.Version, Context: canonical, IdentityKey: identity, IdempotencyKey: req.IdempotencyKey, Steps: specs,
-		Now: c.clock.Now()})
+		Actor: actorOf(ctx), Now: c.clock.Now()})
 	if err != nil {
 		return nil, fmt.Errorf("tasker: %w", err)
+	}
+	if !res.Created && req.IdempotencyKey != "" &&
+		(res.Task.Version != t.Version || !bytes.Equal(res.Task.Context, canonical)) {
+		return nil, fmt.Errorf("tasker: idempotency key %q was first used for a different request (task %s, %s/%s@%s): %w",
+			req.IdempotencyKey, res.Task.ID, res.Task.Namespace, res.Task.Name, res.Task.Version, ErrConflict)
 	}
 	return &TaskCreated{Task: taskFromStore(res.Task), Created: res.Created}, nil
 }
@@ -509,6 +524,9 @@ func (c *Client) EventCursorAt(ctx context.Context, t time.Time) (int64, error) 
 // CancelTask cancels a pending or in-progress task and its unfinished
 // steps. Cancelling a cancelled task does nothing.
 func (c *Client) CancelTask(ctx context.Context, id, reason string) (*Task, error) {
+	if len(reason) > 1000 {
+		return nil, fmt.Errorf("tasker: reason is longer than 1000 bytes: %w", ErrInvalidRequest)
+	}
 	if _, err := c.store.TaskCancel(ctx, &store.TaskCancelParams{TaskID: id, Reason: reason, Actor: actorOf(ctx), Now: c.clock.Now()}); err != nil {
 		return nil, fmt.Errorf("tasker: %w", err)
 	}
@@ -518,7 +536,22 @@ func (c *Client) CancelTask(ctx context.Context, id, reason string) (*Task, erro
 // RetryTask resets the failed steps of a task in error, each with a fresh
 // retry budget, and resumes the task.
 func (c *Client) RetryTask(ctx context.Context, id, reason string) (*Task, error) {
+	if len(reason) > 1000 {
+		return nil, fmt.Errorf("tasker: reason is longer than 1000 bytes: %w", ErrInvalidRequest)
+	}
 	if _, err := c.store.TaskRetry(ctx, &store.TaskRetryParams{TaskID: id, Reason: reason, Actor: actorOf(ctx), Now: c.clock.Now()}); err != nil {
+		return nil, fmt.Errorf("tasker: %w", err)
+	}
+	return c.Task(ctx, id)
+}
+
+// ResolveTask closes a task in error by hand (resolved_manually), for
+// example after the failed work was done another way. A reason is required.
+func (c *Client) ResolveTask(ctx context.Context, id, reason string) (*Task, error) {
+	if strings.TrimSpace(reason) == "" || len(reason) > 1000 {
+		return nil, fmt.Errorf("tasker: resolving a task by hand needs a reason of at most 1000 bytes: %w", ErrInvalidRequest)
+	}
+	if _, err := c.store.TaskResolve(ctx, &store.TaskRetryParams{TaskID: id, Reason: reason, Actor: actorOf(ctx), Now: c.clock.Now()}); err != nil {
 		return nil, fmt.Errorf("tasker: %w", err)
 	}
 	return c.Task(ctx, id)

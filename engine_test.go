@@ -451,8 +451,13 @@ func TestTaskIdentity(t *testing.T) {
 		if err != nil || !k1.Created {
 			t.Fatalf("keyed create: %v", err)
 		}
-		if k2, _ := create(keyed, `{"different":true}`, "abc"); k2.Task.ID != k1.Task.ID || k2.Created {
+		if k2, _ := create(keyed, `{ }`, "abc"); k2 == nil || k2.Task.ID != k1.Task.ID || k2.Created {
 			t.Error("same key did not return the first task")
+		}
+		// The same key for a different request is a conflict, not a silent
+		// answer about another task.
+		if _, err := create(keyed, `{"different":true}`, "abc"); !errors.Is(err, tasker.ErrConflict) {
+			t.Errorf("same key, different context: err = %v, want ErrConflict", err)
 		}
 	})
 }

@@ -215,6 +215,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 			{"GET", "/v1/tasks/" + alpha.ID, nil, auth.RoleViewer, true, false, false},
 			{"POST", "/v1/tasks/" + alpha.ID + "/cancel", map[string]string{"reason": "test"}, auth.RoleOperator, true, false, false},
 			{"POST", "/v1/tasks/" + alpha.ID + "/retry", nil, auth.RoleOperator, true, false, false},
+			{"POST", "/v1/tasks/" + alpha.ID + "/resolve", map[string]string{"reason": "done elsewhere"}, auth.RoleOperator, true, false, false},
 			{"GET", "/v1/tasks/" + alpha.ID + "/diagram", nil, auth.RoleViewer, true, false, false},
 			{"GET", "/v1/tasks/" + alpha.ID + "/transitions", nil, auth.RoleViewer, true, false, false},
 			{"GET", "/v1/steps/" + step, nil, auth.RoleViewer, true, false, false},
@@ -598,5 +599,61 @@ func TestCorrelationIDs(t *testing.T) {
 	r = f.do("GET", "/health/live", "", nil)
 	if len(r.header.Get("X-Correlation-ID")) != 16 {
 		t.Errorf("generated correlation id %q", r.header.Get("X-Correlation-ID"))
+	}
+}
+
+func TestAnalyticsReportsFinishedWork(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, true)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for _, ns := range []string{"alpha", "alpha", "beta"} {
+		task := f.createTask(ns)
+		if _, err := f.client.WaitTask(ctx, task.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := f.do("GET", "/v1/analytics?window=1h&slowest=2", f.tokens["viewer"], nil)
+	var rep struct {
+		Templates []struct {
+			Namespace string
+			Completed int
+		}
+		Steps []struct {
+			Namespace, Step     string
+			Attempts, Succeeded int
+		}
+		SlowestSteps []struct {
+			Step       string
+			DurationMS int64 `json:"duration_ms"`
+		} `json:"slowest_steps"`
+		Throughput []struct{ Completed int }
+	}
+	r.json(t, &rep)
+	if r.status != 200 || len(rep.Templates) != 2 {
+		t.Fatalf("analytics: %d %s", r.status, r.body)
+	}
+	completed := map[string]int{}
+	for _, tpl := range rep.Templates {
+		completed[tpl.Namespace] = tpl.Completed
+	}
+	if completed["alpha"] != 2 || completed["beta"] != 1 {
+		t.Errorf("completed by namespace = %v, want alpha 2, beta 1", completed)
+	}
+	total := 0
+	for _, b := range rep.Throughput {
+		total += b.Completed
+	}
+	if total != 3 {
+		t.Errorf("throughput counts %d completions, want 3", total)
+	}
+	if len(rep.SlowestSteps) != 2 || rep.SlowestSteps[0].Step != "second" || rep.SlowestSteps[0].DurationMS < 40 {
+		t.Errorf("slowest steps = %+v; want the 50ms sleep step first", rep.SlowestSteps)
+	}
+	// A confined token's report covers its namespace only.
+	r = f.do("GET", "/v1/analytics?window=1h", f.tokens["beta-admin"], nil)
+	r.json(t, &rep)
+	if len(rep.Templates) != 1 || rep.Templates[0].Namespace != "beta" {
+		t.Errorf("beta token's analytics = %+v", rep.Templates)
 	}
 }

@@ -4,9 +4,12 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/mod/semver"
 
 	"github.com/tasker-go/tasker"
 	"github.com/tasker-go/tasker/internal/analytics"
@@ -17,8 +20,10 @@ import (
 func domainError(err error) error {
 	var ce *tasker.ContextError
 	var te *tasker.TemplateError
-	detail := strings.TrimPrefix(err.Error(), "tasker: ")
+	detail := cleanDetail(err)
 	switch {
+	case errors.Is(err, tasker.ErrUnavailable):
+		return &Error{Code: "unavailable", Detail: "the database cannot be reached; try again", Cause: err}
 	case errors.As(err, &ce):
 		problems := make([]any, len(ce.Problems))
 		for i, p := range ce.Problems {
@@ -43,6 +48,16 @@ func domainError(err error) error {
 		return &Error{Code: "invalid_request", Detail: detail, Cause: err}
 	}
 	return err
+}
+
+// cleanDetail turns an error into a client-facing sentence, without the
+// package prefix and the sentinel that only classifies it.
+func cleanDetail(err error) string {
+	d := strings.TrimPrefix(err.Error(), "tasker: ")
+	for _, sentinel := range []error{tasker.ErrInvalidRequest, tasker.ErrNotFound, tasker.ErrConflict, tasker.ErrInvalidTransition} {
+		d = strings.TrimSuffix(d, ": "+sentinel.Error())
+	}
+	return d
 }
 
 func plural(n int, word string) string {
@@ -177,6 +192,16 @@ func (s *Server) listTemplates(w http.ResponseWriter, r *http.Request, p *auth.P
 			out = append(out, summarize(t))
 		}
 	}
+	sort.SliceStable(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		if a.Namespace != b.Namespace {
+			return a.Namespace < b.Namespace
+		}
+		if a.Name != b.Name {
+			return a.Name < b.Name
+		}
+		return semver.Compare("v"+a.Version, "v"+b.Version) < 0
+	})
 	writeJSON(w, http.StatusOK, map[string]any{"templates": out})
 	return nil
 }
@@ -282,7 +307,11 @@ func (s *Server) createTask(w http.ResponseWriter, r *http.Request, p *auth.Prin
 	if !res.Created {
 		status = http.StatusOK
 	}
-	writeJSON(w, status, map[string]any{"task": res.Task, "created": res.Created})
+	task, err := s.client.Task(r.Context(), res.Task.ID)
+	if err != nil {
+		return domainError(err)
+	}
+	writeJSON(w, status, map[string]any{"task": task, "created": res.Created})
 	return nil
 }
 
@@ -354,6 +383,10 @@ func optionalReason(r *http.Request) (string, error) {
 	}
 	var b reasonBody
 	if err := decodeJSON(r, &b); err != nil {
+		var e *Error
+		if errors.As(err, &e) && e.Code == "invalid_json" && r.ContentLength < 0 && strings.Contains(e.Detail, "the body is empty") {
+			return "", nil // an empty chunked body
+		}
 		return "", err
 	}
 	if len(b.Reason) > 1000 {
@@ -389,6 +422,26 @@ func (s *Server) retryTask(w http.ResponseWriter, r *http.Request, p *auth.Princ
 		return err
 	}
 	t, err = s.client.RetryTask(r.Context(), t.ID, reason)
+	if err != nil {
+		return domainError(err)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"task": t})
+	return nil
+}
+
+func (s *Server) resolveTask(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
+	t, err := s.visibleTask(r, p)
+	if err != nil {
+		return err
+	}
+	reason, err := optionalReason(r)
+	if err != nil {
+		return err
+	}
+	if strings.TrimSpace(reason) == "" {
+		return errorf("invalid_json", "reason is required")
+	}
+	t, err = s.client.ResolveTask(r.Context(), t.ID, reason)
 	if err != nil {
 		return domainError(err)
 	}

@@ -115,9 +115,15 @@ func New(cfg Config) (*Server, error) {
 		mux.Handle(rt.Method+" "+rt.Pattern, s.wrap(rt))
 		paths[rt.Pattern] = true
 	}
+	methods := map[string][]string{}
+	for _, rt := range s.routes {
+		methods[rt.Pattern] = append(methods[rt.Pattern], rt.Method)
+	}
 	for p := range paths {
+		allow := strings.Join(methods[p], ", ")
 		mux.Handle(p, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			writeProblem(w, r, errorf("method_not_allowed", "%s is not allowed on %s", r.Method, r.URL.Path))
+			w.Header().Set("Allow", allow)
+			writeProblem(w, r, errorf("method_not_allowed", "%s is not allowed on %s (allowed: %s)", r.Method, r.URL.Path, allow))
 		}))
 	}
 	mux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -170,6 +176,7 @@ func (s *Server) table() []Route {
 		{Method: "GET", Pattern: "/v1/tasks/{id}", Permission: auth.TasksRead, handle: s.getTask},
 		{Method: "POST", Pattern: "/v1/tasks/{id}/cancel", Permission: auth.TasksCancel, handle: s.cancelTask},
 		{Method: "POST", Pattern: "/v1/tasks/{id}/retry", Permission: auth.TasksRetry, handle: s.retryTask},
+		{Method: "POST", Pattern: "/v1/tasks/{id}/resolve", Permission: auth.TasksResolve, handle: s.resolveTask},
 		{Method: "GET", Pattern: "/v1/tasks/{id}/diagram", Permission: auth.TasksRead, handle: s.taskDiagram},
 		{Method: "GET", Pattern: "/v1/tasks/{id}/transitions", Permission: auth.TasksRead, handle: s.taskTransitions},
 
@@ -196,7 +203,14 @@ func (s *Server) wrap(rt Route) http.Handler {
 		if rt.Permission != (auth.Permission{}) {
 			var err error
 			p, err = s.authenticate(r)
+			if err != nil && !isAuthError(err) {
+				// Not a verdict on the token: the check itself failed.
+				s.logError(r, err)
+				writeProblem(w, r, s.unexpected(r, err))
+				return
+			}
 			if err != nil {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="tasker"`)
 				if wait, ok := s.limiter.allow("addr:" + clientAddr(r)); !ok {
 					writeProblem(w, r, &Error{Code: "rate_limited", Detail: "too many unauthenticated requests", RetryAfter: wait})
 					return
@@ -220,6 +234,10 @@ func (s *Server) wrap(rt Route) http.Handler {
 		}
 		if err := rt.handle(w, r, p); err != nil {
 			s.logError(r, err)
+			var e *Error
+			if !errors.As(err, &e) {
+				err = s.unexpected(r, err)
+			}
 			writeProblem(w, r, err)
 		}
 	})
@@ -230,6 +248,28 @@ func (s *Server) authenticate(r *http.Request) (*auth.Principal, error) {
 		return &auth.Principal{ID: "anonymous", Name: "anonymous (authentication disabled)", Role: auth.RoleAdmin}, nil
 	}
 	return s.cfg.Auth.Authenticate(r.Context(), r.Header.Get("Authorization"))
+}
+
+// isAuthError reports a verdict on the credentials (401), as opposed to a
+// failure to check them.
+func isAuthError(err error) bool {
+	for _, e := range []error{auth.ErrNoCredentials, auth.ErrMalformed, auth.ErrExpired, auth.ErrRevoked, auth.ErrUnknown} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+// unexpected classifies an error the handlers did not expect: 503 when the
+// database does not answer, 500 otherwise.
+func (s *Server) unexpected(r *http.Request, err error) *Error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 2*time.Second)
+	defer cancel()
+	if errors.Is(err, tasker.ErrUnavailable) || s.client.Ping(ctx) != nil {
+		return &Error{Code: "unavailable", Detail: "the database cannot be reached; try again", Cause: err}
+	}
+	return &Error{Code: "internal", Detail: "the server failed; the correlation id identifies the failure in its logs", Cause: err}
 }
 
 func authDetail(err error) string {

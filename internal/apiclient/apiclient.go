@@ -151,6 +151,30 @@ func (c *Client) RetryTask(ctx context.Context, id, reason string) (*tasker.Task
 	return c.taskAction(ctx, id, "retry", reason)
 }
 
+// ResolveTask marks a task in error as resolved by hand.
+func (c *Client) ResolveTask(ctx context.Context, id, reason string) (*tasker.Task, error) {
+	return c.taskAction(ctx, id, "resolve", reason)
+}
+
+// Step fetches one step with its task's identity.
+func (c *Client) Step(ctx context.Context, id string) (*tasker.StepDetail, error) {
+	var out struct{ Step *tasker.StepDetail }
+	if err := c.do(ctx, "GET", "/v1/steps/"+url.PathEscape(id), nil, nil, &out); err != nil {
+		return nil, err
+	}
+	return out.Step, nil
+}
+
+// StepAction runs an operator action on a step: "reset", "resolve" or
+// "cancel".
+func (c *Client) StepAction(ctx context.Context, id, action, reason string) (*tasker.StepDetail, error) {
+	var out struct{ Step *tasker.StepDetail }
+	if err := c.do(ctx, "POST", "/v1/steps/"+url.PathEscape(id)+"/"+action, nil, map[string]string{"reason": reason}, &out); err != nil {
+		return nil, err
+	}
+	return out.Step, nil
+}
+
 func (c *Client) taskAction(ctx context.Context, id, action, reason string) (*tasker.Task, error) {
 	var out struct{ Task *tasker.Task }
 	if err := c.do(ctx, "POST", "/v1/tasks/"+url.PathEscape(id)+"/"+action, nil, map[string]string{"reason": reason}, &out); err != nil {

@@ -66,6 +66,7 @@ var (
 	TasksCreate       = Permission{"tasks", "create"}
 	TasksCancel       = Permission{"tasks", "cancel"}
 	TasksRetry        = Permission{"tasks", "retry"}
+	TasksResolve      = Permission{"tasks", "resolve"}
 	StepsRead         = Permission{"steps", "read"}
 	StepsReset        = Permission{"steps", "reset"}
 	StepsResolve      = Permission{"steps", "resolve"}
@@ -80,7 +81,7 @@ func MinimumRole(p Permission) Role {
 	switch p {
 	case TemplatesRead, TasksRead, StepsRead, EventsRead, AnalyticsRead, MetricsRead:
 		return RoleViewer
-	case TemplatesValidate, TasksCreate, TasksCancel, TasksRetry, StepsReset, StepsResolve, StepsCancel:
+	case TemplatesValidate, TasksCreate, TasksCancel, TasksRetry, TasksResolve, StepsReset, StepsResolve, StepsCancel:
 		return RoleOperator
 	case TemplatesWrite:
 		return RoleAdmin

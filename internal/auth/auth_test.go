@@ -75,7 +75,7 @@ func TestOpaqueTokens(t *testing.T) {
 func TestPermissions(t *testing.T) {
 	t.Parallel()
 	reads := []Permission{TemplatesRead, TasksRead, StepsRead, EventsRead, AnalyticsRead, MetricsRead}
-	ops := []Permission{TemplatesValidate, TasksCreate, TasksCancel, TasksRetry, StepsReset, StepsResolve, StepsCancel}
+	ops := []Permission{TemplatesValidate, TasksCreate, TasksCancel, TasksRetry, TasksResolve, StepsReset, StepsResolve, StepsCancel}
 	admin := []Permission{TemplatesWrite}
 	check := func(role Role, perms []Permission, want bool) {
 		p := &Principal{Role: role}

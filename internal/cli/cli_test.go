@@ -228,6 +228,81 @@ func TestTaskListShowCancelRetry(t *testing.T) {
 	}
 }
 
+func TestStepCommandsAndTaskResolve(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	db := filepath.Join(dir, "t.db")
+	fails := writeFile(t, dir, "fails.yaml", failTemplate)
+	ok := writeFile(t, dir, "ok.yaml", okTemplate)
+	run(t, "run", fails, "--db", db)
+	run(t, "run", fails, "--db", db)
+	_, out, _ := run(t, "task", "list", "--db", db, "--json", "--state", "error")
+	var list struct{ Tasks []tasker.Task }
+	if err := json.Unmarshal([]byte(out), &list); err != nil || len(list.Tasks) != 2 {
+		t.Fatalf("task list: %v, %s", err, out)
+	}
+	first, second := list.Tasks[0], list.Tasks[1]
+	_, out, _ = run(t, "task", "show", first.ID, "--db", db, "--json")
+	var detail struct{ Task tasker.Task }
+	if err := json.Unmarshal([]byte(out), &detail); err != nil || len(detail.Task.Steps) != 2 {
+		t.Fatalf("task show: %v, %s", err, out)
+	}
+	charge := detail.Task.Steps[0]
+	if charge.Name != "charge" {
+		charge = detail.Task.Steps[1]
+	}
+
+	code, out, _ := run(t, "step", "show", charge.ID, "--db", db)
+	if code != ExitOK {
+		t.Fatalf("step show: exit %d", code)
+	}
+	for _, want := range []string{"step charge  error", "card declined", "transitions:", "step.failed"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("step show lacks %q:\n%s", want, out)
+		}
+	}
+	if code, _, stderr := run(t, "step", "resolve", charge.ID, "--db", db); code != ExitUsage || !strings.Contains(stderr, "--reason is required") {
+		t.Errorf("resolve without reason: exit %d, %q", code, stderr)
+	}
+	if code, out, _ := run(t, "step", "reset", charge.ID, "--db", db); code != ExitOK || !strings.Contains(out, "pending") {
+		t.Errorf("step reset: exit %d, %q", code, out)
+	}
+	if code, out, _ := run(t, "resume", first.ID, "--db", db); code != ExitTaskFailed {
+		t.Errorf("resume after reset: exit %d, %q", code, out)
+	}
+	if code, out, _ := run(t, "step", "resolve", charge.ID, "--db", db, "--reason", "charged by phone"); code != ExitOK || !strings.Contains(out, "resolved_manually") {
+		t.Errorf("step resolve: exit %d, %q", code, out)
+	}
+	if code, out, _ := run(t, "resume", first.ID, "--db", db); code != ExitOK {
+		t.Errorf("resume after resolve: exit %d, %q", code, out)
+	}
+	code, out, _ = run(t, "step", "show", charge.ID, "--db", db, "--json")
+	var shown struct {
+		Step        tasker.StepDetail
+		Transitions []tasker.Transition
+	}
+	if err := json.Unmarshal([]byte(out), &shown); code != ExitOK || err != nil || shown.Step.TaskID != first.ID || len(shown.Transitions) == 0 {
+		t.Fatalf("step show --json: exit %d, %v, %s", code, err, out)
+	}
+	if last := shown.Transitions[len(shown.Transitions)-1]; last.Metadata.Reason != "charged by phone" || last.Metadata.Actor != "command line" {
+		t.Errorf("last step transition = %+v, want the reason and actor", last.Metadata)
+	}
+
+	if code, _, stderr := run(t, "task", "resolve", second.ID, "--db", db); code != ExitUsage || !strings.Contains(stderr, "--reason is required") {
+		t.Errorf("task resolve without reason: exit %d, %q", code, stderr)
+	}
+	if code, out, _ := run(t, "task", "resolve", second.ID, "--db", db, "--reason", "refunded"); code != ExitOK || !strings.Contains(out, "resolved_manually") {
+		t.Errorf("task resolve: exit %d, %q", code, out)
+	}
+	if code, _, stderr := run(t, "task", "resolve", first.ID, "--db", db, "--reason", "x"); code != ExitUsage || !strings.Contains(stderr, "invalid transition") {
+		t.Errorf("resolving a complete task: exit %d, %q", code, stderr)
+	}
+	run(t, "run", ok, "--db", db)
+	if code, _, stderr := run(t, "step", "cancel", "nope", "--db", db); code != ExitUsage || !strings.Contains(stderr, "not found") {
+		t.Errorf("cancel unknown step: exit %d, %q", code, stderr)
+	}
+}
+
 func errorsAs(err error, target any) bool { return errors.As(err, target) }
 
 func TestResumeRefusesTasksWithForeignHandlers(t *testing.T) {

@@ -8,6 +8,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -574,9 +576,12 @@ func TestMigrateAndTaskCreate(t *testing.T) {
 	if code != ExitOK || len(id) != 36 {
 		t.Fatalf("task create: exit %d, %q %q", code, out, stderr)
 	}
-	code, out, stderr = run(t, "task", "create", tmpl, "--db", db, "--schema", schema, "--idempotency-key", "k1")
+	code, out, stderr = run(t, "task", "create", tmpl, "--db", db, "--schema", schema, "--context", `{"n":3}`, "--idempotency-key", "k1")
 	if code != ExitOK || strings.TrimSpace(out) != id || !strings.Contains(stderr, "already created") {
 		t.Fatalf("duplicate task create: exit %d, %q %q", code, out, stderr)
+	}
+	if code, _, stderr := run(t, "task", "create", tmpl, "--db", db, "--schema", schema, "--context", `{"n":4}`, "--idempotency-key", "k1"); code != ExitUsage || !strings.Contains(stderr, "different request") {
+		t.Fatalf("same key, different context: exit %d %q", code, stderr)
 	}
 	code, out, _ = run(t, "task", "show", id, "--db", db, "--schema", schema)
 	if code != ExitOK || !strings.Contains(out, "in_progress") || !strings.Contains(out, "task.start_requested") {
@@ -621,4 +626,81 @@ func TestStoreCopyCommand(t *testing.T) {
 	if code != ExitOK || strings.Count(out, "cli/ok@1.0.0") != 2 {
 		t.Errorf("tasks on PostgreSQL after the copy:\n%s", out)
 	}
+}
+
+// A worker keeps retrying while the database is unreachable, but a
+// configuration the server refuses (a database that does not exist) is an
+// error at once.
+func TestWorkerStartupErrors(t *testing.T) {
+	t.Parallel()
+	db := pgtest.URL(t)
+	bin := binary(t)
+	bad := strings.Replace(db, "/test?", "/no_such_database_here?", 1)
+	out, err := exec.Command(bin, "worker", "--db", bad).CombinedOutput()
+	var exit *exec.ExitError
+	if !errorsAs(err, &exit) || exit.ExitCode() != ExitUsage || !strings.Contains(string(out), "no_such_database_here") {
+		t.Fatalf("worker on a missing database: %v\n%s", err, out)
+	}
+	down := "postgres://root@127.0.0.1:" + strings.Split(freeAddr(t), ":")[1] + "/test?sslmode=disable"
+	var logs bytes.Buffer
+	cmd := exec.Command(bin, "worker", "--db", down)
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	select {
+	case err := <-exited:
+		t.Fatalf("worker gave up on an unreachable database: %v\n%s", err, logs.String())
+	case <-time.After(1500 * time.Millisecond):
+	}
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-exited:
+	case <-time.After(10 * time.Second):
+		t.Fatal("worker did not stop on SIGTERM while waiting for the database")
+	}
+	if !strings.Contains(logs.String(), "cannot open the database; retrying") {
+		t.Errorf("no retry in the logs:\n%s", logs.String())
+	}
+}
+
+// A worker with --metrics-addr exports the metrics of the steps it runs.
+func TestWorkerMetrics(t *testing.T) {
+	t.Parallel()
+	db := pgtest.URL(t)
+	schema := pgtest.Schema(t, db)
+	ids := createTasks(t, db, schema, "namespace: dist\nname: quick\nversion: 1.0.0\nsteps:\n  - {name: a, handler: noop}\n", 3)
+	addr := freeAddr(t)
+	cl := newCluster(t, db, schema, "--metrics-addr", addr, "--poll-interval", "100ms")
+	cl.start("m")
+	conn, err := pgx.Connect(context.Background(), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	waitAllComplete(t, conn, schema, len(ids), 30*time.Second, nil)
+	var body []byte
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get("http://" + addr + "/metrics")
+		if err == nil {
+			body, _ = io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if bytes.Contains(body, []byte(`tasker_tasks_completed_total{namespace="dist",template="quick"} 3`)) {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("worker metrics:\n%s\n%s", body, cl.logs())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	resp, err := http.Get("http://" + addr + "/health/ready")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("worker health: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	cl.stop()
 }

@@ -18,6 +18,8 @@ import (
 )
 
 type runFlags struct {
+	secretEnvs  []string
+	secretDirs  []string
 	context     string
 	contextFile string
 	jsonOut     bool
@@ -53,6 +55,7 @@ the database and "tasker resume TASK_ID" continues it.`,
 	cmd.Flags().StringVar(&f.idemKey, "idempotency-key", "", "reuse the task an earlier request with this key created")
 	cmd.Flags().IntVar(&f.concurrency, "concurrency", 16, "maximum steps running at once")
 	cmd.Flags().DurationVar(&f.stopGrace, "stop-grace", 5*time.Second, "on Ctrl-C, how long running steps may finish before they are interrupted")
+	addSecretFlags(cmd, &f.secretEnvs, &f.secretDirs, "environment variables ${env:NAME} references may read, as patterns (repeatable; default all)")
 	return cmd
 }
 
@@ -67,7 +70,7 @@ were running in a process that died are rescued and run again.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			c, err := e.open(ctx, tasker.Config{Concurrency: f.concurrency, StopGrace: f.stopGrace})
+			c, err := e.open(ctx, tasker.Config{Concurrency: f.concurrency, StopGrace: f.stopGrace, SecretEnv: f.secretEnv(), SecretDirs: f.secretDirs})
 			if err != nil {
 				return err
 			}
@@ -83,6 +86,20 @@ were running in a process that died are rescued and run again.`,
 	cmd.Flags().IntVar(&f.concurrency, "concurrency", 16, "maximum steps running at once")
 	cmd.Flags().DurationVar(&f.stopGrace, "stop-grace", 5*time.Second, "on Ctrl-C, how long running steps may finish before they are interrupted")
 	return cmd
+}
+
+// secretEnv is the environment a local run may read: everything unless
+// --secret-env narrows it (the templates are the user's own).
+func (f runFlags) secretEnv() []string {
+	if len(f.secretEnvs) == 0 {
+		return []string{"*"}
+	}
+	return f.secretEnvs
+}
+
+func addSecretFlags(cmd *cobra.Command, env *[]string, dirs *[]string, envHelp string) {
+	cmd.Flags().StringSliceVar(env, "secret-env", nil, envHelp)
+	cmd.Flags().StringSliceVar(dirs, "secret-dir", nil, "directories whose files ${file:PATH} references may read (repeatable; default none)")
 }
 
 func readContext(f runFlags) (json.RawMessage, error) {
@@ -112,7 +129,8 @@ func runTemplate(ctx context.Context, e *env, path string, f runFlags) error {
 	if err != nil {
 		return exitWith(ExitUsage, err)
 	}
-	c, err := e.open(ctx, tasker.Config{Environment: f.environment, Concurrency: f.concurrency, StopGrace: f.stopGrace})
+	c, err := e.open(ctx, tasker.Config{Environment: f.environment, Concurrency: f.concurrency, StopGrace: f.stopGrace,
+		SecretEnv: f.secretEnv(), SecretDirs: f.secretDirs})
 	if err != nil {
 		return err
 	}

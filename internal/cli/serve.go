@@ -61,7 +61,7 @@ streams, waits for requests in flight (up to --shutdown-grace), then stops the
 worker like "tasker worker" does. Traces go to an OTLP endpoint when the
 standard OTEL_EXPORTER_OTLP_ENDPOINT (or ..._TRACES_ENDPOINT) variable is set.`,
 		Example: `  tasker token create --role admin --name me      # once; prints the token
-  tasker serve --addr :8080 --template examples/templates/release.yaml
+  tasker serve --addr :8080 --enable-command --template examples/templates/release.yaml
   tasker serve --db postgres://tasker@db.internal/tasker --addr :8080`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -84,7 +84,7 @@ standard OTEL_EXPORTER_OTLP_ENDPOINT (or ..._TRACES_ENDPOINT) variable is set.`,
 	fl.Float64Var(&f.rateLimit, "rate-limit", 50, "sustained requests per second allowed per token")
 	fl.IntVar(&f.rateBurst, "rate-burst", 100, "burst of requests allowed per token above the rate")
 	fl.DurationVar(&f.shutdownGrace, "shutdown-grace", 30*time.Second, "on SIGTERM, how long requests in flight may finish")
-	fl.StringVar(&f.jwtAlg, "jwt-alg", "RS256", "with --jwt-public-key: the one signing algorithm accepted (RS256, PS256, ES256, EdDSA, ...)")
+	fl.StringVar(&f.jwtAlg, "jwt-alg", "RS256", "with --jwt-public-key: the one signing algorithm accepted: RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, ES512 or EdDSA")
 	fl.StringVar(&f.jwtKey, "jwt-public-key", "", "also accept JWTs verified with this PEM public key (claims: sub, exp, role, namespace)")
 	fl.StringVar(&f.jwtIssuer, "jwt-issuer", "", "with --jwt-public-key: required iss claim")
 	fl.StringVar(&f.jwtAudience, "jwt-audience", "", "with --jwt-public-key: required aud claim")
@@ -96,6 +96,7 @@ standard OTEL_EXPORTER_OTLP_ENDPOINT (or ..._TRACES_ENDPOINT) variable is set.`,
 	fl.DurationVar(&f.retention, "retention", 0, "delete tasks finished longer ago than this (0 keeps them)")
 	fl.StringVar(&f.workerID, "worker-id", "", "name of this process in leases (default HOST/PID/RANDOM)")
 	fl.IntVar(&f.maxConns, "max-conns", 0, "PostgreSQL connection pool size (default: the greater of 4 and the CPU count)")
+	addSecretFlags(cmd, &f.secretEnv, &f.secretDirs, "environment variables ${env:NAME} references may read, as patterns such as PAYMENTS_* (repeatable; default none)")
 	return cmd
 }
 
@@ -114,15 +115,9 @@ func runServe(ctx context.Context, e *env, f serveFlags) error {
 			return exitWith(ExitUsage, err)
 		}
 	}
-	ln, err := net.Listen("tcp", f.addr)
-	if err != nil {
-		return exitWith(ExitUsage, fmt.Errorf("listen on %s: %w", f.addr, err))
-	}
-	defer ln.Close()
-
 	c, err := openRetrying(ctx, e, tasker.Config{Concurrency: f.concurrency, LeaseTTL: f.leaseTTL, SweepInterval: f.sweepInterval,
 		PollInterval: f.pollInterval, StopGrace: f.stopGrace, Retention: f.retention, WorkerID: f.workerID,
-		DisableCommandHandler: !f.enableCommand, MaxConns: f.maxConns}, log)
+		DisableCommandHandler: !f.enableCommand, MaxConns: f.maxConns, SecretEnv: f.secretEnv, SecretDirs: f.secretDirs}, log)
 	if err != nil {
 		return err
 	}
@@ -135,37 +130,11 @@ func runServe(ctx context.Context, e *env, f serveFlags) error {
 		log.InfoContext(ctx, "serve: template registered", slog.String("template", t.Key()), slog.String("file", path))
 	}
 
-	// Telemetry: metrics and traces are fed by the event bus.
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	metrics, err := telemetry.NewMetrics(reg, c)
+	reg, stopTelemetry, err := startTelemetry(ctx, c, log)
 	if err != nil {
 		return exitWith(ExitUsage, err)
 	}
-	var bg sync.WaitGroup
-	bgCtx, stopBG := context.WithCancel(context.WithoutCancel(ctx))
-	defer func() { stopBG(); bg.Wait() }()
-	msub := c.Subscribe(&tasker.SubscribeOpts{Names: metrics.EventNames(), Buffer: 1 << 14})
-	bg.Add(1)
-	go func() { defer bg.Done(); metrics.Run(bgCtx, msub.Events()) }()
-	defer msub.Close()
-	tp, err := telemetry.NewTracerProvider(ctx, os.Getenv)
-	if err != nil {
-		return exitWith(ExitUsage, fmt.Errorf("tracing: %w", err))
-	}
-	if tp != nil {
-		tracer := telemetry.NewTracer(tp, c).WithLogger(log)
-		tsub := c.Subscribe(&tasker.SubscribeOpts{Names: tracer.EventNames(), Buffer: 1 << 14})
-		bg.Add(1)
-		go func() { defer bg.Done(); tracer.Run(bgCtx, tsub.Events()) }()
-		defer tsub.Close()
-		defer func() {
-			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			_ = tp.Shutdown(sctx)
-		}()
-		log.InfoContext(ctx, "serve: exporting traces over OTLP")
-	}
+	defer stopTelemetry()
 
 	var authn *auth.Authenticator
 	if f.noAuth {
@@ -183,6 +152,12 @@ func runServe(ctx context.Context, e *env, f serveFlags) error {
 			return exitWith(ExitUsage, err)
 		}
 	}
+	// Listen once the database is open, so /health/ready answers at once.
+	ln, err := net.Listen("tcp", f.addr)
+	if err != nil {
+		return exitWith(ExitUsage, fmt.Errorf("listen on %s: %w", f.addr, err))
+	}
+	defer ln.Close()
 	hs := &http.Server{
 		Handler:           srv.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -217,4 +192,51 @@ func runServe(ctx context.Context, e *env, f serveFlags) error {
 	}
 	log.Info("serve: stopped")
 	return nil
+}
+
+// startTelemetry feeds Prometheus metrics, and OTLP traces when the OTEL_*
+// variables configure an endpoint, from the client's events. stop flushes
+// and ends them.
+func startTelemetry(ctx context.Context, c *tasker.Client, log *slog.Logger) (*prometheus.Registry, func(), error) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics, err := telemetry.NewMetrics(reg, c)
+	if err != nil {
+		return nil, nil, err
+	}
+	var bg sync.WaitGroup
+	bgCtx, stopBG := context.WithCancel(context.WithoutCancel(ctx))
+	var subs []*tasker.Subscription
+	msub := c.Subscribe(&tasker.SubscribeOpts{Names: metrics.EventNames(), Buffer: 1 << 14})
+	subs = append(subs, msub)
+	bg.Add(1)
+	go func() { defer bg.Done(); metrics.Run(bgCtx, msub.Events()) }()
+	tp, err := telemetry.NewTracerProvider(ctx, os.Getenv)
+	if err != nil {
+		stopBG()
+		msub.Close()
+		bg.Wait()
+		return nil, nil, fmt.Errorf("tracing: %w", err)
+	}
+	if tp != nil {
+		tracer := telemetry.NewTracer(tp, c).WithLogger(log)
+		tsub := c.Subscribe(&tasker.SubscribeOpts{Names: tracer.EventNames(), Buffer: 1 << 14})
+		subs = append(subs, tsub)
+		bg.Add(1)
+		go func() { defer bg.Done(); tracer.Run(bgCtx, tsub.Events()) }()
+		log.InfoContext(ctx, "exporting traces over OTLP")
+	}
+	stop := func() {
+		stopBG()
+		for _, s := range subs {
+			s.Close()
+		}
+		bg.Wait()
+		if tp != nil {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = tp.Shutdown(sctx)
+		}
+	}
+	return reg, stop, nil
 }

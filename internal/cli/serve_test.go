@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tasker-go/tasker"
 )
 
 func freeAddr(t *testing.T) string {
@@ -151,6 +153,23 @@ func TestServeEndToEnd(t *testing.T) {
 	code, _, stderr = run(t, "task", "cancel", id, "--server", base, "--token", tok.Secret)
 	if code != ExitUsage || !strings.Contains(stderr, "invalid_transition") {
 		t.Errorf("cancel of a complete task over the API: %d %q", code, stderr)
+	}
+	code, _, stderr = run(t, "task", "resolve", id, "--reason", "x", "--server", base, "--token", tok.Secret)
+	if code != ExitUsage || !strings.Contains(stderr, "invalid_transition") {
+		t.Errorf("resolve of a complete task over the API: %d %q", code, stderr)
+	}
+	var shown struct{ Task tasker.Task }
+	_, out, _ = run(t, "task", "show", id, "--json", "--server", base, "--token", tok.Secret)
+	if err := json.Unmarshal([]byte(out), &shown); err != nil || len(shown.Task.Steps) != 2 {
+		t.Fatalf("task show --json --server: %v %q", err, out)
+	}
+	code, out, _ = run(t, "step", "show", shown.Task.Steps[0].ID, "--server", base, "--token", tok.Secret)
+	if code != ExitOK || !strings.Contains(out, "step first  complete") || !strings.Contains(out, "step.completed") {
+		t.Errorf("step show --server: %d\n%s", code, out)
+	}
+	code, _, stderr = run(t, "step", "reset", shown.Task.Steps[0].ID, "--server", base, "--token", tok.Secret)
+	if code != ExitUsage || !strings.Contains(stderr, "invalid_transition") {
+		t.Errorf("reset of a complete step over the API: %d %q", code, stderr)
 	}
 	code, _, stderr = run(t, "task", "list", "--server", base, "--token", "tsk_0123456789ab_wrongwrongwrongwrongwrong")
 	if code != ExitUsage || !strings.Contains(stderr, "unauthenticated") {

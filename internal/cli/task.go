@@ -16,9 +16,9 @@ import (
 func newTaskCmd(e *env) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "task",
-		Short: "List, show, cancel and retry tasks in the database",
+		Short: "Create, list, show, cancel, retry and resolve tasks",
 	}
-	cmd.AddCommand(newTaskCreateCmd(e), newTaskListCmd(e), newTaskShowCmd(e), newTaskCancelCmd(e), newTaskRetryCmd(e))
+	cmd.AddCommand(newTaskCreateCmd(e), newTaskListCmd(e), newTaskShowCmd(e), newTaskCancelCmd(e), newTaskRetryCmd(e), newTaskResolveCmd(e))
 	return cmd
 }
 
@@ -264,6 +264,45 @@ func newTaskCancelCmd(e *env) *cobra.Command {
 	return cmd
 }
 
+func newTaskResolveCmd(e *env) *cobra.Command {
+	var reason string
+	cmd := &cobra.Command{
+		Use:   "resolve TASK_ID --reason TEXT",
+		Short: "Close a task in error as resolved by hand, without running it again",
+		Long: `Resolve closes a task in error as resolved_manually: an operator has dealt
+with its failure outside the engine. Its steps are left as they are, and the
+reason is recorded in the audit trail.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			if strings.TrimSpace(reason) == "" {
+				return exitWith(ExitUsage, fmt.Errorf("--reason is required: say why the task needs no more work"))
+			}
+			var task *tasker.Task
+			if rc, err := e.remote(); err != nil {
+				return err
+			} else if rc != nil {
+				if task, err = rc.ResolveTask(ctx, args[0], reason); err != nil {
+					return exitWith(ExitUsage, err)
+				}
+			} else {
+				c, err := e.open(ctx, tasker.Config{})
+				if err != nil {
+					return err
+				}
+				defer c.Close()
+				if task, err = c.ResolveTask(tasker.WithActor(ctx, "command line"), args[0], reason); err != nil {
+					return exitWith(ExitUsage, err)
+				}
+			}
+			fmt.Fprintf(e.stdout, "task %s is %s\n", task.ID, task.State)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&reason, "reason", "", "why, recorded in the audit trail (required)")
+	return cmd
+}
+
 func newTaskRetryCmd(e *env) *cobra.Command {
 	var (
 		reason string
@@ -292,7 +331,7 @@ in this process, like "tasker resume".`,
 				fmt.Fprintf(e.stdout, "task %s is %s\n", task.ID, task.State)
 				return nil
 			}
-			c, err := e.open(ctx, tasker.Config{StopGrace: f.stopGrace})
+			c, err := e.open(ctx, tasker.Config{StopGrace: f.stopGrace, SecretEnv: f.secretEnv(), SecretDirs: f.secretDirs})
 			if err != nil {
 				return err
 			}
@@ -311,6 +350,7 @@ in this process, like "tasker resume".`,
 	cmd.Flags().StringVar(&reason, "reason", "retried from the command line", "why, recorded in the audit trail")
 	cmd.Flags().BoolVar(&run, "run", false, "run the task to the end after resetting it")
 	cmd.Flags().BoolVar(&f.jsonOut, "json", false, "with --run, print the final task document as JSON")
+	addSecretFlags(cmd, &f.secretEnvs, &f.secretDirs, "with --run: environment variables ${env:NAME} references may read (default all)")
 	f.stopGrace = 5 * time.Second
 	return cmd
 }

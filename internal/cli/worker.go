@@ -5,7 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/spf13/cobra"
 
@@ -22,6 +26,9 @@ type workerFlags struct {
 	workerID       string
 	disableCommand bool
 	maxConns       int
+	secretEnv      []string
+	secretDirs     []string
+	metricsAddr    string
 }
 
 func newWorkerCmd(e *env) *cobra.Command {
@@ -58,6 +65,8 @@ unreachable the worker keeps retrying with backoff; it never exits on its own.`,
 	cmd.Flags().StringVar(&f.workerID, "worker-id", "", "name of this worker in leases (default HOST/PID/RANDOM)")
 	cmd.Flags().BoolVar(&f.disableCommand, "disable-command", false, "do not run the built-in command handler")
 	cmd.Flags().IntVar(&f.maxConns, "max-conns", 0, "PostgreSQL connection pool size (default: the greater of 4 and the CPU count)")
+	addSecretFlags(cmd, &f.secretEnv, &f.secretDirs, "environment variables ${env:NAME} references may read, as patterns such as PAYMENTS_* (repeatable; default none)")
+	cmd.Flags().StringVar(&f.metricsAddr, "metrics-addr", "", "serve /metrics, /health/live and /health/ready without authentication on this address, such as 127.0.0.1:9090 (default: off)")
 	return cmd
 }
 
@@ -70,10 +79,13 @@ func openRetrying(ctx context.Context, e *env, cfg tasker.Config, log *slog.Logg
 		if err == nil {
 			return c, nil
 		}
+		if ctx.Err() != nil {
+			return nil, exitWith(ExitInterrupted, nil)
+		}
 		if !errors.Is(err, tasker.ErrUnavailable) {
 			return nil, err
 		}
-		log.WarnContext(ctx, "worker: cannot open the database; retrying", slog.Any("error", err), slog.Duration("in", delay))
+		log.WarnContext(ctx, "cannot open the database; retrying", slog.Any("error", err), slog.Duration("in", delay))
 		select {
 		case <-ctx.Done():
 			return nil, exitWith(ExitInterrupted, nil)
@@ -90,11 +102,18 @@ func runWorker(ctx context.Context, e *env, f workerFlags) error {
 	}
 	c, err := openRetrying(ctx, e, tasker.Config{Concurrency: f.concurrency, LeaseTTL: f.leaseTTL, SweepInterval: f.sweepInterval,
 		PollInterval: f.pollInterval, StopGrace: f.stopGrace, Retention: f.retention, WorkerID: f.workerID,
-		DisableCommandHandler: f.disableCommand, MaxConns: f.maxConns}, log)
+		DisableCommandHandler: f.disableCommand, MaxConns: f.maxConns, SecretEnv: f.secretEnv, SecretDirs: f.secretDirs}, log)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
+	if f.metricsAddr != "" {
+		stopMetrics, err := serveWorkerMetrics(ctx, c, log, f.metricsAddr)
+		if err != nil {
+			return exitWith(ExitUsage, err)
+		}
+		defer stopMetrics()
+	}
 	for {
 		err := c.Start(ctx, nil)
 		if err == nil {
@@ -144,4 +163,41 @@ deployment. It is safe to run from several machines at once.`,
 			return nil
 		},
 	}
+}
+
+// serveWorkerMetrics serves a worker's metrics and health on addr.
+func serveWorkerMetrics(ctx context.Context, c *tasker.Client, log *slog.Logger, addr string) (func(), error) {
+	reg, stopTelemetry, err := startTelemetry(ctx, c, log)
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		stopTelemetry()
+		return nil, fmt.Errorf("--metrics-addr: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /health/live", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))
+	})
+	mux.HandleFunc("GET /health/ready", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		if err := c.Ping(r.Context()); err != nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = w.Write([]byte(`{"status":"unavailable"}` + "\n"))
+			return
+		}
+		_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))
+	})
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second}
+	go func() { _ = hs.Serve(ln) }()
+	log.InfoContext(ctx, "worker: serving metrics", slog.String("addr", ln.Addr().String()))
+	return func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = hs.Shutdown(sctx)
+		stopTelemetry()
+	}, nil
 }

@@ -162,7 +162,8 @@ func (e *Engine) claimOnce(ctx context.Context, n int) (int, bool) {
 // claim runs one claim query and starts a handler for every claimed step.
 func (e *Engine) claim(ctx context.Context, p *store.StepClaimParams) int {
 	p.Worker = e.cfg.WorkerID
-	p.LeaseToken = rand.Int64N(1<<62) + 1
+	// Below 2^53, so that JSON consumers using doubles read it exactly.
+	p.LeaseToken = rand.Int64N(1<<53-1) + 1
 	p.Now = e.clock.Now()
 	p.LeaseTTL = e.cfg.LeaseTTL
 	p.Handlers = e.handlerNames

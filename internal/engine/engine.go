@@ -24,6 +24,7 @@ import (
 	"github.com/tasker-go/tasker/internal/event"
 	"github.com/tasker-go/tasker/internal/eventbus"
 	"github.com/tasker-go/tasker/internal/handler"
+	"github.com/tasker-go/tasker/internal/secret"
 	"github.com/tasker-go/tasker/internal/store"
 	"github.com/tasker-go/tasker/internal/template"
 )
@@ -72,6 +73,9 @@ type Config struct {
 	MaxResultBytes int
 	// TaskIDs, when set, restricts this engine to these tasks.
 	TaskIDs []string
+	// Secrets resolves the ${env:...} and ${file:...} references in step
+	// configs when steps run. Default: no reference is allowed.
+	Secrets *secret.Policy
 	// Logger receives the engine's logs. Default: discard.
 	Logger *slog.Logger
 	// Clock is the time source. Default: the real clock.
@@ -119,6 +123,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Rand == nil {
 		c.Rand = rand.Float64
+	}
+	if c.Secrets == nil {
+		c.Secrets = &secret.Policy{}
 	}
 	return c
 }

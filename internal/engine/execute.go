@@ -12,6 +12,7 @@ import (
 
 	"github.com/tasker-go/tasker/internal/event"
 	"github.com/tasker-go/tasker/internal/handler"
+	"github.com/tasker-go/tasker/internal/secret"
 	"github.com/tasker-go/tasker/internal/store"
 	"github.com/tasker-go/tasker/internal/template"
 )
@@ -37,9 +38,20 @@ type attempt struct {
 type customEvents struct {
 	mu     sync.Mutex
 	tmpl   *template.Template
+	red    *secret.Redactor
 	events []store.CustomEvent
 	closed bool
 }
+
+// redactedError is a handler error whose message had secrets masked; the
+// cause keeps the retry instructions (Permanent, RetryAfter).
+type redactedError struct {
+	msg   string
+	cause error
+}
+
+func (e *redactedError) Error() string { return e.msg }
+func (e *redactedError) Unwrap() error { return e.cause }
 
 // Publish validates a custom event against the template's declarations and
 // keeps it for the attempt's outcome.
@@ -56,6 +68,11 @@ func (c *customEvents) Publish(name string, payload map[string]any) error {
 	}
 	if err := c.tmpl.ValidateEvent(name, raw); err != nil {
 		return fmt.Errorf("publish %s: %w", name, err)
+	}
+	if c.red != nil {
+		if red := c.red.Bytes(raw); json.Valid(red) {
+			raw = red
+		}
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -119,7 +136,6 @@ func (e *Engine) overTemplateLimit(a *attempt) bool {
 // (also cancelled when the step is cancelled while it runs).
 func (e *Engine) execute(ctx, actx context.Context, a *attempt) {
 	st := a.cs.Step
-	log := e.log.With(slog.String("task_id", st.TaskID), slog.String("step", st.Name), slog.Int("attempt", st.Attempts))
 	a.outcome = store.StepOutcome{StepID: st.ID, LeaseToken: st.LeaseToken, Attempt: st.Attempts}
 	tmpl, err := e.tmpl.get(ctx, st.TemplateID)
 	if err != nil {
@@ -140,6 +156,17 @@ func (e *Engine) execute(ctx, actx context.Context, a *attempt) {
 		e.fail(a, true, "handler", fmt.Errorf("no handler named %q is registered", st.Handler), 0)
 		return
 	}
+	// Secrets are resolved now, for this attempt only, and redacted from
+	// everything the attempt produces.
+	config, values, err := e.cfg.Secrets.Resolve(def.Config)
+	if err != nil {
+		e.fail(a, true, "secret", err, 0)
+		return
+	}
+	red := secret.NewRedactor(values)
+	log := slog.New(red.Handler(e.log.Handler())).With(slog.String("task_id", st.TaskID), slog.String("step", st.Name),
+		slog.Int("attempt", st.Attempts))
+	a.custom.red = red
 	for e.overTemplateLimit(a) {
 		select {
 		case <-ctx.Done():
@@ -152,7 +179,7 @@ func (e *Engine) execute(ctx, actx context.Context, a *attempt) {
 		TaskID: st.TaskID, StepID: st.ID, StepName: st.Name,
 		Namespace: a.cs.Namespace, TaskName: a.cs.TaskName, Version: a.cs.Version,
 		Attempt: st.Attempts, RetryLimit: st.RetryLimit,
-		Context: a.cs.Context, Config: def.Config, Dependencies: a.cs.Dependencies,
+		Context: a.cs.Context, Config: config, Dependencies: a.cs.Dependencies,
 		Logger: log,
 	}.WithPublisher(&a.custom)
 	if in.Dependencies == nil {
@@ -163,6 +190,9 @@ func (e *Engine) execute(ctx, actx context.Context, a *attempt) {
 	start := e.clock.Now()
 	e.stats.handlerRuns.Add(1)
 	result, herr := e.call(hctx, h, in)
+	if herr != nil && red != nil {
+		herr = &redactedError{msg: red.String(herr.Error()), cause: herr}
+	}
 	dur := e.clock.Now().Sub(start)
 	a.outcome.DurationMS = dur.Milliseconds()
 	a.outcome.CustomEvents = a.custom.take()
@@ -173,6 +203,11 @@ func (e *Engine) execute(ctx, actx context.Context, a *attempt) {
 		if err != nil {
 			e.fail(a, true, "result", err, dur)
 			return
+		}
+		if red != nil {
+			if raw = red.Bytes(raw); !json.Valid(raw) {
+				raw = json.RawMessage(`{"redacted":"the result held a secret in a form that could not be masked"}`)
+			}
 		}
 		a.outcome.Kind = store.OutcomeComplete
 		a.outcome.Result = raw

@@ -39,7 +39,7 @@ func ValidateTaskCreate(p *TaskCreateParams) error {
 // order: task.initialize_requested, one step.initialize_requested per step,
 // task.start_requested; and the steps that are ready at once (the roots).
 // The entries carry the task's identity but no cursor yet.
-func CreationEvents(task *Task, steps []StepSpec, stepIDs []string) ([]*Event, Ready, error) {
+func CreationEvents(task *Task, steps []StepSpec, stepIDs []string, actor string) ([]*Event, Ready, error) {
 	at := task.CreatedAt
 	subject := func(e *Event) *Event {
 		e.TaskID, e.Namespace, e.TaskName, e.Version, e.OccurredAt = task.ID, task.Namespace, task.Name, task.Version, at
@@ -51,7 +51,7 @@ func CreationEvents(task *Task, steps []StepSpec, stepIDs []string) ([]*Event, R
 		return nil, Ready{}, err
 	}
 	events = append(events, subject(&Event{Name: d.Event, Seq: 1, To: string(lifecycle.TaskPending),
-		Metadata: Metadata{StepCount: len(steps)}}))
+		Metadata: Metadata{StepCount: len(steps), Actor: actor}}))
 	sd, err := lifecycle.Step("", lifecycle.StepPending)
 	if err != nil {
 		return nil, Ready{}, err

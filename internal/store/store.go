@@ -68,6 +68,10 @@ type Store interface {
 	// failed steps with a fresh retry budget.
 	TaskRetry(ctx context.Context, p *TaskRetryParams) (*ChangeResult, error)
 
+	// TaskResolve closes a task in error by hand (error →
+	// resolved_manually); its steps stay as they are. A resolved task
+	// counts as finished and is subject to retention.
+	TaskResolve(ctx context.Context, p *TaskRetryParams) (*ChangeResult, error)
 	// StepReset moves a step in error back to pending with a fresh retry
 	// budget; a task in error resumes (error → pending → in_progress).
 	StepReset(ctx context.Context, p *StepActionParams) (*ChangeResult, error)
@@ -295,7 +299,9 @@ type TaskCreateParams struct {
 	IdentityKey    string
 	IdempotencyKey string
 	Steps          []StepSpec
-	Now            time.Time
+	// Actor is who asked; recorded on the task's creation.
+	Actor string
+	Now   time.Time
 }
 
 // TaskCreateResult is the outcome of TaskCreate.

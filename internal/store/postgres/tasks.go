@@ -210,7 +210,7 @@ func createTask(ctx context.Context, tx pgx.Tx, p *store.TaskCreateParams, c *ch
 		StepsTotal: n, StepsOpen: roots, Seq: 2, CreatedAt: now, UpdatedAt: now, StartedAt: now,
 	}
 	t := &taskRow{Task: *task}
-	evs, ready, err := store.CreationEvents(task, p.Steps, ids)
+	evs, ready, err := store.CreationEvents(task, p.Steps, ids, p.Actor)
 	if err != nil {
 		return nil, err
 	}
@@ -484,6 +484,35 @@ func (s *Store) TaskRetry(ctx context.Context, p *store.TaskRetryParams) (*store
 	})
 	if err != nil {
 		return nil, fmt.Errorf("retry task %s: %w", p.TaskID, err)
+	}
+	return c.result(), nil
+}
+
+// TaskResolve closes a task in error by hand.
+func (s *Store) TaskResolve(ctx context.Context, p *store.TaskRetryParams) (*store.ChangeResult, error) {
+	c, err := s.run(ctx, p.Now, func(ctx context.Context, tx pgx.Tx, c *change) error {
+		if err := c.lockTasks(ctx, tx, []string{p.TaskID}); err != nil {
+			return err
+		}
+		t, err := c.task(p.TaskID)
+		if err != nil {
+			return err
+		}
+		d, err := lifecycle.Task(t.State, lifecycle.TaskResolvedManually)
+		if err != nil {
+			return fmt.Errorf("task is %s: %w", t.State, err)
+		}
+		if d.NoOp {
+			return nil
+		}
+		if err := c.transitionTask(ctx, tx, t, lifecycle.TaskResolvedManually, store.Metadata{Reason: p.Reason, Actor: p.Actor}); err != nil {
+			return err
+		}
+		c.count = 1
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("resolve task %s: %w", p.TaskID, err)
 	}
 	return c.result(), nil
 }

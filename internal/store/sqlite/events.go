@@ -189,7 +189,9 @@ func eventListQuery(p *store.EventListParams) (string, []any, error) {
 		q += " AND (" + strings.Join(or, " OR ") + ")"
 	}
 	if !p.Since.IsZero() {
-		q += " AND e.occurred_at >= ?"
+		// A filter only: the unary plus keeps the planner on the cursor
+		// order (callers start After at EventCursorAt(Since)).
+		q += " AND +e.occurred_at >= ?"
 		args = append(args, us(p.Since))
 	}
 	if p.TransitionsOnly {

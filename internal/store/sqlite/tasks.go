@@ -236,7 +236,7 @@ func createTask(ctx context.Context, tx *sql.Tx, p *store.TaskCreateParams) (*st
 		State: lifecycle.TaskInProgress, Context: p.Context, IdentityKey: p.IdentityKey, IdempotencyKey: p.IdempotencyKey,
 		StepsTotal: len(p.Steps), StepsOpen: roots, Seq: 2, CreatedAt: now, UpdatedAt: now, StartedAt: now,
 	}
-	events, ready, err := store.CreationEvents(task, p.Steps, stepIDs)
+	events, ready, err := store.CreationEvents(task, p.Steps, stepIDs, p.Actor)
 	if err != nil {
 		return nil, err
 	}
@@ -508,6 +508,39 @@ func (s *Store) TaskRetry(ctx context.Context, p *store.TaskRetryParams) (*store
 	})
 	if err != nil {
 		return nil, fmt.Errorf("retry task %s: %w", p.TaskID, err)
+	}
+	return res, nil
+}
+
+// TaskResolve closes a task in error by hand.
+func (s *Store) TaskResolve(ctx context.Context, p *store.TaskRetryParams) (*store.ChangeResult, error) {
+	var res *store.ChangeResult
+	err := s.writeChange(ctx, func(ctx context.Context, tx *sql.Tx) (*store.ChangeResult, error) {
+		c := newChange(p.Now)
+		t, err := c.task(ctx, tx, p.TaskID)
+		if err != nil {
+			return nil, err
+		}
+		d, err := lifecycle.Task(t.State, lifecycle.TaskResolvedManually)
+		if err != nil {
+			return nil, fmt.Errorf("task is %s: %w", t.State, err)
+		}
+		if d.NoOp {
+			res = c.result()
+			return nil, nil
+		}
+		if err := c.transitionTask(ctx, tx, t, lifecycle.TaskResolvedManually, store.Metadata{Reason: p.Reason, Actor: p.Actor}); err != nil {
+			return nil, err
+		}
+		c.count = 1
+		if err := c.flush(ctx, tx); err != nil {
+			return nil, err
+		}
+		res = c.result()
+		return res, nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("resolve task %s: %w", p.TaskID, err)
 	}
 	return res, nil
 }

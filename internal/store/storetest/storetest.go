@@ -46,6 +46,7 @@ func Exercise(t *testing.T, newStore NewStore) {
 		{"ReleaseRefundsAttempt", testRelease},
 		{"TaskCancelCascades", testTaskCancel},
 		{"TaskRetryResetsFailedSteps", testTaskRetry},
+		{"TaskResolveClosesErrorTask", testTaskResolve},
 		{"EventListFilters", testEventList},
 		{"NextRunAt", testNextRunAt},
 		{"LargeTask", testLargeTask},
@@ -1299,5 +1300,43 @@ func testDeleteFinished(t *testing.T, b *bundle) {
 		if _, err := b.s.TaskGet(b.ctx, keep); err != nil {
 			t.Fatalf("task %s deleted: %v", keep, err)
 		}
+	}
+}
+
+func testTaskResolve(t *testing.T, b *bundle) {
+	sh := shape{steps: []string{"a", "b"}, parents: map[string][]string{"b": {"a"}}, max: map[string]int{"a": 1}}
+	res := b.create(t, sh, createOpts{})
+	id := res.Task.ID
+	if _, err := b.s.TaskResolve(b.ctx, &store.TaskRetryParams{TaskID: id, Now: b.now}); !errors.Is(err, lifecycle.ErrInvalidTransition) {
+		t.Fatalf("resolve of an in-progress task: err = %v, want ErrInvalidTransition", err)
+	}
+	c := b.claim(t, store.StepClaimParams{})
+	b.complete(t, outcome(c.Steps[0], store.OutcomeFail))
+	if task := b.task(t, id); task.State != lifecycle.TaskError {
+		t.Fatalf("task = %s", task.State)
+	}
+	r, err := b.s.TaskResolve(b.ctx, &store.TaskRetryParams{TaskID: id, Reason: "refunded by hand", Actor: "ops", Now: b.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Events) != 1 || r.Events[0].Name != event.TaskResolvedManually || r.Events[0].Metadata.Actor != "ops" ||
+		r.Events[0].Metadata.Reason != "refunded by hand" {
+		t.Fatalf("resolve events = %+v", r.Events)
+	}
+	task := b.task(t, id)
+	if task.State != lifecycle.TaskResolvedManually || task.FinishedAt.IsZero() {
+		t.Fatalf("task = %+v", task)
+	}
+	steps := b.steps(t, id)
+	if steps["a"].State != lifecycle.StepError || steps["b"].State != lifecycle.StepPending {
+		t.Fatalf("steps changed: a=%s b=%s", steps["a"].State, steps["b"].State)
+	}
+	// Again is a no-op; the task is terminal.
+	r, err = b.s.TaskResolve(b.ctx, &store.TaskRetryParams{TaskID: id, Now: b.now})
+	if err != nil || len(r.Events) != 0 {
+		t.Fatalf("second resolve = %+v, %v", r, err)
+	}
+	if _, err := b.s.TaskRetry(b.ctx, &store.TaskRetryParams{TaskID: id, Now: b.now}); !errors.Is(err, lifecycle.ErrInvalidTransition) {
+		t.Fatalf("retry of a resolved task: err = %v", err)
 	}
 }
