@@ -21,6 +21,7 @@ import (
 	"github.com/tasker-go/tasker/internal/clock"
 	"github.com/tasker-go/tasker/internal/engine"
 	"github.com/tasker-go/tasker/internal/eventbus"
+	"github.com/tasker-go/tasker/internal/netguard"
 	"github.com/tasker-go/tasker/internal/secret"
 	"github.com/tasker-go/tasker/internal/store"
 	"github.com/tasker-go/tasker/internal/store/postgres"
@@ -87,6 +88,11 @@ type Config struct {
 	// SecretDirs lists the directories whose files ${file:PATH} references
 	// may read, such as /run/secrets. Default: none.
 	SecretDirs []string
+	// HTTPAllow opens destinations the "http" handler and webhooks refuse
+	// by default (loopback, private, link-local and other special
+	// addresses): host names ("payments.internal"), addresses
+	// ("127.0.0.1") and CIDR ranges ("10.20.0.0/16"). Default: none.
+	HTTPAllow []string
 	// Logger receives logs. Default: discard.
 	Logger *slog.Logger
 }
@@ -123,9 +129,13 @@ type Client struct {
 // Start to run tasks in this process, and Close when done.
 func Open(ctx context.Context, cfg Config) (*Client, error) {
 	cfg = cfg.withDefaults()
+	guard, err := netguard.ParsePolicy(cfg.HTTPAllow)
+	if err != nil {
+		return nil, fmt.Errorf("tasker: HTTPAllow: %w", err)
+	}
 	handlers := map[string]Handler{}
 	for name, h := range builtin.Handlers(builtin.Options{DisableCommand: cfg.DisableCommandHandler,
-		Command: builtin.CommandOptions{Logger: cfg.Logger}}) {
+		Command: builtin.CommandOptions{Logger: cfg.Logger}, HTTP: builtin.HTTPOptions{Guard: guard}}) {
 		handlers[name] = h
 	}
 	for name, h := range cfg.Handlers {

@@ -1,6 +1,7 @@
 package tasker
 
 import (
+	"github.com/tasker-go/tasker/internal/builtin"
 	"github.com/tasker-go/tasker/internal/template"
 )
 
@@ -33,9 +34,9 @@ type TemplateOpts struct {
 
 func (o *TemplateOpts) parseOptions() template.ParseOptions {
 	if o == nil {
-		return template.ParseOptions{}
+		return template.ParseOptions{CheckConfig: builtin.CheckConfig}
 	}
-	po := template.ParseOptions{Environment: o.Environment}
+	po := template.ParseOptions{Environment: o.Environment, CheckConfig: builtin.CheckConfig}
 	if o.KnownHandlers != nil {
 		known := map[string]bool{}
 		for _, h := range o.KnownHandlers {

@@ -1248,7 +1248,7 @@ events:
 defaults:
   retry: {limit: 2, backoff: {initial: 10ms}}
 steps:
-  - {name: boom, description: Fails permanently, handler: sleep, config: {duration: never}}
+  - {name: boom, description: Fails permanently, handler: http, config: {method: POST, url: "http://10.0.0.1/charge", body: {order: "{{ .context.order }}"}}}
   - {name: after, handler: noop, depends_on: [boom]}
 `
 

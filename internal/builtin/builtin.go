@@ -26,6 +26,8 @@ const (
 type Options struct {
 	// Command configures the "command" handler.
 	Command CommandOptions
+	// HTTP configures the "http" handler.
+	HTTP HTTPOptions
 	// DisableCommand leaves the "command" handler out of the set, for
 	// processes that must not run programs on behalf of templates (a server
 	// that accepts templates from API clients, say). Default false.
@@ -34,9 +36,10 @@ type Options struct {
 
 // Handlers returns a new set of the built-in handlers keyed by the name
 // templates use for them: "command" (unless opts.DisableCommand is set),
-// "noop" and "sleep". The caller owns the returned map.
+// "http", "noop" and "sleep". The caller owns the returned map.
 func Handlers(opts Options) map[string]handler.Handler {
 	hs := map[string]handler.Handler{
+		nameHTTP:  NewHTTP(opts.HTTP),
 		nameNoop:  NewNoop(),
 		nameSleep: NewSleep(),
 	}
@@ -48,9 +51,57 @@ func Handlers(opts Options) map[string]handler.Handler {
 
 // Names returns the names of all built-in handlers, sorted.
 func Names() []string {
-	names := []string{nameCommand, nameNoop, nameSleep}
+	names := []string{nameCommand, nameHTTP, nameNoop, nameSleep}
 	slices.Sort(names)
 	return names
+}
+
+// CheckConfig validates the config of a step that uses the built-in
+// handler name, when a template is registered rather than when the step
+// runs: unknown or mistyped fields, missing required ones, and for "http"
+// the syntax of its value templates and that the steps they read are in
+// deps (the step's depends_on). It accepts any config for other handlers.
+func CheckConfig(name string, config json.RawMessage, deps []string) error {
+	var err error
+	switch name {
+	case nameHTTP:
+		var cfg *httpConfig
+		if cfg, err = decodeHTTPConfig(config); err == nil {
+			err = checkValues(cfg.templateStrings(), deps)
+		}
+	case nameCommand:
+		_, err = parseCommandConfig(config)
+	case nameNoop:
+		var cfg struct {
+			Result json.RawMessage `json:"result"`
+		}
+		err = decodeConfig(nameNoop, config, &cfg)
+	case nameSleep:
+		var cfg struct {
+			Duration *string         `json:"duration"`
+			Result   json.RawMessage `json:"result"`
+		}
+		if err = decodeConfig(nameSleep, config, &cfg); err == nil {
+			switch d, perr := time.ParseDuration(deref(cfg.Duration)); {
+			case cfg.Duration == nil:
+				err = errors.New(`sleep config: field "duration" is required`)
+			case perr != nil || d < 0:
+				err = fmt.Errorf(`sleep config: field "duration": %q is not a non-negative duration such as "200ms"`, *cfg.Duration)
+			}
+		}
+	}
+	if err != nil {
+		// Drop the retry marker: here it is a validation problem.
+		return errors.New(err.Error())
+	}
+	return nil
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
 }
 
 // NewNoop returns the "noop" handler. It does nothing and returns its

@@ -14,7 +14,7 @@ import (
 
 func TestNamesAndHandlers(t *testing.T) {
 	t.Parallel()
-	want := []string{"command", "noop", "sleep"}
+	want := []string{"command", "http", "noop", "sleep"}
 	if got := Names(); !slices.Equal(got, want) {
 		t.Errorf("Names() = %v, want %v", got, want)
 	}

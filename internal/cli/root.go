@@ -146,7 +146,7 @@ work between many worker processes on many machines.`,
 	}
 	root.PersistentFlags().StringVar(&e.db, "db", defaultDB, "SQLite database file or PostgreSQL URL (env TASKER_DB)")
 	root.PersistentFlags().StringVar(&e.schema, "schema", defaultSchema, "PostgreSQL schema of Tasker's tables (env TASKER_SCHEMA)")
-	root.PersistentFlags().StringVar(&e.server, "server", e.getenv("TASKER_SERVER"), "work against a running tasker serve at this URL instead of the database (task list, show, cancel and retry, template list; env TASKER_SERVER)")
+	root.PersistentFlags().StringVar(&e.server, "server", e.getenv("TASKER_SERVER"), "work against a running tasker serve at this URL instead of the database (task list|show|cancel|retry|resolve, step show|reset|resolve|cancel, template list; env TASKER_SERVER)")
 	root.PersistentFlags().StringVar(&e.token, "token", "", "API token for --server (default: env TASKER_TOKEN)")
 	root.PersistentFlags().BoolVar(&e.noListen, "no-listen", false, "PostgreSQL: do not LISTEN for wake-ups, poll only (for poolers in transaction mode)")
 	root.PersistentFlags().StringVar(&e.logLevel, "log-level", "warn", "log level: debug, info, warn or error (logs go to stderr)")

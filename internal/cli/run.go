@@ -20,6 +20,7 @@ import (
 type runFlags struct {
 	secretEnvs  []string
 	secretDirs  []string
+	httpAllow   []string
 	context     string
 	contextFile string
 	jsonOut     bool
@@ -55,7 +56,7 @@ the database and "tasker resume TASK_ID" continues it.`,
 	cmd.Flags().StringVar(&f.idemKey, "idempotency-key", "", "reuse the task an earlier request with this key created")
 	cmd.Flags().IntVar(&f.concurrency, "concurrency", 16, "maximum steps running at once")
 	cmd.Flags().DurationVar(&f.stopGrace, "stop-grace", 5*time.Second, "on Ctrl-C, how long running steps may finish before they are interrupted")
-	addSecretFlags(cmd, &f.secretEnvs, &f.secretDirs, "environment variables ${env:NAME} references may read, as patterns (repeatable; default all)")
+	addStepAccessFlags(cmd, &f.secretEnvs, &f.secretDirs, &f.httpAllow, "environment variables ${env:NAME} references may read, as patterns (repeatable; default all)")
 	return cmd
 }
 
@@ -70,7 +71,7 @@ were running in a process that died are rescued and run again.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			c, err := e.open(ctx, tasker.Config{Concurrency: f.concurrency, StopGrace: f.stopGrace, SecretEnv: f.secretEnv(), SecretDirs: f.secretDirs})
+			c, err := e.open(ctx, tasker.Config{Concurrency: f.concurrency, StopGrace: f.stopGrace, SecretEnv: f.secretEnv(), SecretDirs: f.secretDirs, HTTPAllow: f.httpAllow})
 			if err != nil {
 				return err
 			}
@@ -85,6 +86,7 @@ were running in a process that died are rescued and run again.`,
 	cmd.Flags().BoolVar(&f.jsonOut, "json", false, "print the final task document as JSON on stdout instead of progress")
 	cmd.Flags().IntVar(&f.concurrency, "concurrency", 16, "maximum steps running at once")
 	cmd.Flags().DurationVar(&f.stopGrace, "stop-grace", 5*time.Second, "on Ctrl-C, how long running steps may finish before they are interrupted")
+	addStepAccessFlags(cmd, &f.secretEnvs, &f.secretDirs, &f.httpAllow, "environment variables ${env:NAME} references may read, as patterns (repeatable; default all)")
 	return cmd
 }
 
@@ -97,9 +99,12 @@ func (f runFlags) secretEnv() []string {
 	return f.secretEnvs
 }
 
-func addSecretFlags(cmd *cobra.Command, env *[]string, dirs *[]string, envHelp string) {
+// addStepAccessFlags adds the flags that say what steps may reach: secrets
+// and special network destinations.
+func addStepAccessFlags(cmd *cobra.Command, env, dirs, allow *[]string, envHelp string) {
 	cmd.Flags().StringSliceVar(env, "secret-env", nil, envHelp)
 	cmd.Flags().StringSliceVar(dirs, "secret-dir", nil, "directories whose files ${file:PATH} references may read (repeatable; default none)")
+	cmd.Flags().StringSliceVar(allow, "http-allow", nil, "host names, IPs and CIDR ranges the http handler may reach although loopback, private or otherwise special, such as 127.0.0.1 or 10.20.0.0/16 (repeatable; default none)")
 }
 
 func readContext(f runFlags) (json.RawMessage, error) {
@@ -130,7 +135,7 @@ func runTemplate(ctx context.Context, e *env, path string, f runFlags) error {
 		return exitWith(ExitUsage, err)
 	}
 	c, err := e.open(ctx, tasker.Config{Environment: f.environment, Concurrency: f.concurrency, StopGrace: f.stopGrace,
-		SecretEnv: f.secretEnv(), SecretDirs: f.secretDirs})
+		SecretEnv: f.secretEnv(), SecretDirs: f.secretDirs, HTTPAllow: f.httpAllow})
 	if err != nil {
 		return err
 	}

@@ -96,7 +96,7 @@ standard OTEL_EXPORTER_OTLP_ENDPOINT (or ..._TRACES_ENDPOINT) variable is set.`,
 	fl.DurationVar(&f.retention, "retention", 0, "delete tasks finished longer ago than this (0 keeps them)")
 	fl.StringVar(&f.workerID, "worker-id", "", "name of this process in leases (default HOST/PID/RANDOM)")
 	fl.IntVar(&f.maxConns, "max-conns", 0, "PostgreSQL connection pool size (default: the greater of 4 and the CPU count)")
-	addSecretFlags(cmd, &f.secretEnv, &f.secretDirs, "environment variables ${env:NAME} references may read, as patterns such as PAYMENTS_* (repeatable; default none)")
+	addStepAccessFlags(cmd, &f.secretEnv, &f.secretDirs, &f.httpAllow, "environment variables ${env:NAME} references may read, as patterns such as PAYMENTS_* (repeatable; default none)")
 	return cmd
 }
 
@@ -117,7 +117,7 @@ func runServe(ctx context.Context, e *env, f serveFlags) error {
 	}
 	c, err := openRetrying(ctx, e, tasker.Config{Concurrency: f.concurrency, LeaseTTL: f.leaseTTL, SweepInterval: f.sweepInterval,
 		PollInterval: f.pollInterval, StopGrace: f.stopGrace, Retention: f.retention, WorkerID: f.workerID,
-		DisableCommandHandler: !f.enableCommand, MaxConns: f.maxConns, SecretEnv: f.secretEnv, SecretDirs: f.secretDirs}, log)
+		DisableCommandHandler: !f.enableCommand, MaxConns: f.maxConns, SecretEnv: f.secretEnv, SecretDirs: f.secretDirs, HTTPAllow: f.httpAllow}, log)
 	if err != nil {
 		return err
 	}

@@ -331,7 +331,7 @@ in this process, like "tasker resume".`,
 				fmt.Fprintf(e.stdout, "task %s is %s\n", task.ID, task.State)
 				return nil
 			}
-			c, err := e.open(ctx, tasker.Config{StopGrace: f.stopGrace, SecretEnv: f.secretEnv(), SecretDirs: f.secretDirs})
+			c, err := e.open(ctx, tasker.Config{StopGrace: f.stopGrace, SecretEnv: f.secretEnv(), SecretDirs: f.secretDirs, HTTPAllow: f.httpAllow})
 			if err != nil {
 				return err
 			}
@@ -350,7 +350,7 @@ in this process, like "tasker resume".`,
 	cmd.Flags().StringVar(&reason, "reason", "retried from the command line", "why, recorded in the audit trail")
 	cmd.Flags().BoolVar(&run, "run", false, "run the task to the end after resetting it")
 	cmd.Flags().BoolVar(&f.jsonOut, "json", false, "with --run, print the final task document as JSON")
-	addSecretFlags(cmd, &f.secretEnvs, &f.secretDirs, "with --run: environment variables ${env:NAME} references may read (default all)")
+	addStepAccessFlags(cmd, &f.secretEnvs, &f.secretDirs, &f.httpAllow, "with --run: environment variables ${env:NAME} references may read (default all)")
 	f.stopGrace = 5 * time.Second
 	return cmd
 }

@@ -28,6 +28,7 @@ type workerFlags struct {
 	maxConns       int
 	secretEnv      []string
 	secretDirs     []string
+	httpAllow      []string
 	metricsAddr    string
 }
 
@@ -37,7 +38,7 @@ func newWorkerCmd(e *env) *cobra.Command {
 		Use:   "worker",
 		Short: "Run steps of every task in the database until stopped",
 		Long: `Worker claims ready steps of any task in the database, runs their handlers
-(the built-in command, noop and sleep) and records the outcomes, until it gets
+(the built-in command, http, noop and sleep) and records the outcomes, until it gets
 SIGTERM or SIGINT. Start as many as you like on one PostgreSQL database, on as
 many machines as you like: claims never overlap, and the steps of a worker that
 dies are rescued by the others within --lease-ttl plus --sweep-interval.
@@ -65,7 +66,7 @@ unreachable the worker keeps retrying with backoff; it never exits on its own.`,
 	cmd.Flags().StringVar(&f.workerID, "worker-id", "", "name of this worker in leases (default HOST/PID/RANDOM)")
 	cmd.Flags().BoolVar(&f.disableCommand, "disable-command", false, "do not run the built-in command handler")
 	cmd.Flags().IntVar(&f.maxConns, "max-conns", 0, "PostgreSQL connection pool size (default: the greater of 4 and the CPU count)")
-	addSecretFlags(cmd, &f.secretEnv, &f.secretDirs, "environment variables ${env:NAME} references may read, as patterns such as PAYMENTS_* (repeatable; default none)")
+	addStepAccessFlags(cmd, &f.secretEnv, &f.secretDirs, &f.httpAllow, "environment variables ${env:NAME} references may read, as patterns such as PAYMENTS_* (repeatable; default none)")
 	cmd.Flags().StringVar(&f.metricsAddr, "metrics-addr", "", "serve /metrics, /health/live and /health/ready without authentication on this address, such as 127.0.0.1:9090 (default: off)")
 	return cmd
 }
@@ -102,7 +103,7 @@ func runWorker(ctx context.Context, e *env, f workerFlags) error {
 	}
 	c, err := openRetrying(ctx, e, tasker.Config{Concurrency: f.concurrency, LeaseTTL: f.leaseTTL, SweepInterval: f.sweepInterval,
 		PollInterval: f.pollInterval, StopGrace: f.stopGrace, Retention: f.retention, WorkerID: f.workerID,
-		DisableCommandHandler: f.disableCommand, MaxConns: f.maxConns, SecretEnv: f.secretEnv, SecretDirs: f.secretDirs}, log)
+		DisableCommandHandler: f.disableCommand, MaxConns: f.maxConns, SecretEnv: f.secretEnv, SecretDirs: f.secretDirs, HTTPAllow: f.httpAllow}, log)
 	if err != nil {
 		return err
 	}

@@ -78,6 +78,21 @@ func compile(root *node, opts ParseOptions, r *reporter) (*Template, error) {
 			st.Config = raw
 		}
 
+		if s.handler.set && opts.CheckConfig != nil && (opts.KnownHandler == nil || opts.KnownHandler(s.handler.v)) {
+			deps := make([]string, 0, len(base.dependsOn))
+			for _, d := range base.dependsOn {
+				deps = append(deps, d.v)
+			}
+			if err := opts.CheckConfig(s.handler.v, st.Config, deps); err != nil {
+				at := s.config.at
+				if !s.config.set {
+					at = s.handler.at
+				}
+				for _, line := range strings.Split(err.Error(), "\n") {
+					r.addAt(at, "%s", line)
+				}
+			}
+		}
 		seen := make(map[string]bool, len(base.dependsOn))
 		for _, d := range base.dependsOn {
 			st.DependsOn = append(st.DependsOn, d.v)

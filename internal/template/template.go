@@ -132,6 +132,10 @@ type ParseOptions struct {
 	// KnownHandler reports whether a handler name is registered; nil
 	// leaves handler names unchecked.
 	KnownHandler func(name string) bool
+	// CheckConfig validates a step's config for its handler, given the
+	// names of the step's dependencies; an error is a problem at the
+	// step's config. Nil leaves configs unchecked.
+	CheckConfig func(handler string, config json.RawMessage, dependsOn []string) error
 }
 
 // Parse parses, validates and compiles the YAML task template in data.
