@@ -27,6 +27,7 @@ import (
 	"github.com/tasker-go/tasker/internal/store/postgres"
 	"github.com/tasker-go/tasker/internal/store/sqlite"
 	"github.com/tasker-go/tasker/internal/template"
+	"github.com/tasker-go/tasker/internal/webhook"
 )
 
 // Config configures a Client. Zero fields take the documented defaults.
@@ -121,8 +122,11 @@ type Client struct {
 	handlers map[string]Handler
 	log      *slog.Logger
 
-	mu      sync.Mutex
-	started bool
+	deliverer *webhook.Deliverer
+
+	mu          sync.Mutex
+	started     bool
+	stopWebhook func()
 }
 
 // Open opens the database (applying migrations) and returns a client. Call
@@ -159,7 +163,9 @@ func Open(ctx context.Context, cfg Config) (*Client, error) {
 		MaxResultBytes: cfg.MaxResultBytes, Logger: cfg.Logger, Clock: clk,
 		Secrets: &secret.Policy{EnvPatterns: cfg.SecretEnv, Dirs: cfg.SecretDirs},
 	})
-	return &Client{cfg: cfg, store: st, bus: bus, engine: eng, clock: clk, handlers: handlers, log: cfg.Logger}, nil
+	del := webhook.New(webhook.Config{Store: st, Secrets: &secret.Policy{EnvPatterns: cfg.SecretEnv, Dirs: cfg.SecretDirs}, Guard: guard,
+		PollInterval: cfg.PollInterval, Retention: cfg.Retention, Logger: cfg.Logger, Clock: clk})
+	return &Client{cfg: cfg, store: st, bus: bus, engine: eng, clock: clk, handlers: handlers, log: cfg.Logger, deliverer: del}, nil
 }
 
 // IsPostgresURL reports whether a Config.Database value names a PostgreSQL
@@ -219,6 +225,9 @@ func (c *Client) RegisterTemplate(ctx context.Context, t *Template) error {
 	if _, err := c.store.TemplateRegister(ctx, &store.TemplateRegisterParams{ID: t.Digest(), Namespace: t.Namespace,
 		Name: t.Name, Version: t.Version, Definition: def, Now: c.clock.Now()}); err != nil {
 		return fmt.Errorf("tasker: %w", err)
+	}
+	if err := webhook.SyncTemplate(ctx, c.store, t, c.clock.Now()); err != nil {
+		return fmt.Errorf("tasker: record the subscriptions of %s: %w", t.Key(), err)
 	}
 	c.engine.RegisterTemplate(t)
 	return nil
@@ -619,7 +628,40 @@ func (c *Client) Start(ctx context.Context, opts *StartOpts) error {
 		return fmt.Errorf("tasker: %w", err)
 	}
 	c.started = true
+	c.stopWebhook = c.startDeliverer()
 	return nil
+}
+
+// startDeliverer runs webhook deliveries until the returned function is
+// called; committed events wake it.
+func (c *Client) startDeliverer() func() {
+	ctx, cancel := context.WithCancel(context.Background())
+	sub := c.Subscribe(&SubscribeOpts{Buffer: 256})
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		c.deliverer.Run(ctx)
+	}()
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case _, ok := <-sub.Events():
+				if !ok {
+					return
+				}
+				c.deliverer.Wake()
+			}
+		}
+	}()
+	return func() {
+		cancel()
+		sub.Close()
+		wg.Wait()
+	}
 }
 
 // Stop stops claiming steps, lets running handlers finish within the stop
@@ -632,7 +674,9 @@ func (c *Client) Stop(ctx context.Context) error {
 		return nil
 	}
 	c.started = false
-	return c.engine.Stop(ctx)
+	err := c.engine.Stop(ctx)
+	c.stopWebhook()
+	return err
 }
 
 // Stats are counters of this process's engine.

@@ -149,6 +149,36 @@ func (f *fixture) do(method, path, token string, body any, headers ...string) *r
 	return &response{status: resp.StatusCode, header: resp.Header, body: data}
 }
 
+// hookedYAML has a webhook whose destination is refused, so that its
+// deliveries stay pending.
+const hookedYAML = `namespace: alpha
+name: hooked
+version: 1.0.0
+subscriptions:
+  - {name: ops, events: [task.initialize_requested], url: "http://10.0.0.1/hook", secret: s3cret}
+steps:
+  - {name: only, handler: noop}
+`
+
+// createDelivery creates a task of alpha/hooked (registered by the test)
+// and returns the id of its pending delivery.
+func (f *fixture) createDelivery() string {
+	f.t.Helper()
+	ctx := context.Background()
+	res, err := f.client.CreateTask(ctx, tasker.TaskRequest{Namespace: "alpha", Name: "hooked"})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	fctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	f.client.FlushDeliveries(fctx, res.Task.ID)
+	cancel()
+	ds, err := f.client.Deliveries(ctx, &tasker.DeliveryListOpts{TaskID: res.Task.ID})
+	if err != nil || len(ds) != 1 {
+		f.t.Fatalf("deliveries of %s: %v, %v", res.Task.ID, ds, err)
+	}
+	return ds[0].ID
+}
+
 // createTask creates a task through the client directly.
 func (f *fixture) createTask(ns string) *tasker.Task {
 	f.t.Helper()
@@ -197,9 +227,17 @@ func TestAuthorizationMatrix(t *testing.T) {
 		// list reports a listing filtered to the token's namespace.
 		list bool
 	}
+	hooked, err := tasker.ParseTemplate("hooked.yaml", []byte(hookedYAML), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.client.RegisterTemplate(context.Background(), hooked); err != nil {
+		t.Fatal(err)
+	}
 	newCalls := func() []call {
 		alpha := f.createTask("alpha")
 		step := alpha.Steps[0].ID
+		delivery := f.createDelivery()
 		return []call{
 			{"GET", "/health/live", nil, "", false, false, false},
 			{"GET", "/health/ready", nil, "", false, false, false},
@@ -225,6 +263,10 @@ func TestAuthorizationMatrix(t *testing.T) {
 			{"GET", "/v1/steps/" + step + "/transitions", nil, auth.RoleViewer, true, false, false},
 			{"GET", "/v1/events", nil, auth.RoleViewer, false, false, true},
 			{"GET", "/v1/analytics", nil, auth.RoleViewer, false, false, true},
+			{"GET", "/v1/webhooks", nil, auth.RoleViewer, false, false, true},
+			{"GET", "/v1/deliveries", nil, auth.RoleViewer, false, false, true},
+			{"GET", "/v1/deliveries/" + delivery, nil, auth.RoleViewer, true, false, false},
+			{"POST", "/v1/deliveries/" + delivery + "/retry", nil, auth.RoleOperator, true, false, false},
 		}
 	}
 	// Every route the server serves is in the matrix, except the stream

@@ -1252,6 +1252,24 @@ steps:
   - {name: after, handler: noop, depends_on: [boom]}
 `
 
+const oaHookedYAML = `namespace: alpha
+name: hooked
+version: 1.0.0
+subscriptions:
+  - name: keep
+    events: [task.initialize_requested]
+    url: http://10.0.0.1/hook
+    secret: s3cret
+    retry: {limit: 5, backoff: {initial: 1h, max: 2h}}
+  - name: once
+    events: [task.*]
+    url: https://192.168.0.1/hook
+    secret: s3cret
+    retry: {limit: 1}
+steps:
+  - {name: only, handler: noop}
+`
+
 const oaSlowYAML = `namespace: alpha
 name: slow
 version: 1.0.0
@@ -1333,6 +1351,48 @@ func TestOpenAPIResponsesMatchSchemas(t *testing.T) {
 	for _, kind := range []string{"malformed", "unknown", "expired", "revoked"} {
 		c.do(f, oaCall{method: "POST", path: "/v1/tasks", token: f.tokens[kind], body: object{"namespace": "alpha", "name": "flow"}, status: 401, code: "unauthenticated"})
 	}
+
+	// Webhooks: "keep" leaves its delivery pending (the next attempt is an
+	// hour away), "once" gives up after one attempt.
+	c.do(f, oaCall{method: "PUT", path: "/v1/templates", token: admin, body: object{"source": oaHookedYAML}, status: 200})
+	r = c.do(f, oaCall{method: "POST", path: "/v1/tasks", token: op, body: object{"namespace": "alpha", "name": "hooked"}, status: 201})
+	r.json(t, &created)
+	var keepID, onceID string
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		ds, err := f.client.Deliveries(ctx, &tasker.DeliveryListOpts{TaskID: created.Task.ID})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range ds {
+			switch {
+			case d.Subscription == "keep" && d.Attempts >= 1 && d.State == tasker.DeliveryPending:
+				keepID = d.ID
+			case d.Subscription == "once" && d.State == tasker.DeliveryFailed:
+				onceID = d.ID
+			}
+		}
+		if keepID != "" && onceID != "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("deliveries: %+v", ds)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	c.do(f, oaCall{method: "GET", path: "/v1/webhooks", token: viewer, status: 200})
+	c.do(f, oaCall{method: "GET", path: "/v1/webhooks?namespace=alpha", token: betaAdmin, status: 200})
+	c.do(f, oaCall{method: "GET", path: "/v1/webhooks?namespace=" + strings.Repeat("n", 65), token: viewer, status: 400, code: "invalid_parameter"})
+	c.do(f, oaCall{method: "GET", path: "/v1/deliveries?webhook=" + url.QueryEscape("template:alpha/hooked@1.0.0/keep") + "&state=pending&limit=1", token: viewer, status: 200})
+	c.do(f, oaCall{method: "GET", path: "/v1/deliveries?task_id=" + created.Task.ID + "&before=ffffffff", token: alphaOp, status: 200})
+	c.do(f, oaCall{method: "GET", path: "/v1/deliveries?state=lost", token: viewer, status: 400, code: "invalid_parameter"})
+	c.do(f, oaCall{method: "GET", path: "/v1/deliveries/" + keepID, token: viewer, status: 200})
+	c.do(f, oaCall{method: "GET", path: "/v1/deliveries/" + keepID, token: betaAdmin, status: 404, code: "not_found"})
+	c.do(f, oaCall{method: "GET", path: "/v1/deliveries/nope", token: viewer, status: 404, code: "not_found"})
+	c.do(f, oaCall{method: "POST", path: "/v1/deliveries/" + keepID + "/retry", token: op, status: 409, code: "conflict"})
+	c.do(f, oaCall{method: "POST", path: "/v1/deliveries/" + keepID + "/retry", token: betaAdmin, status: 404, code: "not_found"})
+	c.do(f, oaCall{method: "POST", path: "/v1/deliveries/" + onceID + "/retry", token: viewer, status: 403, code: "forbidden"})
+	c.do(f, oaCall{method: "POST", path: "/v1/deliveries/" + onceID + "/retry", token: op, body: `{"reason": 1}`, status: 400, code: "invalid_json"})
+	c.do(f, oaCall{method: "POST", path: "/v1/deliveries/" + onceID + "/retry", token: op, body: object{"reason": "receiver fixed"}, status: 200})
 
 	// Following a task on the event stream, then resuming it.
 	first := c.stream(ctx, f, "?task_id="+flowID, viewer, func(evs []sseMessage) bool { return len(evs) == 3 })
@@ -1494,8 +1554,11 @@ func TestOpenAPIResponsesMatchSchemas(t *testing.T) {
 	// task or step, so with real ids).
 	concrete := func(o oaOperation) string {
 		id := flowID
-		if strings.HasPrefix(o.path, "/v1/steps/") {
+		switch {
+		case strings.HasPrefix(o.path, "/v1/steps/"):
 			id = step
+		case strings.HasPrefix(o.path, "/v1/deliveries/"):
+			id = onceID
 		}
 		return strings.NewReplacer("{namespace}", "alpha", "{name}", "flow", "{version}", "1.0.0", "{id}", id).Replace(o.path)
 	}

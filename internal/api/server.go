@@ -190,6 +190,11 @@ func (s *Server) table() []Route {
 		{Method: "GET", Pattern: "/v1/events/stream", Permission: auth.EventsRead, handle: s.streamEvents},
 
 		{Method: "GET", Pattern: "/v1/analytics", Permission: auth.AnalyticsRead, handle: s.analytics},
+
+		{Method: "GET", Pattern: "/v1/webhooks", Permission: auth.WebhooksRead, handle: s.listWebhooks},
+		{Method: "GET", Pattern: "/v1/deliveries", Permission: auth.WebhooksRead, handle: s.listDeliveries},
+		{Method: "GET", Pattern: "/v1/deliveries/{id}", Permission: auth.WebhooksRead, handle: s.getDelivery},
+		{Method: "POST", Pattern: "/v1/deliveries/{id}/retry", Permission: auth.DeliveriesRetry, handle: s.retryDelivery},
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -173,6 +174,56 @@ func (c *Client) StepAction(ctx context.Context, id, action, reason string) (*ta
 		return nil, err
 	}
 	return out.Step, nil
+}
+
+// Webhooks lists the webhook subscriptions.
+func (c *Client) Webhooks(ctx context.Context, namespace string) ([]*tasker.WebhookInfo, error) {
+	q := url.Values{}
+	if namespace != "" {
+		q.Set("namespace", namespace)
+	}
+	var out struct{ Webhooks []*tasker.WebhookInfo }
+	if err := c.do(ctx, "GET", "/v1/webhooks", q, nil, &out); err != nil {
+		return nil, err
+	}
+	return out.Webhooks, nil
+}
+
+// Deliveries lists webhook deliveries, newest first.
+func (c *Client) Deliveries(ctx context.Context, opts *tasker.DeliveryListOpts) ([]*tasker.Delivery, error) {
+	q := url.Values{}
+	for k, v := range map[string]string{"webhook": opts.SubscriptionID, "state": opts.State, "task_id": opts.TaskID,
+		"namespace": opts.Namespace, "before": opts.Before} {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	if opts.Limit > 0 {
+		q.Set("limit", strconv.Itoa(opts.Limit))
+	}
+	var out struct{ Deliveries []*tasker.Delivery }
+	if err := c.do(ctx, "GET", "/v1/deliveries", q, nil, &out); err != nil {
+		return nil, err
+	}
+	return out.Deliveries, nil
+}
+
+// Delivery fetches one delivery with its payload.
+func (c *Client) Delivery(ctx context.Context, id string) (*tasker.Delivery, error) {
+	var out struct{ Delivery *tasker.Delivery }
+	if err := c.do(ctx, "GET", "/v1/deliveries/"+url.PathEscape(id), nil, nil, &out); err != nil {
+		return nil, err
+	}
+	return out.Delivery, nil
+}
+
+// RetryDelivery sends a failed or delivered delivery again.
+func (c *Client) RetryDelivery(ctx context.Context, id string) (*tasker.Delivery, error) {
+	var out struct{ Delivery *tasker.Delivery }
+	if err := c.do(ctx, "POST", "/v1/deliveries/"+url.PathEscape(id)+"/retry", nil, map[string]string{}, &out); err != nil {
+		return nil, err
+	}
+	return out.Delivery, nil
 }
 
 func (c *Client) taskAction(ctx context.Context, id, action, reason string) (*tasker.Task, error) {

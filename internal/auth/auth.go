@@ -74,14 +74,16 @@ var (
 	EventsRead        = Permission{"events", "read"}
 	AnalyticsRead     = Permission{"analytics", "read"}
 	MetricsRead       = Permission{"metrics", "read"}
+	WebhooksRead      = Permission{"webhooks", "read"}
+	DeliveriesRetry   = Permission{"deliveries", "retry"}
 )
 
 // MinimumRole returns the least role that holds a permission.
 func MinimumRole(p Permission) Role {
 	switch p {
-	case TemplatesRead, TasksRead, StepsRead, EventsRead, AnalyticsRead, MetricsRead:
+	case TemplatesRead, TasksRead, StepsRead, EventsRead, AnalyticsRead, MetricsRead, WebhooksRead:
 		return RoleViewer
-	case TemplatesValidate, TasksCreate, TasksCancel, TasksRetry, TasksResolve, StepsReset, StepsResolve, StepsCancel:
+	case TemplatesValidate, TasksCreate, TasksCancel, TasksRetry, TasksResolve, StepsReset, StepsResolve, StepsCancel, DeliveriesRetry:
 		return RoleOperator
 	case TemplatesWrite:
 		return RoleAdmin

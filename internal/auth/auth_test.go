@@ -74,8 +74,8 @@ func TestOpaqueTokens(t *testing.T) {
 
 func TestPermissions(t *testing.T) {
 	t.Parallel()
-	reads := []Permission{TemplatesRead, TasksRead, StepsRead, EventsRead, AnalyticsRead, MetricsRead}
-	ops := []Permission{TemplatesValidate, TasksCreate, TasksCancel, TasksRetry, TasksResolve, StepsReset, StepsResolve, StepsCancel}
+	reads := []Permission{TemplatesRead, TasksRead, StepsRead, EventsRead, AnalyticsRead, MetricsRead, WebhooksRead}
+	ops := []Permission{TemplatesValidate, TasksCreate, TasksCancel, TasksRetry, TasksResolve, StepsReset, StepsResolve, StepsCancel, DeliveriesRetry}
 	admin := []Permission{TemplatesWrite}
 	check := func(role Role, perms []Permission, want bool) {
 		p := &Principal{Role: role}

@@ -5,12 +5,18 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/tasker-go/tasker"
+	"github.com/tasker-go/tasker/internal/webhook"
 )
 
 // run calls Main in process and returns the exit status and both streams.
@@ -330,5 +336,79 @@ func TestResumeRefusesTasksWithForeignHandlers(t *testing.T) {
 	code, _, stderr := run(t, "resume", created.Task.ID, "--db", db)
 	if code != ExitUsage || !strings.Contains(stderr, "in_my_program") {
 		t.Errorf("resume of a task with a Go handler: exit %d, %q; want a refusal naming the handler", code, stderr)
+	}
+}
+
+func TestRunDeliversWebhooks(t *testing.T) {
+	t.Setenv("CLI_HOOK_SECRET", "cli-hook-secret")
+	dir := t.TempDir()
+	db := filepath.Join(dir, "t.db")
+	var mu sync.Mutex
+	var got []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if webhook.Verify([]byte("cli-hook-secret"), r.Header.Get(webhook.HeaderSignature), body, time.Now(), time.Minute) != nil {
+			w.WriteHeader(401)
+			return
+		}
+		mu.Lock()
+		got = append(got, r.Header.Get(webhook.HeaderEvent))
+		mu.Unlock()
+	}))
+	defer srv.Close()
+	tmpl := writeFile(t, dir, "hooked.yaml", `namespace: cli
+name: hooked
+version: 1.0.0
+subscriptions:
+  - {name: done, events: [task.completed, step.completed], url: "`+srv.URL+`/in", secret: "${env:CLI_HOOK_SECRET}"}
+steps:
+  - {name: a, handler: noop}
+  - {name: b, handler: noop, depends_on: [a]}
+`)
+	// Without the allowlist the local receiver is refused.
+	code, _, stderr := run(t, "run", tmpl, "--db", db, "--webhook-wait", "300ms")
+	if code != ExitOK || !strings.Contains(stderr, "webhooks: 0 delivered, 0 failed, 3 pending") {
+		t.Fatalf("run without --http-allow: exit %d\n%s", code, stderr)
+	}
+	code, out, _ := run(t, "delivery", "list", "--db", db, "--state", "pending")
+	if code != ExitOK || !strings.Contains(out, "destination refused") || strings.Count(out, "template:cli/hooked@1.0.0/done") != 3 {
+		t.Fatalf("delivery list: exit %d\n%s", code, out)
+	}
+	// The next run, allowed to reach it, sends its own deliveries and the
+	// earlier ones that are due.
+	code, _, stderr = run(t, "run", tmpl, "--db", db, "--http-allow", "127.0.0.1")
+	if code != ExitOK || !strings.Contains(stderr, "webhooks: 3 delivered, 0 failed, 0 pending") {
+		t.Fatalf("run with --http-allow: exit %d\n%s", code, stderr)
+	}
+	mu.Lock()
+	n := len(got)
+	mu.Unlock()
+	if n < 3 {
+		t.Fatalf("the receiver got %d deliveries", n)
+	}
+	code, out, _ = run(t, "webhook", "list", "--db", db, "--json")
+	var subs struct{ Webhooks []tasker.WebhookInfo }
+	if err := json.Unmarshal([]byte(out), &subs); code != ExitOK || err != nil || len(subs.Webhooks) != 1 || subs.Webhooks[0].Delivered < 3 {
+		t.Fatalf("webhook list: exit %d, %v\n%s", code, err, out)
+	}
+	code, out, _ = run(t, "delivery", "list", "--db", db, "--json", "--state", "delivered", "--limit", "1")
+	var ds struct{ Deliveries []tasker.Delivery }
+	if err := json.Unmarshal([]byte(out), &ds); code != ExitOK || err != nil || len(ds.Deliveries) != 1 {
+		t.Fatalf("delivery list --json: exit %d, %v\n%s", code, err, out)
+	}
+	code, out, _ = run(t, "delivery", "show", ds.Deliveries[0].ID, "--db", db)
+	if code != ExitOK || !strings.Contains(out, `"delivery_id": "`+ds.Deliveries[0].ID+`"`) {
+		t.Fatalf("delivery show: exit %d\n%s", code, out)
+	}
+	code, out, _ = run(t, "delivery", "retry", ds.Deliveries[0].ID, "--db", db)
+	if code != ExitOK || !strings.Contains(out, "is pending") {
+		t.Fatalf("delivery retry: exit %d\n%s", code, out)
+	}
+	if code, _, stderr := run(t, "delivery", "retry", ds.Deliveries[0].ID, "--db", db); code != ExitUsage || !strings.Contains(stderr, "pending already") {
+		t.Fatalf("retrying a pending delivery: exit %d\n%s", code, stderr)
+	}
+	bad := writeFile(t, dir, "subs.yaml", "subscriptions:\n  - {name: x, events: [task.done], url: \"https://a.example/\", secret: s}\n")
+	if code, _, stderr := run(t, "worker", "--db", db, "--subscriptions", bad); code != ExitUsage || !strings.Contains(stderr, `subs.yaml:2`) || !strings.Contains(stderr, `unknown event "task.done"`) {
+		t.Fatalf("worker with a bad subscriptions file: exit %d\n%s", code, stderr)
 	}
 }

@@ -152,7 +152,7 @@ work between many worker processes on many machines.`,
 	root.PersistentFlags().StringVar(&e.logLevel, "log-level", "warn", "log level: debug, info, warn or error (logs go to stderr)")
 	root.PersistentFlags().StringVar(&e.logFormat, "log-format", "text", "log format: text or json")
 	root.AddCommand(newRunCmd(e), newResumeCmd(e), newServeCmd(e), newWorkerCmd(e), newMigrateCmd(e), newStoreCmd(e),
-		newTaskCmd(e), newStepCmd(e), newTemplateCmd(e), newTokenCmd(e), newBenchCmd(e), newVersionCmd(e))
+		newTaskCmd(e), newStepCmd(e), newWebhookCmd(e), newDeliveryCmd(e), newTemplateCmd(e), newTokenCmd(e), newBenchCmd(e), newVersionCmd(e))
 	return root
 }
 

@@ -21,6 +21,7 @@ type runFlags struct {
 	secretEnvs  []string
 	secretDirs  []string
 	httpAllow   []string
+	webhookWait time.Duration
 	context     string
 	contextFile string
 	jsonOut     bool
@@ -57,6 +58,7 @@ the database and "tasker resume TASK_ID" continues it.`,
 	cmd.Flags().IntVar(&f.concurrency, "concurrency", 16, "maximum steps running at once")
 	cmd.Flags().DurationVar(&f.stopGrace, "stop-grace", 5*time.Second, "on Ctrl-C, how long running steps may finish before they are interrupted")
 	addStepAccessFlags(cmd, &f.secretEnvs, &f.secretDirs, &f.httpAllow, "environment variables ${env:NAME} references may read, as patterns (repeatable; default all)")
+	cmd.Flags().DurationVar(&f.webhookWait, "webhook-wait", 10*time.Second, "once the task has finished, how long to wait for its webhook deliveries (0: do not wait)")
 	return cmd
 }
 
@@ -87,6 +89,7 @@ were running in a process that died are rescued and run again.`,
 	cmd.Flags().IntVar(&f.concurrency, "concurrency", 16, "maximum steps running at once")
 	cmd.Flags().DurationVar(&f.stopGrace, "stop-grace", 5*time.Second, "on Ctrl-C, how long running steps may finish before they are interrupted")
 	addStepAccessFlags(cmd, &f.secretEnvs, &f.secretDirs, &f.httpAllow, "environment variables ${env:NAME} references may read, as patterns (repeatable; default all)")
+	cmd.Flags().DurationVar(&f.webhookWait, "webhook-wait", 10*time.Second, "once the task has finished, how long to wait for its webhook deliveries (0: do not wait)")
 	return cmd
 }
 
@@ -193,6 +196,7 @@ func drive(ctx context.Context, e *env, c *tasker.Client, task *tasker.Task, f r
 		if stopErr != nil {
 			return exitWith(ExitUsage, stopErr)
 		}
+		flushWebhooks(ctx, e, c, task.ID, f.webhookWait)
 	}
 	final, err := c.Task(context.WithoutCancel(ctx), task.ID)
 	if err != nil {
@@ -211,6 +215,34 @@ func drive(ctx context.Context, e *env, c *tasker.Client, task *tasker.Task, f r
 		return exitWith(ExitTaskFailed, nil)
 	}
 	return nil
+}
+
+// flushWebhooks sends the task's webhook deliveries before the process
+// exits, waiting at most wait, and reports them on stderr.
+func flushWebhooks(ctx context.Context, e *env, c *tasker.Client, taskID string, wait time.Duration) {
+	if wait <= 0 || ctx.Err() != nil {
+		return
+	}
+	fctx, cancel := context.WithTimeout(ctx, wait)
+	_, err := c.FlushDeliveries(fctx, taskID)
+	cancel()
+	if err != nil && fctx.Err() == nil {
+		fmt.Fprintf(e.stderr, "tasker: webhooks: %v\n", err)
+	}
+	all, err := c.Deliveries(context.WithoutCancel(ctx), &tasker.DeliveryListOpts{TaskID: taskID, Limit: 1000})
+	if err != nil || len(all) == 0 {
+		return
+	}
+	n := map[string]int{}
+	for _, d := range all {
+		n[d.State]++
+	}
+	fmt.Fprintf(e.stderr, "tasker: webhooks: %d delivered, %d failed, %d pending\n",
+		n[tasker.DeliveryDelivered], n[tasker.DeliveryFailed], n[tasker.DeliveryPending])
+	if n[tasker.DeliveryPending] > 0 {
+		fmt.Fprintf(e.stderr, "tasker: the pending deliveries are sent by the next tasker process on %s (serve, worker, run or resume); see: tasker delivery list --task %s\n",
+			redact(e.db), taskID)
+	}
 }
 
 // missingHandlers lists the handlers of the task's unfinished steps that

@@ -97,6 +97,7 @@ standard OTEL_EXPORTER_OTLP_ENDPOINT (or ..._TRACES_ENDPOINT) variable is set.`,
 	fl.StringVar(&f.workerID, "worker-id", "", "name of this process in leases (default HOST/PID/RANDOM)")
 	fl.IntVar(&f.maxConns, "max-conns", 0, "PostgreSQL connection pool size (default: the greater of 4 and the CPU count)")
 	addStepAccessFlags(cmd, &f.secretEnv, &f.secretDirs, &f.httpAllow, "environment variables ${env:NAME} references may read, as patterns such as PAYMENTS_* (repeatable; default none)")
+	addSubscriptionsFlag(cmd, &f.subscriptions)
 	return cmd
 }
 
@@ -115,6 +116,10 @@ func runServe(ctx context.Context, e *env, f serveFlags) error {
 			return exitWith(ExitUsage, err)
 		}
 	}
+	subs, err := loadSubscriptions(f.subscriptions)
+	if err != nil {
+		return err
+	}
 	c, err := openRetrying(ctx, e, tasker.Config{Concurrency: f.concurrency, LeaseTTL: f.leaseTTL, SweepInterval: f.sweepInterval,
 		PollInterval: f.pollInterval, StopGrace: f.stopGrace, Retention: f.retention, WorkerID: f.workerID,
 		DisableCommandHandler: !f.enableCommand, MaxConns: f.maxConns, SecretEnv: f.secretEnv, SecretDirs: f.secretDirs, HTTPAllow: f.httpAllow}, log)
@@ -122,6 +127,9 @@ func runServe(ctx context.Context, e *env, f serveFlags) error {
 		return err
 	}
 	defer c.Close()
+	if err := applySubscriptions(ctx, c, subs, f.subscriptions, log); err != nil {
+		return err
+	}
 	for _, path := range f.templates {
 		t, err := c.LoadTemplateFile(ctx, path)
 		if err != nil {

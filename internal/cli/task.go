@@ -352,5 +352,6 @@ in this process, like "tasker resume".`,
 	cmd.Flags().BoolVar(&f.jsonOut, "json", false, "with --run, print the final task document as JSON")
 	addStepAccessFlags(cmd, &f.secretEnvs, &f.secretDirs, &f.httpAllow, "with --run: environment variables ${env:NAME} references may read (default all)")
 	f.stopGrace = 5 * time.Second
+	f.webhookWait = 10 * time.Second
 	return cmd
 }

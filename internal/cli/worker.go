@@ -30,6 +30,41 @@ type workerFlags struct {
 	secretDirs     []string
 	httpAllow      []string
 	metricsAddr    string
+	subscriptions  string
+}
+
+// loadSubscriptions reads the --subscriptions file, before anything is
+// opened, so that a bad file fails at once.
+func loadSubscriptions(path string) ([]tasker.Webhook, error) {
+	if path == "" {
+		return nil, nil
+	}
+	subs, err := tasker.LoadSubscriptionsFile(path)
+	if err != nil {
+		return nil, exitWith(ExitUsage, err)
+	}
+	if subs == nil {
+		subs = []tasker.Webhook{}
+	}
+	return subs, nil
+}
+
+// applySubscriptions records the server-level subscriptions of the file,
+// when one was given.
+func applySubscriptions(ctx context.Context, c *tasker.Client, subs []tasker.Webhook, path string, log *slog.Logger) error {
+	if subs == nil {
+		return nil
+	}
+	if err := c.SetServerSubscriptions(ctx, subs); err != nil {
+		return exitWith(ExitUsage, err)
+	}
+	log.InfoContext(ctx, "webhook subscriptions loaded", slog.String("file", path), slog.Int("count", len(subs)))
+	return nil
+}
+
+// addSubscriptionsFlag adds --subscriptions.
+func addSubscriptionsFlag(cmd *cobra.Command, path *string) {
+	cmd.Flags().StringVar(path, "subscriptions", "", "a webhook subscriptions file; it replaces the server-level subscriptions in the database (without it they are left as they are)")
 }
 
 func newWorkerCmd(e *env) *cobra.Command {
@@ -68,6 +103,7 @@ unreachable the worker keeps retrying with backoff; it never exits on its own.`,
 	cmd.Flags().IntVar(&f.maxConns, "max-conns", 0, "PostgreSQL connection pool size (default: the greater of 4 and the CPU count)")
 	addStepAccessFlags(cmd, &f.secretEnv, &f.secretDirs, &f.httpAllow, "environment variables ${env:NAME} references may read, as patterns such as PAYMENTS_* (repeatable; default none)")
 	cmd.Flags().StringVar(&f.metricsAddr, "metrics-addr", "", "serve /metrics, /health/live and /health/ready without authentication on this address, such as 127.0.0.1:9090 (default: off)")
+	addSubscriptionsFlag(cmd, &f.subscriptions)
 	return cmd
 }
 
@@ -101,6 +137,10 @@ func runWorker(ctx context.Context, e *env, f workerFlags) error {
 	if err != nil {
 		return exitWith(ExitUsage, err)
 	}
+	subs, err := loadSubscriptions(f.subscriptions)
+	if err != nil {
+		return err
+	}
 	c, err := openRetrying(ctx, e, tasker.Config{Concurrency: f.concurrency, LeaseTTL: f.leaseTTL, SweepInterval: f.sweepInterval,
 		PollInterval: f.pollInterval, StopGrace: f.stopGrace, Retention: f.retention, WorkerID: f.workerID,
 		DisableCommandHandler: f.disableCommand, MaxConns: f.maxConns, SecretEnv: f.secretEnv, SecretDirs: f.secretDirs, HTTPAllow: f.httpAllow}, log)
@@ -108,6 +148,9 @@ func runWorker(ctx context.Context, e *env, f workerFlags) error {
 		return err
 	}
 	defer c.Close()
+	if err := applySubscriptions(ctx, c, subs, f.subscriptions, log); err != nil {
+		return err
+	}
 	if f.metricsAddr != "" {
 		stopMetrics, err := serveWorkerMetrics(ctx, c, log, f.metricsAddr)
 		if err != nil {

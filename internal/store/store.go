@@ -142,6 +142,39 @@ type Store interface {
 	// TokenRevoke revokes a token by id (idempotent).
 	TokenRevoke(ctx context.Context, id string, now time.Time) (*Token, error)
 
+	// SubscriptionSync replaces the subscriptions of a source: new ones
+	// start at the end of the event log (they deliver events from now on),
+	// existing ones keep their cursor, and those no longer listed are
+	// deactivated. It returns the source's subscriptions.
+	SubscriptionSync(ctx context.Context, p *SubscriptionSyncParams) ([]*Subscription, error)
+	// SubscriptionList returns subscriptions with their delivery counts,
+	// ordered by id.
+	SubscriptionList(ctx context.Context, p *SubscriptionListParams) ([]*Subscription, error)
+	// SubscriptionAdvance moves a subscription's cursor from From to To
+	// and creates its deliveries, atomically. A cursor that is no longer
+	// From (another process advanced it) is an ErrConflict and changes
+	// nothing. A delivery for an event that already has one is skipped.
+	SubscriptionAdvance(ctx context.Context, p *SubscriptionAdvanceParams) error
+	// DeliveryClaim claims pending deliveries that are due, oldest due
+	// first: it counts an attempt and pushes their next attempt Lease
+	// ahead. Concurrent claims never return the same delivery.
+	DeliveryClaim(ctx context.Context, p *DeliveryClaimParams) ([]*Delivery, error)
+	// DeliveryFinish records an attempt's outcome. A delivery whose
+	// attempt count moved on, or that is no longer pending, is an
+	// ErrConflict.
+	DeliveryFinish(ctx context.Context, p *DeliveryFinishParams) error
+	// DeliveryList lists deliveries, newest first.
+	DeliveryList(ctx context.Context, p *DeliveryListParams) ([]*Delivery, error)
+	// DeliveryGet returns one delivery.
+	DeliveryGet(ctx context.Context, id string) (*Delivery, error)
+	// DeliveryRetry sends a failed or delivered delivery again: pending,
+	// due now, with a fresh attempt budget. A pending one is an
+	// ErrConflict.
+	DeliveryRetry(ctx context.Context, id string, now time.Time) (*Delivery, error)
+	// DeliveryDeleteDelivered deletes deliveries delivered before a time
+	// and returns how many.
+	DeliveryDeleteDelivered(ctx context.Context, before time.Time) (int, error)
+
 	// Ping checks that the store can serve requests.
 	Ping(ctx context.Context) error
 
@@ -549,9 +582,11 @@ type EventListParams struct {
 	After  int64
 	TaskID string
 	StepID string
-	// Namespace and TaskName keep the events of tasks of matching templates.
+	// Namespace, TaskName and Version keep the events of tasks of
+	// matching templates.
 	Namespace string
 	TaskName  string
+	Version   string
 	// Names keeps events whose name matches a pattern: an exact name, or
 	// a prefix ending in ".*" such as "step.*". Empty keeps all.
 	Names []string

@@ -126,6 +126,7 @@ type (
 		contextSchema                         opt[any]
 		defaults                              defaultsSpec
 		events                                []eventSpec
+		subscriptions                         []subscriptionSpec
 		steps                                 []stepSpec
 		envs                                  map[string]*envSpec
 		envNames                              []string
@@ -237,7 +238,7 @@ var (
 // The keys of each mapping of the format.
 func templateKeys() []string {
 	return []string{"namespace", "name", "version", "description", "identity_strategy", "concurrency",
-		"context_schema", "defaults", "events", "steps", "environments"}
+		"context_schema", "defaults", "events", "subscriptions", "steps", "environments"}
 }
 func defaultsKeys() []string    { return []string{"timeout", "retryable", "retry"} }
 func retryKeys() []string       { return []string{"limit", "backoff"} }
@@ -529,6 +530,15 @@ func (c *checker) template(root *node) *templateSpec {
 	if items, p := o.list("events", "events"); items != nil {
 		for i, item := range items {
 			t.events = append(t.events, c.event(item, p.at(i)))
+		}
+	}
+	if items, p := o.list("subscriptions", "subscriptions"); items != nil {
+		if len(items) > MaxSubscriptions {
+			n, _ := o.value("subscriptions")
+			c.r.add(n.line, n.col, p, "too many subscriptions: %d, at most %d", len(items), MaxSubscriptions)
+		}
+		for i, item := range items {
+			t.subscriptions = append(t.subscriptions, c.subscription(item, p.at(i), false))
 		}
 	}
 	if n, p := o.value("steps"); n != nil {

@@ -129,6 +129,11 @@ func compile(root *node, opts ParseOptions, r *reporter) (*Template, error) {
 	}
 
 	compileEvents(t, spec.events, r)
+	declared := make(map[string]bool, len(t.Events))
+	for _, e := range t.Events {
+		declared[e.Name] = true
+	}
+	t.Subscriptions = compileSubscriptions(spec.subscriptions, declared, r)
 	if spec.contextSchema.set {
 		t.contextSchema, t.ContextSchema = compileSchema("context_schema.json", spec.contextSchema, r)
 	}
@@ -202,7 +207,12 @@ func checkOverrides(spec *templateSpec, env *envSpec, index map[string]int, name
 // the initial delay does not exceed the maximum. The same conflict between
 // the same two settings is reported once.
 func resolveRetry(rs retrySpec, r *reporter, reported map[[2]string]bool) retry.Policy {
-	p := retry.Default()
+	return resolveRetryFrom(retry.Default(), rs, r, reported)
+}
+
+// resolveRetryFrom applies the fields set in rs over base.
+func resolveRetryFrom(base retry.Policy, rs retrySpec, r *reporter, reported map[[2]string]bool) retry.Policy {
+	p := base
 	if rs.limit.set {
 		p.Limit = rs.limit.v
 	}

@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+
+	"github.com/tasker-go/tasker/internal/retry"
 )
 
 // The canonical JSON form of a template: the YAML format without
@@ -20,7 +22,16 @@ type (
 		Concurrency      int              `json:"concurrency"`
 		ContextSchema    json.RawMessage  `json:"context_schema,omitempty"`
 		Events           []jsonEvent      `json:"events,omitempty"`
+		Subscriptions    []jsonSub        `json:"subscriptions,omitempty"`
 		Steps            []jsonStep       `json:"steps"`
+	}
+	jsonSub struct {
+		Name    string            `json:"name"`
+		Events  []string          `json:"events"`
+		URL     string            `json:"url"`
+		Secret  string            `json:"secret"`
+		Headers map[string]string `json:"headers,omitempty"`
+		Retry   jsonRetry         `json:"retry"`
 	}
 	jsonEvent struct {
 		Name        string          `json:"name"`
@@ -68,6 +79,10 @@ func (t *Template) MarshalJSON() ([]byte, error) {
 	for _, e := range t.Events {
 		out.Events = append(out.Events, jsonEvent(e))
 	}
+	for _, s := range t.Subscriptions {
+		out.Subscriptions = append(out.Subscriptions, jsonSub{Name: s.Name, Events: s.Events, URL: s.URL, Secret: s.Secret,
+			Headers: s.Headers, Retry: toJSONRetry(s.Retry)})
+	}
 	for i, s := range t.Steps {
 		out.Steps[i] = jsonStep{
 			Name:        s.Name,
@@ -77,18 +92,22 @@ func (t *Template) MarshalJSON() ([]byte, error) {
 			DependsOn:   s.DependsOn,
 			Retryable:   s.Retryable,
 			Timeout:     s.Timeout.String(),
-			Retry: jsonRetry{
-				Limit: s.Retry.Limit,
-				Backoff: jsonBackoff{
-					Initial:    s.Retry.Initial.String(),
-					Multiplier: s.Retry.Multiplier,
-					Max:        s.Retry.Max.String(),
-					Jitter:     s.Retry.Jitter,
-				},
-			},
+			Retry:       toJSONRetry(s.Retry),
 		}
 	}
 	return json.Marshal(out)
+}
+
+func toJSONRetry(p retry.Policy) jsonRetry {
+	return jsonRetry{
+		Limit: p.Limit,
+		Backoff: jsonBackoff{
+			Initial:    p.Initial.String(),
+			Multiplier: p.Multiplier,
+			Max:        p.Max.String(),
+			Jitter:     p.Jitter,
+		},
+	}
 }
 
 // FromJSON rebuilds a template from the output of MarshalJSON. The JSON is

@@ -71,6 +71,9 @@ type Template struct {
 	// Events are the custom events the template's handlers may publish,
 	// in file order.
 	Events []EventDecl
+	// Subscriptions are the webhooks that receive the events of this
+	// template's tasks, in file order.
+	Subscriptions []Subscription
 	// Steps are the steps in file order: Steps[i].Index == i.
 	Steps []Step
 

@@ -167,6 +167,9 @@ func eventListQuery(p *store.EventListParams) (string, []any, error) {
 	if p.TaskName != "" {
 		q += fmt.Sprintf(" AND t.name = $%d", arg(p.TaskName))
 	}
+	if p.Version != "" {
+		q += fmt.Sprintf(" AND t.version = $%d", arg(p.Version))
+	}
 	likes := make([]string, len(prefixes))
 	for i, pre := range prefixes {
 		likes[i] = store.EscapeLike(pre) + "%"

@@ -175,6 +175,10 @@ func eventListQuery(p *store.EventListParams) (string, []any, error) {
 		q += " AND t.name = ?"
 		args = append(args, p.TaskName)
 	}
+	if p.Version != "" {
+		q += " AND t.version = ?"
+		args = append(args, p.Version)
+	}
 	if len(exact)+len(prefixes) > 0 {
 		var or []string
 		if len(exact) > 0 {

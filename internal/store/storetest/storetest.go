@@ -81,6 +81,8 @@ func Exercise(t *testing.T, newStore NewStore) {
 		{"EventListSince", testEventListSince},
 		{"Tokens", testTokens},
 		{"TokenRevoke", testTokenRevoke},
+		{"SubscriptionSync", testSubscriptionSync},
+		{"Deliveries", testDeliveries},
 		{"Ping", testPing},
 	}
 	for _, tc := range tests {

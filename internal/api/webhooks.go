@@ -1,0 +1,111 @@
+package api
+
+import (
+	"net/http"
+
+	"github.com/tasker-go/tasker"
+	"github.com/tasker-go/tasker/internal/auth"
+)
+
+func (s *Server) listWebhooks(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
+	q, err := newQuery(r, "namespace")
+	if err != nil {
+		return err
+	}
+	ns := q.str("namespace", 64)
+	if err := q.err(); err != nil {
+		return err
+	}
+	if p.Namespace != "" {
+		if ns != "" && ns != p.Namespace {
+			writeJSON(w, http.StatusOK, map[string]any{"webhooks": []*tasker.WebhookInfo{}})
+			return nil
+		}
+		ns = p.Namespace
+	}
+	list, err := s.client.Webhooks(r.Context(), ns)
+	if err != nil {
+		return domainError(err)
+	}
+	if list == nil {
+		list = []*tasker.WebhookInfo{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"webhooks": list})
+	return nil
+}
+
+func (s *Server) listDeliveries(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
+	q, err := newQuery(r, "webhook", "state", "task_id", "namespace", "before", "limit")
+	if err != nil {
+		return err
+	}
+	opts := &tasker.DeliveryListOpts{SubscriptionID: q.str("webhook", 300), State: q.str("state", 16), TaskID: q.str("task_id", 64),
+		Namespace: q.str("namespace", 64), Before: q.str("before", 64), Limit: q.integer("limit", 100, 1, 1000)}
+	switch opts.State {
+	case "", tasker.DeliveryPending, tasker.DeliveryDelivered, tasker.DeliveryFailed:
+	default:
+		q.errs = append(q.errs, "state must be one of pending, delivered, failed")
+	}
+	if err := q.err(); err != nil {
+		return err
+	}
+	if p.Namespace != "" {
+		if opts.Namespace != "" && opts.Namespace != p.Namespace {
+			writeJSON(w, http.StatusOK, map[string]any{"deliveries": []*tasker.Delivery{}})
+			return nil
+		}
+		opts.Namespace = p.Namespace
+	}
+	list, err := s.client.Deliveries(r.Context(), opts)
+	if err != nil {
+		return domainError(err)
+	}
+	out := map[string]any{"deliveries": list}
+	if len(list) == opts.Limit {
+		out["next_before"] = list[len(list)-1].ID
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// visibleDelivery loads a delivery, as not found when it is outside the
+// principal's namespace.
+func (s *Server) visibleDelivery(r *http.Request, p *auth.Principal) (*tasker.Delivery, error) {
+	id, err := pathID(r, "id")
+	if err != nil {
+		return nil, err
+	}
+	d, err := s.client.Delivery(r.Context(), id)
+	if err != nil {
+		return nil, domainError(err)
+	}
+	if !p.Sees(d.Namespace) {
+		return nil, notVisible("delivery " + id)
+	}
+	return d, nil
+}
+
+func (s *Server) getDelivery(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
+	d, err := s.visibleDelivery(r, p)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"delivery": d})
+	return nil
+}
+
+func (s *Server) retryDelivery(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
+	d, err := s.visibleDelivery(r, p)
+	if err != nil {
+		return err
+	}
+	if _, err := optionalReason(r); err != nil {
+		return err
+	}
+	out, err := s.client.RetryDelivery(r.Context(), d.ID)
+	if err != nil {
+		return domainError(err)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"delivery": out})
+	return nil
+}
