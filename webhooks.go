@@ -231,3 +231,26 @@ func (c *Client) FlushDeliveries(ctx context.Context, taskID string) (int, error
 		}
 	}
 }
+
+// Webhook delivery headers.
+const (
+	// WebhookDeliveryHeader carries the delivery id, the same on every attempt.
+	WebhookDeliveryHeader = webhook.HeaderDelivery
+	// WebhookEventHeader carries the event name.
+	WebhookEventHeader = webhook.HeaderEvent
+	// WebhookAttemptHeader carries the attempt number, from 1.
+	WebhookAttemptHeader = webhook.HeaderAttempt
+	// WebhookSignatureHeader carries "t=UNIX,v1=HEX": the hex HMAC-SHA256,
+	// keyed with the subscription's secret, of "UNIX." followed by the body.
+	WebhookSignatureHeader = webhook.HeaderSignature
+)
+
+// ErrBadWebhookSignature reports a webhook signature that does not verify.
+var ErrBadWebhookSignature = webhook.ErrBadSignature
+
+// VerifyWebhook checks the signature header of a webhook delivery against
+// the raw body and the subscription's secret, and that it was signed within
+// tolerance of now (0 skips that check). Receivers written in Go use it.
+func VerifyWebhook(secret []byte, signature string, body []byte, now time.Time, tolerance time.Duration) error {
+	return webhook.Verify(secret, signature, body, now, tolerance)
+}
