@@ -64,8 +64,9 @@ one PostgreSQL transaction: all or nothing.`,
 			if err != nil {
 				return exitWith(ExitUsage, err)
 			}
-			fmt.Fprintf(e.stdout, "copied %d templates, %d tasks (%d unfinished), %d steps, %d edges, %d events and %d tokens from %s to %s (schema %s) in %s\n",
-				stats.Templates, stats.Tasks, stats.Unfinished, stats.Steps, stats.Edges, stats.Events, stats.Tokens, from, redact(to), e.schema,
+			fmt.Fprintf(e.stdout, "copied %d templates, %d tasks (%d unfinished), %d steps, %d edges, %d events, %d tokens, %d webhooks and %d deliveries from %s to %s (schema %s) in %s\n",
+				stats.Templates, stats.Tasks, stats.Unfinished, stats.Steps, stats.Edges, stats.Events, stats.Tokens, stats.Subscriptions, stats.Deliveries,
+				from, redact(to), e.schema,
 				time.Since(started).Round(time.Millisecond))
 			if stats.Unfinished > 0 {
 				fmt.Fprintf(e.stdout, "run the unfinished tasks with: tasker worker --db %s --schema %s\n", redact(to), e.schema)

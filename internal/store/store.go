@@ -636,6 +636,9 @@ type Edge struct {
 // Dump is a batch of a store's rows, for copying one store into another.
 type Dump struct {
 	Tokens    []*Token
+	// Subscriptions and Deliveries are the webhook state, cursors kept.
+	Subscriptions []*Subscription
+	Deliveries    []*Delivery
 	Templates []*Template
 	Tasks     []*Task
 	Steps     []*Step
@@ -645,5 +648,5 @@ type Dump struct {
 
 // Size is the number of rows in the batch.
 func (d *Dump) Size() int {
-	return len(d.Tokens) + len(d.Templates) + len(d.Tasks) + len(d.Steps) + len(d.Edges) + len(d.Events)
+	return len(d.Tokens) + len(d.Subscriptions) + len(d.Deliveries) + len(d.Templates) + len(d.Tasks) + len(d.Steps) + len(d.Edges) + len(d.Events)
 }

@@ -20,7 +20,7 @@ var ErrInUse = errors.New("the source store is in use")
 
 // Stats counts what was copied.
 type Stats struct {
-	Tokens, Templates, Tasks, Steps, Edges, Events int
+	Tokens, Subscriptions, Deliveries, Templates, Tasks, Steps, Edges, Events int
 	Unfinished                                     int
 }
 
@@ -47,6 +47,8 @@ func Copy(ctx context.Context, src *sqlite.Store, dst *postgres.Store, now time.
 			}
 		}
 		stats.Tokens += len(d.Tokens)
+		stats.Subscriptions += len(d.Subscriptions)
+		stats.Deliveries += len(d.Deliveries)
 		stats.Templates += len(d.Templates)
 		stats.Tasks += len(d.Tasks)
 		stats.Steps += len(d.Steps)

@@ -11,6 +11,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/tasker-go/tasker"
+	"github.com/tasker-go/tasker/internal/retry"
 	"github.com/tasker-go/tasker/internal/store"
 	"github.com/tasker-go/tasker/internal/store/postgres"
 	"github.com/tasker-go/tasker/internal/store/postgres/pgtest"
@@ -62,6 +63,11 @@ func open(t *testing.T, db, schema string) *tasker.Client {
 	return c
 }
 
+func jsonEqual(a, b json.RawMessage) bool {
+	var x, y any
+	return json.Unmarshal(a, &x) == nil && json.Unmarshal(b, &y) == nil && cmp.Equal(x, y)
+}
+
 func wait(t *testing.T, c *tasker.Client, id string) *tasker.Task {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -103,6 +109,11 @@ func TestCopySQLiteToPostgres(t *testing.T) {
 		finished = append(finished, create(`{}`))
 	}
 	failed := create(`{"fail_step": "b"}`)
+	// A webhook whose receiver is refused: its deliveries stay pending.
+	if err := src.SetServerSubscriptions(ctx, []tasker.Webhook{{Name: "ops", Events: []string{"task.completed"}, URL: "http://10.0.0.1/hook",
+		Secret: "s", Retry: retry.Policy{Limit: 50, Initial: time.Hour, Multiplier: 2, Max: 2 * time.Hour}}}); err != nil {
+		t.Fatal(err)
+	}
 	if err := src.Start(ctx, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -114,6 +125,9 @@ func TestCopySQLiteToPostgres(t *testing.T) {
 	if task := wait(t, src, failed); task.State != tasker.TaskError {
 		t.Fatalf("failing task = %s", task.State)
 	}
+	fctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	src.FlushDeliveries(fctx, finished[0])
+	cancel()
 	if err := src.Stop(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -142,7 +156,8 @@ func TestCopySQLiteToPostgres(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if stats.Tasks != 8 || stats.Unfinished != 4 || stats.Steps != 32 || stats.Templates != 1 || stats.Edges != 32 || stats.Tokens != 1 {
+	if stats.Tasks != 8 || stats.Unfinished != 4 || stats.Steps != 32 || stats.Templates != 1 || stats.Edges != 32 || stats.Tokens != 1 ||
+		stats.Subscriptions != 1 || stats.Deliveries != 3 {
 		t.Fatalf("stats = %+v", stats)
 	}
 	// Every log entry is there, identical, with the same cursor.
@@ -168,6 +183,17 @@ func TestCopySQLiteToPostgres(t *testing.T) {
 		if diff := cmp.Diff(wt, gt); diff != "" {
 			t.Fatalf("task %s differs (-sqlite +postgres):\n%s", id, diff)
 		}
+	}
+	// The webhook keeps its cursor and its pending deliveries.
+	ws, _ := from.SubscriptionList(ctx, &store.SubscriptionListParams{})
+	gs, _ := to.SubscriptionList(ctx, &store.SubscriptionListParams{})
+	if len(ws) != 1 || len(gs) != 1 || ws[0].Cursor != gs[0].Cursor || gs[0].Pending != 3 {
+		t.Fatalf("subscriptions after the copy: %+v, want %+v", gs, ws)
+	}
+	wd, _ := from.DeliveryList(ctx, &store.DeliveryListParams{})
+	gd, _ := to.DeliveryList(ctx, &store.DeliveryListParams{})
+	if diff := cmp.Diff(wd, gd, cmp.Comparer(func(a, b json.RawMessage) bool { return jsonEqual(a, b) })); diff != "" {
+		t.Fatalf("deliveries differ (-sqlite +postgres):\n%s", diff)
 	}
 	// A second copy into the same schema is refused.
 	if _, err := storecopy.Copy(ctx, from, to, time.Now()); !errors.Is(err, postgres.ErrNotEmpty) {

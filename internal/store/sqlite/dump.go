@@ -19,8 +19,8 @@ func (s *Store) ActiveLeases(ctx context.Context, now time.Time) (int, error) {
 }
 
 // Export streams every row of the store to fn in batches of about
-// batchSize rows: templates, then tasks with their steps, edges and log
-// entries. It holds the database's write lock throughout, so the copy is
+// batchSize rows: templates, tokens, webhook subscriptions and deliveries,
+// then tasks with their steps, edges and log entries. It holds the database's write lock throughout, so the copy is
 // consistent and nobody writes meanwhile (other writers wait, then fail
 // with "database is locked").
 func (s *Store) Export(ctx context.Context, batchSize int, fn func(*store.Dump) error) error {
@@ -57,6 +57,28 @@ func (s *Store) Export(ctx context.Context, batchSize int, fn func(*store.Dump) 
 			d.Tokens = append(d.Tokens, t)
 		}
 		if err := errors.Join(trows.Err(), trows.Close()); err != nil {
+			return err
+		}
+		srows, err := tx.QueryContext(ctx, "SELECT "+subscriptionColumns+" FROM subscriptions s ORDER BY s.id")
+		if err != nil {
+			return err
+		}
+		for srows.Next() {
+			sub, err := scanSubscription(srows, false)
+			if err != nil {
+				srows.Close()
+				return err
+			}
+			d.Subscriptions = append(d.Subscriptions, sub)
+		}
+		if err := errors.Join(srows.Err(), srows.Close()); err != nil {
+			return err
+		}
+		drows, err := tx.QueryContext(ctx, "SELECT "+deliveryColumns+" FROM deliveries ORDER BY id")
+		if err != nil {
+			return err
+		}
+		if d.Deliveries, err = collectDeliveries(drows); err != nil {
 			return err
 		}
 		if err := fn(d); err != nil {
