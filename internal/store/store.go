@@ -635,15 +635,15 @@ type Edge struct {
 
 // Dump is a batch of a store's rows, for copying one store into another.
 type Dump struct {
-	Tokens    []*Token
+	Tokens []*Token
 	// Subscriptions and Deliveries are the webhook state, cursors kept.
 	Subscriptions []*Subscription
 	Deliveries    []*Delivery
-	Templates []*Template
-	Tasks     []*Task
-	Steps     []*Step
-	Edges     []Edge
-	Events    []*Event
+	Templates     []*Template
+	Tasks         []*Task
+	Steps         []*Step
+	Edges         []Edge
+	Events        []*Event
 }
 
 // Size is the number of rows in the batch.

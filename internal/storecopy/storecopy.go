@@ -21,7 +21,7 @@ var ErrInUse = errors.New("the source store is in use")
 // Stats counts what was copied.
 type Stats struct {
 	Tokens, Subscriptions, Deliveries, Templates, Tasks, Steps, Edges, Events int
-	Unfinished                                     int
+	Unfinished                                                                int
 }
 
 // Copy copies src into dst, which must hold no task. It refuses to run
