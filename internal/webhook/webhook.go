@@ -282,8 +282,11 @@ func (d *Deliverer) DeliverDue(ctx context.Context) (int, error) {
 	if err != nil || len(claimed) == 0 {
 		return 0, err
 	}
-	subs, err := d.cfg.Store.SubscriptionList(ctx, &store.SubscriptionListParams{})
+	// Claimed deliveries must be sent or given back, even when ctx ends
+	// now: read their subscriptions regardless.
+	subs, err := d.cfg.Store.SubscriptionList(context.WithoutCancel(ctx), &store.SubscriptionListParams{})
 	if err != nil {
+		d.release(ctx, claimed, err)
 		return len(claimed), err
 	}
 	byID := make(map[string]*store.Subscription, len(subs))
@@ -300,6 +303,19 @@ func (d *Deliverer) DeliverDue(ctx context.Context) (int, error) {
 	}
 	wg.Wait()
 	return len(claimed), nil
+}
+
+// release gives claimed deliveries back, due now.
+func (d *Deliverer) release(ctx context.Context, claimed []*store.Delivery, cause error) {
+	now := d.cfg.Clock.Now()
+	for _, del := range claimed {
+		if err := d.cfg.Store.DeliveryFinish(context.WithoutCancel(ctx), &store.DeliveryFinishParams{ID: del.ID, Attempt: del.Attempts,
+			State: store.DeliveryPending, NextAttemptAt: now, LastError: "not sent: " + cause.Error(), Now: now}); err != nil &&
+			!errors.Is(err, store.ErrConflict) {
+			d.cfg.Logger.WarnContext(ctx, "webhooks: cannot give a delivery back; it is sent again after its lease", slog.String("delivery", del.ID),
+				slog.Any("error", err))
+		}
+	}
 }
 
 // deliver sends one delivery and records the outcome.
