@@ -273,3 +273,57 @@ func (c *Client) TaskDiagram(ctx context.Context, id string) (string, error) {
 	}
 	return b.String(), nil
 }
+
+// Overview is a snapshot of the work in the database, for dashboards.
+type Overview struct {
+	// Tasks and Steps count tasks and steps by state.
+	Tasks map[TaskState]int `json:"tasks"`
+	Steps map[StepState]int `json:"steps"`
+	// ReadySteps is the ready-queue depth: steps that could run now. The
+	// queue is not split by namespace: nil for a namespace's overview.
+	ReadySteps *int `json:"ready_steps,omitempty"`
+	// RescuedLastHour counts the steps whose lease expired or whose worker
+	// died or stopped (step.rescued) in the last hour.
+	RescuedLastHour int `json:"rescued_last_hour"`
+}
+
+// Overview counts tasks and steps by state, ready steps and recent
+// rescues, of one namespace when namespace is set. It reads whole tables:
+// call it every few seconds, not per request of a busy service.
+func (c *Client) Overview(ctx context.Context, namespace string) (*Overview, error) {
+	counts, err := c.store.StateCounts(ctx, namespace)
+	if err != nil {
+		return nil, fmt.Errorf("tasker: %w", err)
+	}
+	out := &Overview{Tasks: map[TaskState]int{}, Steps: map[StepState]int{}}
+	for st, n := range counts.Tasks {
+		out.Tasks[st] = n
+	}
+	for st, n := range counts.Steps {
+		out.Steps[st] = n
+	}
+	if namespace == "" {
+		ready, err := c.ReadyCount(ctx)
+		if err != nil {
+			return nil, err
+		}
+		out.ReadySteps = &ready
+	}
+	since := c.clock.Now().Add(-time.Hour)
+	after, err := c.store.EventCursorAt(ctx, since)
+	if err != nil {
+		return nil, fmt.Errorf("tasker: %w", err)
+	}
+	for {
+		evs, err := c.store.EventList(ctx, &store.EventListParams{After: after, Namespace: namespace, Names: []string{string(EventStepRescued)},
+			Since: since, Limit: 1000})
+		if err != nil {
+			return nil, fmt.Errorf("tasker: %w", err)
+		}
+		out.RescuedLastHour += len(evs)
+		if len(evs) < 1000 {
+			return out, nil
+		}
+		after = evs[len(evs)-1].Cursor
+	}
+}

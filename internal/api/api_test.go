@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -263,6 +264,8 @@ func TestAuthorizationMatrix(t *testing.T) {
 			{"GET", "/v1/steps/" + step + "/transitions", nil, auth.RoleViewer, true, false, false},
 			{"GET", "/v1/events", nil, auth.RoleViewer, false, false, true},
 			{"GET", "/v1/analytics", nil, auth.RoleViewer, false, false, true},
+			{"GET", "/v1/me", nil, auth.RoleViewer, false, false, false},
+			{"GET", "/v1/overview", nil, auth.RoleViewer, false, false, true},
 			{"GET", "/v1/webhooks", nil, auth.RoleViewer, false, false, true},
 			{"GET", "/v1/deliveries", nil, auth.RoleViewer, false, false, true},
 			{"GET", "/v1/deliveries/" + delivery, nil, auth.RoleViewer, true, false, false},
@@ -697,5 +700,36 @@ func TestAnalyticsReportsFinishedWork(t *testing.T) {
 	r.json(t, &rep)
 	if len(rep.Templates) != 1 || rep.Templates[0].Namespace != "beta" {
 		t.Errorf("beta token's analytics = %+v", rep.Templates)
+	}
+}
+
+func TestMeAndOverview(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, false)
+	for range 2 {
+		f.createTask("alpha")
+	}
+	f.createTask("beta")
+	var me struct {
+		Role        string
+		Namespace   string
+		Permissions []string
+	}
+	f.do("GET", "/v1/me", f.tokens["viewer"], nil).json(t, &me)
+	if me.Role != "viewer" || slices.Contains(me.Permissions, "steps:reset") || !slices.Contains(me.Permissions, "tasks:read") {
+		t.Errorf("viewer = %+v", me)
+	}
+	f.do("GET", "/v1/me", f.tokens["alpha-operator"], nil).json(t, &me)
+	if me.Role != "operator" || me.Namespace != "alpha" || !slices.Contains(me.Permissions, "steps:reset") || slices.Contains(me.Permissions, "metrics:read") {
+		t.Errorf("alpha operator = %+v", me)
+	}
+	var all, alpha tasker.Overview
+	f.do("GET", "/v1/overview", f.tokens["viewer"], nil).json(t, &all)
+	f.do("GET", "/v1/overview", f.tokens["alpha-operator"], nil).json(t, &alpha)
+	if all.Tasks[tasker.TaskInProgress] != 3 || all.Steps[tasker.StepPending] != 9 || all.ReadySteps == nil || *all.ReadySteps != 3 {
+		t.Errorf("overview = %+v", all)
+	}
+	if alpha.Tasks[tasker.TaskInProgress] != 2 || alpha.Steps[tasker.StepPending] != 6 || alpha.ReadySteps != nil {
+		t.Errorf("alpha overview = %+v", alpha)
 	}
 }

@@ -1379,6 +1379,12 @@ func TestOpenAPIResponsesMatchSchemas(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	c.do(f, oaCall{method: "GET", path: "/v1/me", token: viewer, status: 200})
+	c.do(f, oaCall{method: "GET", path: "/v1/me", token: alphaOp, status: 200})
+	c.do(f, oaCall{method: "GET", path: "/v1/overview", token: viewer, status: 200})
+	c.do(f, oaCall{method: "GET", path: "/v1/overview?namespace=beta", token: alphaOp, status: 200})
+	c.do(f, oaCall{method: "GET", path: "/v1/overview?namespace=%20", token: viewer, status: 200})
+	c.do(f, oaCall{method: "GET", path: "/v1/overview?namespace=" + strings.Repeat("n", 65), token: viewer, status: 400, code: "invalid_parameter"})
 	c.do(f, oaCall{method: "GET", path: "/v1/webhooks", token: viewer, status: 200})
 	c.do(f, oaCall{method: "GET", path: "/v1/webhooks?namespace=alpha", token: betaAdmin, status: 200})
 	c.do(f, oaCall{method: "GET", path: "/v1/webhooks?namespace=" + strings.Repeat("n", 65), token: viewer, status: 400, code: "invalid_parameter"})

@@ -191,6 +191,9 @@ func (s *Server) table() []Route {
 
 		{Method: "GET", Pattern: "/v1/analytics", Permission: auth.AnalyticsRead, handle: s.analytics},
 
+		{Method: "GET", Pattern: "/v1/me", Permission: auth.SessionRead, handle: s.me},
+		{Method: "GET", Pattern: "/v1/overview", Permission: auth.TasksRead, handle: s.overview},
+
 		{Method: "GET", Pattern: "/v1/webhooks", Permission: auth.WebhooksRead, handle: s.listWebhooks},
 		{Method: "GET", Pattern: "/v1/deliveries", Permission: auth.WebhooksRead, handle: s.listDeliveries},
 		{Method: "GET", Pattern: "/v1/deliveries/{id}", Permission: auth.WebhooksRead, handle: s.getDelivery},

@@ -109,3 +109,42 @@ func (s *Server) retryDelivery(w http.ResponseWriter, r *http.Request, p *auth.P
 	writeJSON(w, http.StatusOK, map[string]any{"delivery": out})
 	return nil
 }
+
+func (s *Server) me(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
+	perms := []string{}
+	for _, perm := range auth.Permissions() {
+		if p.Can(perm) && (p.Namespace == "" || perm != auth.MetricsRead) {
+			perms = append(perms, perm.String())
+		}
+	}
+	out := map[string]any{"id": p.ID, "name": p.Name, "role": p.Role, "permissions": perms}
+	if p.Namespace != "" {
+		out["namespace"] = p.Namespace
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (s *Server) overview(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
+	q, err := newQuery(r, "namespace")
+	if err != nil {
+		return err
+	}
+	ns := q.str("namespace", 64)
+	if err := q.err(); err != nil {
+		return err
+	}
+	if p.Namespace != "" {
+		if ns != "" && ns != p.Namespace {
+			ns = "\x00" // nothing matches
+		} else {
+			ns = p.Namespace
+		}
+	}
+	o, err := s.client.Overview(r.Context(), ns)
+	if err != nil {
+		return domainError(err)
+	}
+	writeJSON(w, http.StatusOK, o)
+	return nil
+}

@@ -76,12 +76,19 @@ var (
 	MetricsRead       = Permission{"metrics", "read"}
 	WebhooksRead      = Permission{"webhooks", "read"}
 	DeliveriesRetry   = Permission{"deliveries", "retry"}
+	SessionRead       = Permission{"session", "read"}
 )
+
+// Permissions returns every permission of the API.
+func Permissions() []Permission {
+	return []Permission{TemplatesRead, TemplatesValidate, TemplatesWrite, TasksRead, TasksCreate, TasksCancel, TasksRetry, TasksResolve,
+		StepsRead, StepsReset, StepsResolve, StepsCancel, EventsRead, AnalyticsRead, MetricsRead, WebhooksRead, DeliveriesRetry, SessionRead}
+}
 
 // MinimumRole returns the least role that holds a permission.
 func MinimumRole(p Permission) Role {
 	switch p {
-	case TemplatesRead, TasksRead, StepsRead, EventsRead, AnalyticsRead, MetricsRead, WebhooksRead:
+	case TemplatesRead, TasksRead, StepsRead, EventsRead, AnalyticsRead, MetricsRead, WebhooksRead, SessionRead:
 		return RoleViewer
 	case TemplatesValidate, TasksCreate, TasksCancel, TasksRetry, TasksResolve, StepsReset, StepsResolve, StepsCancel, DeliveriesRetry:
 		return RoleOperator

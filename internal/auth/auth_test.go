@@ -74,7 +74,7 @@ func TestOpaqueTokens(t *testing.T) {
 
 func TestPermissions(t *testing.T) {
 	t.Parallel()
-	reads := []Permission{TemplatesRead, TasksRead, StepsRead, EventsRead, AnalyticsRead, MetricsRead, WebhooksRead}
+	reads := []Permission{TemplatesRead, TasksRead, StepsRead, EventsRead, AnalyticsRead, MetricsRead, WebhooksRead, SessionRead}
 	ops := []Permission{TemplatesValidate, TasksCreate, TasksCancel, TasksRetry, TasksResolve, StepsReset, StepsResolve, StepsCancel, DeliveriesRetry}
 	admin := []Permission{TemplatesWrite}
 	check := func(role Role, perms []Permission, want bool) {
@@ -92,6 +92,9 @@ func TestPermissions(t *testing.T) {
 	check(RoleOperator, ops, true)
 	check(RoleOperator, admin, false)
 	check(RoleAdmin, append(append(reads, ops...), admin...), true)
+	if n := len(reads) + len(ops) + len(admin); n != len(Permissions()) {
+		t.Errorf("Permissions() lists %d permissions, the test knows %d", len(Permissions()), n)
+	}
 	if (&Principal{Role: RoleAdmin}).Can(Permission{"tasks", "delete"}) {
 		t.Error("an unknown permission was granted")
 	}

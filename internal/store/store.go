@@ -83,6 +83,9 @@ type Store interface {
 	// StepCancel cancels an unfinished step; its dependents can then never
 	// run, and an in-progress task with nothing left to run ends in error.
 	StepCancel(ctx context.Context, p *StepActionParams) (*ChangeResult, error)
+	// StateCounts counts tasks and steps by state, of one namespace when
+	// namespace is set.
+	StateCounts(ctx context.Context, namespace string) (*StateCounts, error)
 	// StepCountReady counts steps claimable at now: the ready-queue depth.
 	StepCountReady(ctx context.Context, now time.Time) (int, error)
 
@@ -186,6 +189,12 @@ type Store interface {
 
 	// Close releases the store's resources.
 	Close() error
+}
+
+// StateCounts are numbers of tasks and steps by state.
+type StateCounts struct {
+	Tasks map[lifecycle.TaskState]int
+	Steps map[lifecycle.StepState]int
 }
 
 // Template is a stored template definition.

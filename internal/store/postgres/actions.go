@@ -108,3 +108,38 @@ func (s *Store) StepCountReady(ctx context.Context, now time.Time) (int, error) 
 	}
 	return n, nil
 }
+
+// StateCounts counts tasks and steps by state.
+func (s *Store) StateCounts(ctx context.Context, namespace string) (*store.StateCounts, error) {
+	out := &store.StateCounts{Tasks: map[lifecycle.TaskState]int{}, Steps: map[lifecycle.StepState]int{}}
+	taskQ, stepQ := "SELECT state, COUNT(*) FROM tasks GROUP BY state", "SELECT state, COUNT(*) FROM steps GROUP BY state"
+	var args []any
+	if namespace != "" {
+		taskQ = "SELECT state, COUNT(*) FROM tasks WHERE namespace = $1 GROUP BY state"
+		stepQ = "SELECT s.state, COUNT(*) FROM steps s JOIN tasks t ON t.id = s.task_id WHERE t.namespace = $1 GROUP BY s.state"
+		args = append(args, namespace)
+	}
+	count := func(q string, add func(state string, n int)) error {
+		rows, err := s.pool.Query(ctx, q, args...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var state string
+			var n int
+			if err := rows.Scan(&state, &n); err != nil {
+				return err
+			}
+			add(state, n)
+		}
+		return rows.Err()
+	}
+	if err := count(taskQ, func(st string, n int) { out.Tasks[lifecycle.TaskState(st)] = n }); err != nil {
+		return nil, fmt.Errorf("count tasks: %w", err)
+	}
+	if err := count(stepQ, func(st string, n int) { out.Steps[lifecycle.StepState(st)] = n }); err != nil {
+		return nil, fmt.Errorf("count steps: %w", err)
+	}
+	return out, nil
+}

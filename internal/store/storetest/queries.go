@@ -598,3 +598,46 @@ func testEventCursorAt(t *testing.T, b *bundle) {
 		t.Fatalf("cursor after every event = %d, %v; want the last cursor %d", c, err, last)
 	}
 }
+
+// testStateCounts counts tasks and steps by state, per namespace.
+func testStateCounts(t *testing.T, b *bundle) {
+	b.templateKey(t, "other", "other", "flow", "1.0.0")
+	b.create(t, diamond(), createOpts{})
+	b.create(t, single("a"), createOpts{})
+	b.create(t, single("x"), createOpts{template: "other"})
+	c := b.claim(t, store.StepClaimParams{Limit: 1})
+	b.complete(t, outcome(c.Steps[0], store.OutcomeComplete))
+	all, err := b.s.StateCounts(b.ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if all.Tasks[lifecycle.TaskInProgress]+all.Tasks[lifecycle.TaskComplete] != 3 {
+		t.Fatalf("task counts = %v", all.Tasks)
+	}
+	steps := 0
+	for _, n := range all.Steps {
+		steps += n
+	}
+	if steps != 6 || all.Steps[lifecycle.StepComplete] != 1 {
+		t.Fatalf("step counts = %v", all.Steps)
+	}
+	other, err := b.s.StateCounts(b.ctx, "other")
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherSteps := 0
+	for _, n := range other.Steps {
+		otherSteps += n
+	}
+	otherTasks := 0
+	for _, n := range other.Tasks {
+		otherTasks += n
+	}
+	if otherTasks != 1 || otherSteps != 1 {
+		t.Fatalf("counts of namespace other = %v, %v", other.Tasks, other.Steps)
+	}
+	none, _ := b.s.StateCounts(b.ctx, "nobody")
+	if len(none.Tasks) != 0 || len(none.Steps) != 0 {
+		t.Fatalf("counts of an empty namespace = %v", none)
+	}
+}

@@ -83,6 +83,7 @@ func Exercise(t *testing.T, newStore NewStore) {
 		{"TokenRevoke", testTokenRevoke},
 		{"SubscriptionSync", testSubscriptionSync},
 		{"Deliveries", testDeliveries},
+		{"StateCounts", testStateCounts},
 		{"Ping", testPing},
 	}
 	for _, tc := range tests {
