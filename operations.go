@@ -285,6 +285,9 @@ type Overview struct {
 	// RescuedLastHour counts the steps whose lease expired or whose worker
 	// died or stopped (step.rescued) in the last hour.
 	RescuedLastHour int `json:"rescued_last_hour"`
+	// EventCursor is the cursor of the latest event in the log: read or
+	// stream after it to follow new events only.
+	EventCursor int64 `json:"event_cursor"`
 }
 
 // Overview counts tasks and steps by state, ready steps and recent
@@ -308,6 +311,9 @@ func (c *Client) Overview(ctx context.Context, namespace string) (*Overview, err
 			return nil, err
 		}
 		out.ReadySteps = &ready
+	}
+	if out.EventCursor, err = c.store.EventCursorAt(ctx, c.clock.Now().AddDate(100, 0, 0)); err != nil {
+		return nil, fmt.Errorf("tasker: %w", err)
 	}
 	since := c.clock.Now().Add(-time.Hour)
 	after, err := c.store.EventCursorAt(ctx, since)

@@ -36,6 +36,10 @@ type Config struct {
 	RateBurst int
 	// Metrics serves /metrics; nil answers 404.
 	Metrics http.Handler
+	// Dashboard serves the web dashboard at "/" and "/assets/"; nil
+	// answers 404 there. Its files are public: the data comes from the
+	// API with the user's token.
+	Dashboard http.Handler
 	// EventPoll is how often an event stream looks for new events when no
 	// in-process signal arrives. Default 500ms.
 	EventPoll time.Duration
@@ -127,6 +131,10 @@ func New(cfg Config) (*Server, error) {
 		}))
 	}
 	mux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if cfg.Dashboard != nil && (r.URL.Path == "/" || strings.HasPrefix(r.URL.Path, "/assets/")) {
+			cfg.Dashboard.ServeHTTP(w, r)
+			return
+		}
 		writeProblem(w, r, errorf("not_found", "no endpoint %s %s", r.Method, r.URL.Path))
 	}))
 	s.handler = s.correlate(s.recoverPanics(s.logRequests(mux)))

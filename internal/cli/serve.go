@@ -19,6 +19,7 @@ import (
 	"github.com/tasker-go/tasker"
 	"github.com/tasker-go/tasker/internal/api"
 	"github.com/tasker-go/tasker/internal/auth"
+	"github.com/tasker-go/tasker/internal/dashboard"
 	"github.com/tasker-go/tasker/internal/telemetry"
 )
 
@@ -46,8 +47,9 @@ func newServeCmd(e *env) *cobra.Command {
 		Short: "Serve the REST API (and run steps, like a worker)",
 		Long: `Serve runs Tasker as a service: the REST API under /v1 with its OpenAPI
 document at /openapi.json, the event stream, health endpoints (/health/live,
-/health/ready) and Prometheus metrics (/metrics); and, unless --run-steps=false,
-a worker that runs steps with the built-in handlers.
+/health/ready), Prometheus metrics (/metrics) and the web dashboard (/, sign in
+with a token); and, unless --run-steps=false, a worker that runs steps with the
+built-in handlers.
 
 Authentication is on: requests need "Authorization: Bearer TOKEN" with a token
 from "tasker token create" (or a JWT when --jwt-public-key is set). For local
@@ -151,7 +153,7 @@ func runServe(ctx context.Context, e *env, f serveFlags) error {
 		authn = auth.NewAuthenticator(c, jwtv, nil)
 	}
 	srv, err := api.New(api.Config{Client: c, Auth: authn, DisableAuth: f.noAuth, Logger: log, MaxBodyBytes: f.maxBody,
-		RateLimit: f.rateLimit, RateBurst: f.rateBurst, Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{})})
+		RateLimit: f.rateLimit, RateBurst: f.rateBurst, Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), Dashboard: dashboard.New()})
 	if err != nil {
 		return exitWith(ExitUsage, err)
 	}

@@ -176,6 +176,17 @@ func TestServeEndToEnd(t *testing.T) {
 		t.Errorf("bad token: %d %q", code, stderr)
 	}
 
+	// The dashboard is served at / without a token (its data needs one).
+	page, err := http.Get(base + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	html, _ := io.ReadAll(page.Body)
+	page.Body.Close()
+	if page.StatusCode != 200 || !bytes.Contains(html, []byte(`src="/assets/app.js"`)) || page.Header.Get("Content-Security-Policy") == "" {
+		t.Errorf("dashboard page: %d %s", page.StatusCode, html)
+	}
+
 	// Metrics count the task by template.
 	req, _ := http.NewRequest("GET", base+"/metrics", nil)
 	req.Header.Set("Authorization", "Bearer "+tok.Secret)
