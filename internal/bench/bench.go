@@ -25,6 +25,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/tasker-go/tasker"
 )
 
@@ -40,11 +42,16 @@ const (
 
 // Config configures a scenario. Zero fields take the defaults above.
 type Config struct {
-	// DB is the SQLite database file. Empty means a fresh file in a new
-	// temporary directory, removed when the scenario returns. A given file
-	// keeps the benchmark's template and tasks afterwards, and must not hold
-	// unfinished tasks: the engine would run them too and skew the figures.
+	// DB is the SQLite database file, or a PostgreSQL URL. Empty means a
+	// fresh SQLite file in a new temporary directory, removed when the
+	// scenario returns. A given file keeps the benchmark's template and
+	// tasks afterwards, and must not hold unfinished tasks: the engine would
+	// run them too and skew the figures. On PostgreSQL the scenario runs in
+	// a fresh schema, dropped afterwards, unless Schema names one.
 	DB string `json:"db,omitempty"`
+	// Schema is the PostgreSQL schema to use and keep. Empty means a fresh
+	// one, dropped when the scenario returns.
+	Schema string `json:"schema,omitempty"`
 	// N is the number of tasks of a burn-down. Default 1000.
 	N int `json:"n,omitempty"`
 	// Steps is the length of the chain. Default 40. Burn-down tasks have
@@ -61,6 +68,11 @@ type Config struct {
 	// burn-down, so that the store's group commit can batch them.
 	// Default 8.
 	Inserters int `json:"inserters,omitempty"`
+	// Rate is the steady scenario's task creation rate, per second.
+	// Default 100.
+	Rate float64 `json:"rate,omitempty"`
+	// Duration is how long the steady scenario creates tasks. Default 10s.
+	Duration time.Duration `json:"duration_ns,omitempty"`
 	// Synchronous is SQLite's synchronous setting, "FULL" (the product's
 	// default: every commit is on disk) or "NORMAL". Default "FULL".
 	Synchronous string `json:"synchronous"`
@@ -134,6 +146,9 @@ func (c Config) prepare() (Config, error) {
 // one. cleanup closes the client and removes the temporary database; call
 // it exactly once.
 func open(ctx context.Context, cfg Config) (c *tasker.Client, cleanup func() error, err error) {
+	if tasker.IsPostgresURL(cfg.DB) {
+		return openPostgres(ctx, cfg)
+	}
 	path, dir := cfg.DB, ""
 	if path == "" {
 		dir, err = os.MkdirTemp("", "tasker-bench-")
@@ -159,6 +174,42 @@ func open(ctx context.Context, cfg Config) (c *tasker.Client, cleanup func() err
 		return nil, nil, errors.Join(fmt.Errorf("bench: %w", err), removeDir())
 	}
 	cleanup = func() error { return errors.Join(c.Close(), removeDir()) }
+	if err := checkIdle(ctx, c); err != nil {
+		return nil, nil, errors.Join(err, cleanup())
+	}
+	return c, cleanup, nil
+}
+
+// openPostgres opens a client on the PostgreSQL database of cfg.DB, in
+// cfg.Schema or in a fresh schema dropped by cleanup.
+func openPostgres(ctx context.Context, cfg Config) (*tasker.Client, func() error, error) {
+	schema, drop := cfg.Schema, func() error { return nil }
+	if schema == "" {
+		schema = fmt.Sprintf("bench_%d_%d", os.Getpid(), time.Now().UnixNano()%1e9)
+		drop = func() error {
+			conn, err := pgx.Connect(context.WithoutCancel(ctx), cfg.DB)
+			if err != nil {
+				return fmt.Errorf("bench: drop schema %s: %w", schema, err)
+			}
+			defer conn.Close(context.WithoutCancel(ctx))
+			if _, err := conn.Exec(context.WithoutCancel(ctx), "DROP SCHEMA IF EXISTS "+schema+" CASCADE"); err != nil {
+				return fmt.Errorf("bench: drop schema %s: %w", schema, err)
+			}
+			return nil
+		}
+	}
+	c, err := tasker.Open(ctx, tasker.Config{
+		Database:              cfg.DB,
+		Schema:                schema,
+		DisableCommandHandler: true,
+		Concurrency:           cfg.Concurrency,
+		MaxConns:              max(4, cfg.Concurrency/2),
+		Logger:                cfg.Logger,
+	})
+	if err != nil {
+		return nil, nil, errors.Join(fmt.Errorf("bench: %w", err), drop())
+	}
+	cleanup := func() error { return errors.Join(c.Close(), drop()) }
 	if err := checkIdle(ctx, c); err != nil {
 		return nil, nil, errors.Join(err, cleanup())
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/tasker-go/tasker/internal/bench"
+	"github.com/tasker-go/tasker/internal/store/postgres/pgtest"
 )
 
 // These tests run every scenario at a tiny size so the scenarios keep
@@ -162,5 +163,61 @@ func TestReport(t *testing.T) {
 	}
 	if lines := strings.Split(strings.TrimSpace(buf.String()), "\n"); len(lines) != 2 || !strings.Contains(lines[1], "chain") {
 		t.Errorf("table:\n%s", buf.String())
+	}
+}
+
+func TestFanoutBigSteady(t *testing.T) {
+	t.Parallel()
+	cfg := tiny(t)
+	cfg.N = 3
+	r, err := bench.Fanout(ctx(t), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkBurnDown(t, r, "fanout", 3, 12)
+
+	cfg = tiny(t)
+	cfg.Steps = 300
+	r, err = bench.Big(ctx(t), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkCommon(t, r, "big", 1, 300)
+	if s := r.Scale; s == nil || s.SmallSteps != 100 || s.SmallPerStep <= 0 || s.BigPerStep <= 0 || s.Ratio <= 0 {
+		t.Errorf("scale = %+v", r.Scale)
+	}
+
+	cfg = tiny(t)
+	cfg.Rate, cfg.Duration = 40, 500*time.Millisecond
+	r, err = bench.Steady(ctx(t), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkCommon(t, r, "steady", 20, 4)
+	if s := r.Steady; s == nil || s.Start.Count != 20 || s.Handoff.Count != 60 || s.Handoff.P50 > s.Handoff.P99 || s.Handoff.P99 > s.Handoff.Max {
+		t.Errorf("steady = %+v %+v", r.Steady.Start, r.Steady.Handoff)
+	}
+	if r.PeakRSS <= 0 {
+		t.Error("no peak RSS reported")
+	}
+}
+
+// On PostgreSQL the scenarios run in a schema of their own and report
+// transactions per step.
+func TestBurnDownOnPostgres(t *testing.T) {
+	t.Parallel()
+	url := pgtest.URL(t)
+	cfg := tiny(t)
+	cfg.DB = url
+	r, err := bench.BurnDown(ctx(t), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Store != "postgres" || r.Engine.Completed != 50 || r.DBTxPerStep <= 0 {
+		t.Errorf("result = %+v", r)
+	}
+	rep := bench.NewReport(ctx(t), cfg, r)
+	if !strings.Contains(rep.Machine.PostgresVersion, "PostgreSQL") {
+		t.Errorf("report machine = %+v", rep.Machine)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -21,7 +22,7 @@ import (
 type Result struct {
 	// Scenario is "burn-down", "diamond" or "chain".
 	Scenario string `json:"scenario"`
-	// Store is the storage backend, "sqlite".
+	// Store is the storage backend, "sqlite" or "postgres".
 	Store string `json:"store"`
 	// Synchronous and Concurrency are the settings the scenario ran with.
 	Synchronous string `json:"synchronous"`
@@ -41,8 +42,58 @@ type Result struct {
 	Insert *Insert `json:"insert,omitempty"`
 	// Latency is the per-run latency of a chain.
 	Latency *Latency `json:"latency,omitempty"`
+	// Steady holds the latencies of the steady scenario.
+	Steady *SteadyLatency `json:"steady,omitempty"`
+	// Scale compares the per-step time of a big task with a small one.
+	Scale *Scale `json:"scale,omitempty"`
 	// Engine are the engine's counters over the measured phase.
 	Engine EngineStats `json:"engine"`
+	// DBTxPerStep is the number of PostgreSQL transactions committed per
+	// step over the measured phase (from pg_stat_database, so it counts
+	// every session of the database); 0 on SQLite.
+	DBTxPerStep float64 `json:"db_tx_per_step,omitempty"`
+	// PeakRSS is the peak resident set size of the process, in bytes, when
+	// the scenario ended (0 where the system does not report it).
+	PeakRSS int64 `json:"peak_rss_bytes,omitempty"`
+}
+
+// Percentiles summarizes durations: nearest-rank p50, p95, p99 and the
+// maximum, over Count samples.
+type Percentiles struct {
+	Count int           `json:"count"`
+	P50   time.Duration `json:"p50_ns"`
+	P95   time.Duration `json:"p95_ns"`
+	P99   time.Duration `json:"p99_ns"`
+	Max   time.Duration `json:"max_ns"`
+}
+
+func percentiles(d []time.Duration) *Percentiles {
+	if len(d) == 0 {
+		return &Percentiles{}
+	}
+	sorted := slices.Clone(d)
+	slices.Sort(sorted)
+	return &Percentiles{Count: len(d), P50: percentile(sorted, 50), P95: percentile(sorted, 95), P99: percentile(sorted, 99), Max: sorted[len(sorted)-1]}
+}
+
+// SteadyLatency are the latencies measured at a fixed task rate.
+type SteadyLatency struct {
+	// Rate is the task creation rate asked for, per second.
+	Rate float64 `json:"rate"`
+	// Start is from the CreateTask call to the first step's start.
+	Start *Percentiles `json:"start"`
+	// Handoff is from the completion of a step's last parent to the
+	// step's start.
+	Handoff *Percentiles `json:"handoff"`
+}
+
+// Scale compares one big task with small ones of the same shape.
+type Scale struct {
+	SmallSteps   int           `json:"small_steps"`
+	SmallPerStep time.Duration `json:"small_per_step_ns"`
+	BigPerStep   time.Duration `json:"big_per_step_ns"`
+	// Ratio is BigPerStep / SmallPerStep.
+	Ratio float64 `json:"ratio"`
 }
 
 // Insert describes the insert phase of a burn-down.
@@ -95,13 +146,17 @@ func engineStats(s tasker.Stats) EngineStats {
 }
 
 func newResult(scenario string, cfg Config, n, steps int) *Result {
-	return &Result{Scenario: scenario, Store: "sqlite", Synchronous: cfg.Synchronous, Concurrency: cfg.Concurrency, N: n, Steps: steps}
+	r := &Result{Scenario: scenario, Store: "sqlite", Synchronous: cfg.Synchronous, Concurrency: cfg.Concurrency, N: n, Steps: steps}
+	if tasker.IsPostgresURL(cfg.DB) {
+		r.Store, r.Synchronous = "postgres", "-"
+	}
+	return r
 }
 
 // TableHeader returns the column names of Row.
 func TableHeader() []string {
 	return []string{"scenario", "store", "sync", "conc", "tasks", "steps", "duration", "tasks/s", "steps/s",
-		"insert tasks/s", "p50", "min", "max", "p50/step", "steps/claim", "steps/complete"}
+		"insert tasks/s", "p50", "p95", "p99", "max", "p50/step", "steps/claim", "steps/complete", "tx/step", "rss"}
 }
 
 // Row returns the result as table cells in the order of TableHeader; "-"
@@ -114,12 +169,31 @@ func (r *Result) Row() []string {
 	} else {
 		row = append(row, "-")
 	}
-	if l := r.Latency; l != nil {
-		row = append(row, fmtDuration(l.P50), fmtDuration(l.Min), fmtDuration(l.Max), fmtDuration(l.PerStepP50))
-	} else {
-		row = append(row, "-", "-", "-", "-")
+	switch {
+	case r.Latency != nil:
+		l := r.Latency
+		p := percentiles(l.Runs)
+		row = append(row, fmtDuration(l.P50), fmtDuration(p.P95), fmtDuration(p.P99), fmtDuration(l.Max), fmtDuration(l.PerStepP50))
+	case r.Steady != nil:
+		h := r.Steady.Handoff
+		row = append(row, fmtDuration(h.P50), fmtDuration(h.P95), fmtDuration(h.P99), fmtDuration(h.Max), "-")
+	case r.Scale != nil:
+		row = append(row, "-", "-", "-", "-", fmtDuration(r.Scale.BigPerStep))
+	default:
+		row = append(row, "-", "-", "-", "-", "-")
 	}
-	return append(row, fmt.Sprintf("%.1f", r.Engine.StepsPerClaim), fmt.Sprintf("%.1f", r.Engine.StepsPerComplete))
+	row = append(row, fmt.Sprintf("%.1f", r.Engine.StepsPerClaim), fmt.Sprintf("%.1f", r.Engine.StepsPerComplete))
+	if r.DBTxPerStep > 0 {
+		row = append(row, fmt.Sprintf("%.2f", r.DBTxPerStep))
+	} else {
+		row = append(row, "-")
+	}
+	if r.PeakRSS > 0 {
+		row = append(row, fmt.Sprintf("%d MiB", r.PeakRSS>>20))
+	} else {
+		row = append(row, "-")
+	}
+	return row
 }
 
 // WriteTable writes results as an aligned table with a header.
@@ -171,6 +245,8 @@ type Machine struct {
 	// CPUModel is read from /proc/cpuinfo where there is one.
 	CPUModel  string `json:"cpu_model,omitempty"`
 	GoVersion string `json:"go_version"`
+	// PostgresVersion is the server's version() on PostgreSQL.
+	PostgresVersion string `json:"postgres_version,omitempty"`
 	// Commit is the source revision: from `git rev-parse HEAD` in the
 	// working directory, else from the binary's build information; empty
 	// when neither is known.
@@ -184,7 +260,11 @@ func NewReport(ctx context.Context, cfg Config, results ...*Result) *Report {
 	if cfg.Synchronous != "" {
 		cfg.Synchronous = strings.ToUpper(cfg.Synchronous)
 	}
-	return &Report{Timestamp: time.Now().UTC(), Machine: machineInfo(ctx), Settings: cfg, Results: results}
+	m := machineInfo(ctx)
+	if tasker.IsPostgresURL(cfg.DB) {
+		m.PostgresVersion = postgresVersion(ctx, cfg.DB)
+	}
+	return &Report{Timestamp: time.Now().UTC(), Machine: m, Settings: cfg, Results: results}
 }
 
 func machineInfo(ctx context.Context) Machine {

@@ -58,6 +58,7 @@ func burnDown(ctx context.Context, cfg Config, scenario, yaml string, steps int)
 	// wakes the poll, so a dropped event costs at most one tick.
 	sub := c.Subscribe(&tasker.SubscribeOpts{Names: []string{string(tasker.EventWorkflowTaskFinalized)}, Buffer: 4096})
 	defer sub.Close()
+	commits := pgCommitsSettled(ctx, cfg)
 	start := time.Now()
 	if err := c.Start(ctx, nil); err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
@@ -74,6 +75,8 @@ func burnDown(ctx context.Context, cfg Config, scenario, yaml string, steps int)
 		return nil, fmt.Errorf("bench: %w", err)
 	}
 	res.Engine = engineStats(c.Stats())
+	res.DBTxPerStep = txPerStep(ctx, cfg, commits, cfg.N*steps)
+	res.PeakRSS = peakRSS()
 	failed, err := c.Tasks(ctx, &tasker.TaskListOpts{State: tasker.TaskError, Limit: 1})
 	if err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
@@ -188,6 +191,7 @@ func Chain(ctx context.Context, cfg Config) (res *Result, err error) {
 		}
 	}
 	before := c.Stats()
+	commits := pgCommitsSettled(ctx, cfg)
 	runs := make([]time.Duration, cfg.Runs)
 	for i := range runs {
 		if runs[i], err = runOnce(); err != nil {
@@ -207,7 +211,31 @@ func Chain(ctx context.Context, cfg Config) (res *Result, err error) {
 		return nil, fmt.Errorf("bench: %w", err)
 	}
 	res.Engine = engineStats(diffStats(c.Stats(), before))
+	res.DBTxPerStep = txPerStep(ctx, cfg, commits, cfg.Runs*cfg.Steps)
+	res.PeakRSS = peakRSS()
 	return res, nil
+}
+
+// pgCommitsSettled reads the database's commit count once the statistics
+// of earlier work are flushed; -1 off PostgreSQL.
+func pgCommitsSettled(ctx context.Context, cfg Config) int64 {
+	if !tasker.IsPostgresURL(cfg.DB) {
+		return -1
+	}
+	time.Sleep(1100 * time.Millisecond) // sessions flush their statistics at most once a second
+	return pgCommits(ctx, cfg.DB)
+}
+
+// txPerStep returns the transactions committed since before, per step.
+func txPerStep(ctx context.Context, cfg Config, before int64, steps int) float64 {
+	if before < 0 || steps == 0 {
+		return 0
+	}
+	after := pgCommitsSettled(ctx, cfg)
+	if after < before {
+		return 0
+	}
+	return float64(after-before) / float64(steps)
 }
 
 // latency summarizes the durations of sequential runs of tasks of the given

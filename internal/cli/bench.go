@@ -8,9 +8,11 @@ import (
 	"os"
 	"runtime/pprof"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/tasker-go/tasker"
 	"github.com/tasker-go/tasker/internal/bench"
 )
 
@@ -24,27 +26,43 @@ type benchFlags struct {
 	synchronous string
 	jsonOut     bool
 	cpuProfile  string
+	rate        float64
+	duration    time.Duration
+	width       int
+	bigSteps    int
+	fanoutN     int
+	bigRuns     int
 }
 
-const benchDBNote = `The benchmark runs on a new temporary database that is removed afterwards, so
-it never touches your tasker.db; TASKER_DB is ignored. Pass --db explicitly to
-run on a given file instead: it keeps the benchmark's template and tasks, and
-must not hold unfinished tasks.`
+const benchDBNote = `The benchmark runs on a new temporary SQLite database that is removed
+afterwards, so it never touches your tasker.db; TASKER_DB is ignored. Pass --db
+explicitly to run on a given file instead (it keeps the benchmark's templates
+and tasks, and must not hold unfinished tasks), or a PostgreSQL URL: the
+benchmark then runs in a new schema, dropped afterwards, unless --schema names
+one to use and keep.`
 
 func newBenchCmd(e *env) *cobra.Command {
 	var f benchFlags
 	cmd := &cobra.Command{
 		Use:   "bench",
-		Short: "Measure the engine: burn-down of single-step tasks, a linear chain",
-		Long: `Bench runs performance scenarios on the embedded SQLite store through the same
-API as "tasker run", with the built-in "noop" handler so that only the engine
-is measured, and prints a table (or a JSON report with --json).
+		Short: "Measure the engine: throughput, latency, DAG shapes, on SQLite or PostgreSQL",
+		Long: `Bench runs performance scenarios on SQLite or PostgreSQL through the same API
+as "tasker run", with the built-in "noop" handler so that only the engine is
+measured, and prints a table (or a JSON report with --json).
 
   burn-down  N one-step tasks are created first, then a worker is started and
              timed until all are complete: throughput in tasks/s and steps/s.
   diamond    the same with four-step diamond tasks (a, then b and c, then d).
+  fanout     the same with tasks of a fan-out 1 → 100 → 1.
   chain      one task of a linear chain of steps, run several times one after
              the other: end-to-end latency and overhead per step.
+  big        one task of 10,000 steps against tasks of 100: time per step.
+  steady     diamond tasks created at a fixed rate: latency from creation to
+             the first step's start and from a parent's completion to its
+             child's start (p50, p95, p99, max).
+
+Every result also reports the peak RSS of the process and, on PostgreSQL, the
+transactions committed per step.
 
 ` + benchDBNote + `
 
@@ -118,7 +136,64 @@ steps: the engine's overhead per step.
 	chain.Flags().IntVar(&f.steps, "steps", bench.DefaultChainSteps, "number of steps in the chain")
 	chain.Flags().IntVar(&f.runs, "runs", bench.DefaultRuns, "number of timed runs")
 
-	cmd.AddCommand(burn, diamond, chain)
+	fanout := &cobra.Command{
+		Use:   "fanout",
+		Short: "Throughput of N fan-out tasks (1 → 100 → 1) created up front",
+		Long: `Fanout is burn-down with tasks of a fan-out: a root step, --width parallel
+steps that depend on it, and a join step that depends on them all.
+
+` + benchDBNote,
+		Example: `  tasker bench fanout
+  tasker bench fanout -n 50 --width 200`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runBench(cmd, e, f, bench.Config{N: f.fanoutN, Steps: f.width, Inserters: f.inserters}, bench.Fanout)
+		},
+	}
+	fanout.Flags().IntVarP(&f.fanoutN, "n", "n", bench.DefaultFanoutN, "number of tasks")
+	fanout.Flags().IntVar(&f.width, "width", bench.DefaultFanoutWidth, "parallel steps between the root and the join")
+	fanout.Flags().IntVar(&f.inserters, "inserters", bench.DefaultInserters, "goroutines creating the tasks")
+
+	big := &cobra.Command{
+		Use:   "big",
+		Short: "One task of 10,000 steps against tasks of 100: time per step",
+		Long: `Big runs tasks of 100 steps (a fan-out 1 → 98 → 1) --runs times, then one task
+of --steps steps of the same shape, each from its creation to its completion,
+and compares their times per step: orchestration should cost the same per step
+whatever the size of the task.
+
+` + benchDBNote,
+		Example: `  tasker bench big
+  tasker bench big --steps 5000 --json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runBench(cmd, e, f, bench.Config{Steps: f.bigSteps, Runs: f.bigRuns}, bench.Big)
+		},
+	}
+	big.Flags().IntVar(&f.bigSteps, "steps", bench.DefaultBigSteps, "steps of the big task (at most 10000)")
+	big.Flags().IntVar(&f.bigRuns, "runs", bench.DefaultRuns, "timed runs of the 100-step task")
+
+	steady := &cobra.Command{
+		Use:   "steady",
+		Short: "Latency of diamond tasks created at a fixed rate",
+		Long: `Steady starts a worker, then creates diamond tasks (a, then b and c, then d) at
+--rate per second for --duration, and measures from the engine's events the
+latency from each creation to the first step's start, and from the completion
+of a step's last parent to the step's start (the hand-off), as p50, p95, p99
+and maximum. The table shows the hand-off; --json has both.
+
+` + benchDBNote,
+		Example: `  tasker bench steady
+  tasker bench steady --rate 400 --duration 30s --db postgres://localhost/bench`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runBench(cmd, e, f, bench.Config{Rate: f.rate, Duration: f.duration}, bench.Steady)
+		},
+	}
+	steady.Flags().Float64Var(&f.rate, "rate", bench.DefaultRate, "tasks created per second")
+	steady.Flags().DurationVar(&f.duration, "duration", bench.DefaultDuration, "how long tasks are created")
+
+	cmd.AddCommand(burn, diamond, fanout, chain, big, steady)
 	return cmd
 }
 
@@ -141,6 +216,9 @@ func runBench(cmd *cobra.Command, e *env, f benchFlags, cfg bench.Config,
 		}
 		cfg.DB = e.db
 	}
+	if cmd.Flags().Changed("schema") {
+		cfg.Schema = e.schema
+	}
 	if f.cpuProfile != "" {
 		out, err := os.Create(f.cpuProfile)
 		if err != nil {
@@ -158,8 +236,11 @@ func runBench(cmd *cobra.Command, e *env, f benchFlags, cfg bench.Config,
 		}()
 	}
 	where := "a temporary database"
-	if cfg.DB != "" {
-		where = cfg.DB
+	switch {
+	case tasker.IsPostgresURL(cfg.DB) && cfg.Schema == "":
+		where = redact(cfg.DB) + " (a temporary schema)"
+	case cfg.DB != "":
+		where = redact(cfg.DB)
 	}
 	fmt.Fprintf(e.stderr, "tasker: bench %s on %s (synchronous %s, concurrency %d)\n", cmd.Name(), where, cfg.Synchronous, cfg.Concurrency)
 	res, err := scenario(ctx, cfg)

@@ -1,0 +1,262 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tasker-go/tasker"
+)
+
+// Defaults of the DAG and steady scenarios.
+const (
+	DefaultFanoutN     = 20
+	DefaultFanoutWidth = 100
+	DefaultBigSteps    = 10000
+	DefaultSmallSteps  = 100
+	DefaultRate        = 100
+	DefaultDuration    = 10 * time.Second
+)
+
+// fanoutTemplate returns the template of a fan-out: one root, width
+// parallel steps that depend on it, and one step that depends on them all.
+func fanoutTemplate(name string, width int) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "namespace: bench\nname: %s\nversion: 1.0.0\n", name)
+	fmt.Fprintf(&b, "description: 1 → %d → 1 noop steps (tasker bench)\nsteps:\n  - {name: root, handler: noop}\n", width)
+	deps := make([]string, width)
+	for i := range width {
+		deps[i] = fmt.Sprintf("w%05d", i)
+		fmt.Fprintf(&b, "  - {name: %s, handler: noop, depends_on: [root]}\n", deps[i])
+	}
+	fmt.Fprintf(&b, "  - {name: join, handler: noop, depends_on: [%s]}\n", strings.Join(deps, ", "))
+	return b.String()
+}
+
+// Fanout is BurnDown with cfg.N tasks of a fan-out 1 → cfg.Steps → 1
+// (cfg.Steps defaults to 100 here).
+func Fanout(ctx context.Context, cfg Config) (*Result, error) {
+	if cfg.Steps == 0 {
+		cfg.Steps = DefaultFanoutWidth
+	}
+	if cfg.N == 0 {
+		cfg.N = DefaultFanoutN
+	}
+	width := cfg.Steps
+	return burnDown(ctx, cfg, "fanout", fanoutTemplate(fmt.Sprintf("fanout_%d", width), width), width+2)
+}
+
+// Big runs one task of cfg.Steps steps (default 10,000) shaped as a
+// fan-out 1 → cfg.Steps-2 → 1, from CreateTask to its completion, and
+// compares its time per step with that of tasks of 100 steps of the same
+// shape (cfg.Runs of them, one after the other): the orchestration cost
+// should grow with the number of edges, not faster.
+func Big(ctx context.Context, cfg Config) (res *Result, err error) {
+	if cfg.Steps == 0 {
+		cfg.Steps = DefaultBigSteps
+	}
+	cfg, err = cfg.prepare()
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Steps < 3 {
+		return nil, errors.New("bench: a big task needs at least 3 steps")
+	}
+	c, cleanup, err := open(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { err = errors.Join(err, cleanup()) }()
+	small, err := register(ctx, c, fanoutTemplate("small_fanout", DefaultSmallSteps-2))
+	if err != nil {
+		return nil, err
+	}
+	big, err := register(ctx, c, fanoutTemplate(fmt.Sprintf("big_fanout_%d", cfg.Steps), cfg.Steps-2))
+	if err != nil {
+		return nil, err
+	}
+	if err := c.Start(ctx, nil); err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	run := func(t *tasker.Template) (time.Duration, error) {
+		start := time.Now()
+		created, err := c.CreateTask(ctx, tasker.TaskRequest{Namespace: t.Namespace, Name: t.Name, Version: t.Version})
+		if err != nil {
+			return 0, fmt.Errorf("bench: create task: %w", err)
+		}
+		done, err := c.WaitTask(ctx, created.Task.ID)
+		if err != nil {
+			return 0, fmt.Errorf("bench: wait for task %s: %w", created.Task.ID, err)
+		}
+		if done.State != tasker.TaskComplete {
+			return 0, fmt.Errorf("bench: task %s ended %s, not complete", done.ID, done.State)
+		}
+		return time.Since(start), nil
+	}
+	if _, err := run(small); err != nil { // warm-up
+		return nil, err
+	}
+	var smallRuns []time.Duration
+	for range cfg.Runs {
+		d, err := run(small)
+		if err != nil {
+			return nil, err
+		}
+		smallRuns = append(smallRuns, d)
+	}
+	before := c.Stats()
+	commits := pgCommitsSettled(ctx, cfg)
+	d, err := run(big)
+	if err != nil {
+		return nil, err
+	}
+	res = newResult("big", cfg, 1, cfg.Steps)
+	res.Duration = d
+	res.TasksPerSec = rate(1, d)
+	res.StepsPerSec = rate(cfg.Steps, d)
+	smallP50 := latency(smallRuns, DefaultSmallSteps).PerStepP50
+	res.Scale = &Scale{SmallSteps: DefaultSmallSteps, SmallPerStep: smallP50, BigPerStep: d / time.Duration(cfg.Steps)}
+	if smallP50 > 0 {
+		res.Scale.Ratio = float64(res.Scale.BigPerStep) / float64(smallP50)
+	}
+	if err := c.Stop(ctx); err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	res.Engine = engineStats(diffStats(c.Stats(), before))
+	res.DBTxPerStep = txPerStep(ctx, cfg, commits, cfg.Steps)
+	res.PeakRSS = peakRSS()
+	return res, nil
+}
+
+// Steady creates diamond tasks at cfg.Rate per second for cfg.Duration on
+// a started client and measures, from the engine's events, the latency
+// from each CreateTask call to its first step's start, and from the
+// completion of a step's last parent to the step's start.
+func Steady(ctx context.Context, cfg Config) (res *Result, err error) {
+	if cfg.Rate == 0 {
+		cfg.Rate = DefaultRate
+	}
+	if cfg.Duration == 0 {
+		cfg.Duration = DefaultDuration
+	}
+	cfg, err = cfg.prepare()
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Rate <= 0 || cfg.Duration <= 0 {
+		return nil, errors.New("bench: steady needs a positive rate and duration")
+	}
+	c, cleanup, err := open(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { err = errors.Join(err, cleanup()) }()
+	t, err := register(ctx, c, diamondTemplate)
+	if err != nil {
+		return nil, err
+	}
+	sub := c.Subscribe(&tasker.SubscribeOpts{Names: []string{string(tasker.EventStepExecutionRequested), string(tasker.EventStepCompleted)},
+		Buffer: 1 << 20})
+	defer sub.Close()
+	// The events, collected as they come.
+	type key struct{ task, step string }
+	var (
+		mu        sync.Mutex
+		started   = map[key]time.Time{}
+		completed = map[key]time.Time{}
+		created   = map[string]time.Time{}
+	)
+	collected := make(chan struct{})
+	go func() {
+		defer close(collected)
+		for ev := range sub.Events() {
+			k := key{ev.TaskID, ev.StepName}
+			mu.Lock()
+			switch ev.Name {
+			case tasker.EventStepExecutionRequested:
+				if _, ok := started[k]; !ok { // the first attempt
+					started[k] = ev.OccurredAt
+				}
+			case tasker.EventStepCompleted:
+				completed[k] = ev.OccurredAt
+			}
+			mu.Unlock()
+		}
+	}()
+	if err := c.Start(ctx, nil); err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	before := c.Stats()
+	commits := pgCommitsSettled(ctx, cfg)
+	req := tasker.TaskRequest{Namespace: t.Namespace, Name: t.Name, Version: t.Version}
+	interval := time.Duration(float64(time.Second) / cfg.Rate)
+	n := int(cfg.Rate * cfg.Duration.Seconds())
+	var ids []string
+	begin := time.Now()
+	for i := range n {
+		if wait := time.Until(begin.Add(time.Duration(i) * interval)); wait > 0 {
+			select {
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-time.After(wait):
+			}
+		}
+		at := time.Now()
+		r, err := c.CreateTask(ctx, req)
+		if err != nil {
+			return nil, fmt.Errorf("bench: create task: %w", err)
+		}
+		mu.Lock()
+		created[r.Task.ID] = at
+		mu.Unlock()
+		ids = append(ids, r.Task.ID)
+	}
+	for _, id := range ids {
+		if _, err := c.WaitTask(ctx, id); err != nil {
+			return nil, fmt.Errorf("bench: wait for task %s: %w", id, err)
+		}
+	}
+	elapsed := time.Since(begin)
+	if err := c.Stop(ctx); err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	sub.Close()
+	<-collected
+	var startLat, handoff []time.Duration
+	parents := map[string][]string{"b": {"a"}, "c": {"a"}, "d": {"b", "c"}}
+	for _, id := range ids {
+		if s, ok := started[key{id, "a"}]; ok {
+			startLat = append(startLat, s.Sub(created[id]))
+		}
+		for step, ps := range parents {
+			s, ok := started[key{id, step}]
+			if !ok {
+				continue
+			}
+			var last time.Time
+			for _, p := range ps {
+				if cpl, ok := completed[key{id, p}]; ok && cpl.After(last) {
+					last = cpl
+				}
+			}
+			if !last.IsZero() {
+				handoff = append(handoff, max(s.Sub(last), 0))
+			}
+		}
+	}
+	res = newResult("steady", cfg, n, 4)
+	res.Duration = elapsed
+	res.TasksPerSec = rate(n, elapsed)
+	res.StepsPerSec = rate(4*n, elapsed)
+	res.Steady = &SteadyLatency{Rate: cfg.Rate, Start: percentiles(startLat), Handoff: percentiles(handoff)}
+	if len(startLat) < n {
+		return nil, fmt.Errorf("bench: saw the first step start of %d of %d tasks (events were dropped)", len(startLat), n)
+	}
+	res.Engine = engineStats(diffStats(c.Stats(), before))
+	res.DBTxPerStep = txPerStep(ctx, cfg, commits, 4*n)
+	res.PeakRSS = peakRSS()
+	return res, nil
+}
