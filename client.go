@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"golang.org/x/mod/semver"
 
@@ -318,6 +319,11 @@ func (c *Client) CreateTask(ctx context.Context, req TaskRequest) (*TaskCreated,
 	if req.Namespace == "" || req.Name == "" {
 		return nil, fmt.Errorf("tasker: create task: namespace and name are required: %w", ErrInvalidRequest)
 	}
+	for what, v := range map[string]string{"namespace": req.Namespace, "name": req.Name, "version": req.Version, "idempotency key": req.IdempotencyKey} {
+		if err := checkText(what, v, 255); err != nil {
+			return nil, err
+		}
+	}
 	rec, err := c.currentTemplate(ctx, req.Namespace, req.Name, req.Version)
 	if errors.Is(err, ErrNotFound) {
 		return nil, fmt.Errorf("tasker: create task: no template %s/%s@%s is registered: %w", req.Namespace, req.Name, orLatest(req.Version), ErrInvalidRequest)
@@ -540,11 +546,25 @@ func (c *Client) EventCursorAt(ctx context.Context, t time.Time) (int64, error) 
 	return cur, nil
 }
 
+// checkText rejects text no store can keep: longer than max bytes, not
+// UTF-8, or holding a NUL byte (PostgreSQL text cannot).
+func checkText(what, s string, max int) error {
+	switch {
+	case len(s) > max:
+		return fmt.Errorf("tasker: %s is longer than %d bytes: %w", what, max, ErrInvalidRequest)
+	case !utf8.ValidString(s):
+		return fmt.Errorf("tasker: %s is not valid UTF-8: %w", what, ErrInvalidRequest)
+	case strings.IndexByte(s, 0) >= 0:
+		return fmt.Errorf("tasker: %s holds a NUL byte: %w", what, ErrInvalidRequest)
+	}
+	return nil
+}
+
 // CancelTask cancels a pending or in-progress task and its unfinished
 // steps. Cancelling a cancelled task does nothing.
 func (c *Client) CancelTask(ctx context.Context, id, reason string) (*Task, error) {
-	if len(reason) > 1000 {
-		return nil, fmt.Errorf("tasker: reason is longer than 1000 bytes: %w", ErrInvalidRequest)
+	if err := checkText("reason", reason, 1000); err != nil {
+		return nil, err
 	}
 	if _, err := c.store.TaskCancel(ctx, &store.TaskCancelParams{TaskID: id, Reason: reason, Actor: actorOf(ctx), Now: c.clock.Now()}); err != nil {
 		return nil, fmt.Errorf("tasker: %w", err)
@@ -555,8 +575,8 @@ func (c *Client) CancelTask(ctx context.Context, id, reason string) (*Task, erro
 // RetryTask resets the failed steps of a task in error, each with a fresh
 // retry budget, and resumes the task.
 func (c *Client) RetryTask(ctx context.Context, id, reason string) (*Task, error) {
-	if len(reason) > 1000 {
-		return nil, fmt.Errorf("tasker: reason is longer than 1000 bytes: %w", ErrInvalidRequest)
+	if err := checkText("reason", reason, 1000); err != nil {
+		return nil, err
 	}
 	if _, err := c.store.TaskRetry(ctx, &store.TaskRetryParams{TaskID: id, Reason: reason, Actor: actorOf(ctx), Now: c.clock.Now()}); err != nil {
 		return nil, fmt.Errorf("tasker: %w", err)
@@ -567,8 +587,11 @@ func (c *Client) RetryTask(ctx context.Context, id, reason string) (*Task, error
 // ResolveTask closes a task in error by hand (resolved_manually), for
 // example after the failed work was done another way. A reason is required.
 func (c *Client) ResolveTask(ctx context.Context, id, reason string) (*Task, error) {
-	if strings.TrimSpace(reason) == "" || len(reason) > 1000 {
-		return nil, fmt.Errorf("tasker: resolving a task by hand needs a reason of at most 1000 bytes: %w", ErrInvalidRequest)
+	if strings.TrimSpace(reason) == "" {
+		return nil, fmt.Errorf("tasker: resolving a task by hand needs a reason: %w", ErrInvalidRequest)
+	}
+	if err := checkText("reason", reason, 1000); err != nil {
+		return nil, err
 	}
 	if _, err := c.store.TaskResolve(ctx, &store.TaskRetryParams{TaskID: id, Reason: reason, Actor: actorOf(ctx), Now: c.clock.Now()}); err != nil {
 		return nil, fmt.Errorf("tasker: %w", err)

@@ -85,8 +85,8 @@ func (c *Client) CancelStep(ctx context.Context, stepID, reason string) (*StepDe
 
 func (c *Client) stepAction(ctx context.Context, stepID, reason string,
 	op func(context.Context, *store.StepActionParams) (*store.ChangeResult, error)) (*StepDetail, error) {
-	if len(reason) > 1000 {
-		return nil, fmt.Errorf("tasker: reason is longer than 1000 bytes: %w", ErrInvalidRequest)
+	if err := checkText("reason", reason, 1000); err != nil {
+		return nil, err
 	}
 	if _, err := op(ctx, &store.StepActionParams{StepID: stepID, Reason: reason, Actor: actorOf(ctx), Now: c.clock.Now()}); err != nil {
 		return nil, fmt.Errorf("tasker: %w", err)

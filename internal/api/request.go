@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // decodeJSON reads one JSON object into v, refusing unknown fields,
@@ -90,6 +91,10 @@ func (q *query) str(name string, maxLen int) string {
 	s := q.v.Get(name)
 	if len(s) > maxLen {
 		q.errs = append(q.errs, fmt.Sprintf("%s is longer than %d characters", name, maxLen))
+		return ""
+	}
+	if !utf8.ValidString(s) || strings.IndexByte(s, 0) >= 0 {
+		q.errs = append(q.errs, fmt.Sprintf("%s is not valid UTF-8 text", name))
 		return ""
 	}
 	return s
@@ -176,7 +181,7 @@ func (q *query) err() error {
 // pathID reads a path value that must look like an id.
 func pathID(r *http.Request, name string) (string, error) {
 	id := r.PathValue(name)
-	if id == "" || len(id) > 64 {
+	if id == "" || len(id) > 64 || !utf8.ValidString(id) || strings.IndexByte(id, 0) >= 0 {
 		return "", errorf("not_found", "no such %s", name)
 	}
 	return id, nil

@@ -7,6 +7,19 @@ import (
 	"github.com/tasker-go/tasker/internal/auth"
 )
 
+// scopedNamespace is the namespace filter of a listing for a principal: a
+// confined principal asking for another namespace gets one that matches
+// nothing.
+func scopedNamespace(p *auth.Principal, asked string) string {
+	switch {
+	case p.Namespace == "":
+		return asked
+	case asked != "" && asked != p.Namespace:
+		return "\x00" // no namespace has this name
+	}
+	return p.Namespace
+}
+
 func (s *Server) listWebhooks(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
 	q, err := newQuery(r, "namespace")
 	if err != nil {
@@ -16,14 +29,7 @@ func (s *Server) listWebhooks(w http.ResponseWriter, r *http.Request, p *auth.Pr
 	if err := q.err(); err != nil {
 		return err
 	}
-	if p.Namespace != "" {
-		if ns != "" && ns != p.Namespace {
-			writeJSON(w, http.StatusOK, map[string]any{"webhooks": []*tasker.WebhookInfo{}})
-			return nil
-		}
-		ns = p.Namespace
-	}
-	list, err := s.client.Webhooks(r.Context(), ns)
+	list, err := s.client.Webhooks(r.Context(), scopedNamespace(p, ns))
 	if err != nil {
 		return domainError(err)
 	}
@@ -49,13 +55,7 @@ func (s *Server) listDeliveries(w http.ResponseWriter, r *http.Request, p *auth.
 	if err := q.err(); err != nil {
 		return err
 	}
-	if p.Namespace != "" {
-		if opts.Namespace != "" && opts.Namespace != p.Namespace {
-			writeJSON(w, http.StatusOK, map[string]any{"deliveries": []*tasker.Delivery{}})
-			return nil
-		}
-		opts.Namespace = p.Namespace
-	}
+	opts.Namespace = scopedNamespace(p, opts.Namespace)
 	list, err := s.client.Deliveries(r.Context(), opts)
 	if err != nil {
 		return domainError(err)
@@ -134,14 +134,7 @@ func (s *Server) overview(w http.ResponseWriter, r *http.Request, p *auth.Princi
 	if err := q.err(); err != nil {
 		return err
 	}
-	if p.Namespace != "" {
-		if ns != "" && ns != p.Namespace {
-			ns = "\x00" // nothing matches
-		} else {
-			ns = p.Namespace
-		}
-	}
-	o, err := s.client.Overview(r.Context(), ns)
+	o, err := s.client.Overview(r.Context(), scopedNamespace(p, ns))
 	if err != nil {
 		return domainError(err)
 	}

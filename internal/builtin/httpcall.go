@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"golang.org/x/net/http/httpguts"
 	"io"
 	"mime"
 	"net/http"
@@ -258,12 +259,12 @@ func (c *httpConfig) check() error {
 		return fmt.Errorf(`http config: field "max_response_bytes": %d is not a positive number of bytes`, *c.MaxResponseBytes)
 	}
 	for k := range c.Headers {
-		if !validHeaderName(k) {
+		if !httpguts.ValidHeaderFieldName(k) {
 			return fmt.Errorf("http config: field \"headers\": %q is not a valid header name", k)
 		}
 	}
 	for _, h := range c.ResponseHeaders {
-		if !validHeaderName(h) {
+		if !httpguts.ValidHeaderFieldName(h) {
 			return fmt.Errorf("http config: field \"response_headers\": %q is not a valid header name", h)
 		}
 	}
@@ -271,18 +272,6 @@ func (c *httpConfig) check() error {
 		return fmt.Errorf("http config: field \"body\": a %s request has no body", c.Method)
 	}
 	return nil
-}
-
-func validHeaderName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for _, c := range s {
-		if c > 127 || !strings.ContainsRune("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ", c) {
-			return false
-		}
-	}
-	return true
 }
 
 // request renders the config's values and builds the request; it returns

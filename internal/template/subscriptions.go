@@ -2,6 +2,7 @@ package template
 
 import (
 	"fmt"
+	"golang.org/x/net/http/httpguts"
 	"net/url"
 	"os"
 	"slices"
@@ -118,7 +119,7 @@ func (c *checker) subscription(n *node, p *path, server bool) subscriptionSpec {
 			for _, e := range hn.entries {
 				kp := hp.child(e.key)
 				switch {
-				case e.badKey != "" || !validHeaderName(e.key):
+				case e.badKey != "" || !httpguts.ValidHeaderFieldName(e.key):
 					c.r.add(e.line, e.col, kp, "%q is not a valid header name", e.key+e.badKey)
 				case e.value.kind != kindString:
 					c.r.add(e.value.line, e.value.col, kp, "must be a string, got %s", e.value.describe())
@@ -153,18 +154,6 @@ func checkWebhookURL(raw string) error {
 		return fmt.Errorf("the URL %q has no host", raw)
 	}
 	return nil
-}
-
-func validHeaderName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for _, c := range s {
-		if c > 127 || !strings.ContainsRune("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ", c) {
-			return false
-		}
-	}
-	return true
 }
 
 // compileSubscriptions resolves subscriptions: unique names, event

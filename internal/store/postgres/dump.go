@@ -57,7 +57,7 @@ func (im *Importer) Add(ctx context.Context, d *store.Dump) error {
 	}
 	for _, sub := range d.Subscriptions {
 		if _, err := tx.Exec(ctx, `INSERT INTO subscriptions (id, source, name, namespace, task_name, version, spec, cursor, active, created_at, updated_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9, $10, $11) ON CONFLICT (id) DO NOTHING`,
+			VALUES ($1, $2, $3, $4, $5, $6, $7::json, $8, $9, $10, $11) ON CONFLICT (id) DO NOTHING`,
 			sub.ID, sub.Source, sub.Name, nullString(sub.Namespace), nullString(sub.TaskName), nullString(sub.Version), string(sub.Spec),
 			sub.Cursor, sub.Active, sub.CreatedAt.UTC(), sub.UpdatedAt.UTC()); err != nil {
 			return fmt.Errorf("import subscription %s: %w", sub.ID, err)
@@ -66,7 +66,7 @@ func (im *Importer) Add(ctx context.Context, d *store.Dump) error {
 	for _, dl := range d.Deliveries {
 		if _, err := tx.Exec(ctx, `INSERT INTO deliveries (id, subscription_id, subscription_name, event_cursor, event_name, task_id, namespace,
 			payload, state, attempts, next_attempt_at, last_status, last_error, created_at, updated_at, delivered_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9, $10, $11, $12, $13, $14, $15, $16) ON CONFLICT (id) DO NOTHING`,
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8::json, $9, $10, $11, $12, $13, $14, $15, $16) ON CONFLICT (id) DO NOTHING`,
 			dl.ID, dl.SubscriptionID, dl.SubscriptionName, dl.EventCursor, dl.EventName, dl.TaskID, dl.Namespace, string(dl.Payload),
 			dl.State, dl.Attempts, dl.NextAttemptAt.UTC(), dl.LastStatus, dl.LastError, dl.CreatedAt.UTC(), dl.UpdatedAt.UTC(),
 			nullTime(dl.DeliveredAt)); err != nil {

@@ -52,10 +52,10 @@ func (s *Store) SubscriptionSync(ctx context.Context, p *store.SubscriptionSyncP
 		ids := make([]string, 0, len(p.Subscriptions))
 		for _, sub := range p.Subscriptions {
 			if _, err := tx.Exec(ctx, `INSERT INTO subscriptions (id, source, name, namespace, task_name, version, spec, cursor, active, created_at, updated_at)
-				VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, true, $9, $9)
+				VALUES ($1, $2, $3, $4, $5, $6, $7::json, $8, true, $9, $9)
 				ON CONFLICT (id) DO UPDATE SET namespace = excluded.namespace, task_name = excluded.task_name, version = excluded.version,
 					spec = excluded.spec, active = true,
-					updated_at = CASE WHEN subscriptions.spec = excluded.spec AND subscriptions.active THEN subscriptions.updated_at ELSE excluded.updated_at END`,
+					updated_at = CASE WHEN subscriptions.spec::text = excluded.spec::text AND subscriptions.active THEN subscriptions.updated_at ELSE excluded.updated_at END`,
 				sub.ID, p.Source, sub.Name, nullString(sub.Namespace), nullString(sub.TaskName), nullString(sub.Version), string(sub.Spec),
 				head, p.Now.UTC()); err != nil {
 				return err
@@ -122,7 +122,7 @@ func (s *Store) SubscriptionAdvance(ctx context.Context, p *store.SubscriptionAd
 		var b pgx.Batch
 		for _, d := range p.Deliveries {
 			b.Queue(`INSERT INTO deliveries (id, subscription_id, subscription_name, event_cursor, event_name, task_id, namespace,
-				payload, state, next_attempt_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, 'pending', $9, $9, $9)
+				payload, state, next_attempt_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8::json, 'pending', $9, $9, $9)
 				ON CONFLICT (subscription_id, event_cursor) DO NOTHING`,
 				d.ID, p.ID, d.SubscriptionName, d.EventCursor, d.EventName, d.TaskID, d.Namespace, string(d.Payload), p.Now.UTC())
 		}

@@ -9,7 +9,7 @@ CREATE TABLE IF NOT EXISTS subscriptions (
     namespace  text,                          -- NULL: every namespace
     task_name  text,
     version    text,
-    spec       jsonb NOT NULL,
+    spec       json NOT NULL,
     cursor     bigint NOT NULL,
     active     boolean NOT NULL DEFAULT true,
     created_at timestamptz NOT NULL,
@@ -28,7 +28,7 @@ CREATE TABLE IF NOT EXISTS deliveries (
     event_name        text NOT NULL,
     task_id           text NOT NULL,
     namespace         text NOT NULL,
-    payload           jsonb NOT NULL,
+    payload           json NOT NULL,   -- json, not jsonb: event data may hold \u0000
     state             text NOT NULL,          -- pending, delivered, failed
     attempts          integer NOT NULL DEFAULT 0,
     next_attempt_at   timestamptz NOT NULL,
