@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -395,7 +396,10 @@ func optionalReason(r *http.Request) (string, error) {
 	return b.Reason, nil
 }
 
-func (s *Server) cancelTask(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
+// taskAction runs an operator action on a visible task with the request's
+// reason and answers the task.
+func (s *Server) taskAction(w http.ResponseWriter, r *http.Request, p *auth.Principal, reasonRequired bool,
+	act func(ctx context.Context, id, reason string) (*tasker.Task, error)) error {
 	t, err := s.visibleTask(r, p)
 	if err != nil {
 		return err
@@ -404,49 +408,26 @@ func (s *Server) cancelTask(w http.ResponseWriter, r *http.Request, p *auth.Prin
 	if err != nil {
 		return err
 	}
-	t, err = s.client.CancelTask(r.Context(), t.ID, reason)
-	if err != nil {
+	if reasonRequired && strings.TrimSpace(reason) == "" {
+		return errorf("invalid_json", "reason is required")
+	}
+	if t, err = act(r.Context(), t.ID, reason); err != nil {
 		return domainError(err)
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"task": t})
 	return nil
+}
+
+func (s *Server) cancelTask(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
+	return s.taskAction(w, r, p, false, s.client.CancelTask)
 }
 
 func (s *Server) retryTask(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
-	t, err := s.visibleTask(r, p)
-	if err != nil {
-		return err
-	}
-	reason, err := optionalReason(r)
-	if err != nil {
-		return err
-	}
-	t, err = s.client.RetryTask(r.Context(), t.ID, reason)
-	if err != nil {
-		return domainError(err)
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"task": t})
-	return nil
+	return s.taskAction(w, r, p, false, s.client.RetryTask)
 }
 
 func (s *Server) resolveTask(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
-	t, err := s.visibleTask(r, p)
-	if err != nil {
-		return err
-	}
-	reason, err := optionalReason(r)
-	if err != nil {
-		return err
-	}
-	if strings.TrimSpace(reason) == "" {
-		return errorf("invalid_json", "reason is required")
-	}
-	t, err = s.client.ResolveTask(r.Context(), t.ID, reason)
-	if err != nil {
-		return domainError(err)
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"task": t})
-	return nil
+	return s.taskAction(w, r, p, true, s.client.ResolveTask)
 }
 
 func (s *Server) taskDiagram(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
@@ -505,7 +486,7 @@ func (s *Server) getStep(w http.ResponseWriter, r *http.Request, p *auth.Princip
 }
 
 func (s *Server) stepAction(w http.ResponseWriter, r *http.Request, p *auth.Principal, reasonRequired bool,
-	act func(r *http.Request, id, reason string) (*tasker.StepDetail, error)) error {
+	act func(ctx context.Context, id, reason string) (*tasker.StepDetail, error)) error {
 	st, err := s.visibleStep(r, p)
 	if err != nil {
 		return err
@@ -517,7 +498,7 @@ func (s *Server) stepAction(w http.ResponseWriter, r *http.Request, p *auth.Prin
 	if reasonRequired && strings.TrimSpace(reason) == "" {
 		return errorf("invalid_json", "reason is required")
 	}
-	out, err := act(r, st.ID, reason)
+	out, err := act(r.Context(), st.ID, reason)
 	if err != nil {
 		return domainError(err)
 	}
@@ -526,21 +507,15 @@ func (s *Server) stepAction(w http.ResponseWriter, r *http.Request, p *auth.Prin
 }
 
 func (s *Server) resetStep(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
-	return s.stepAction(w, r, p, false, func(r *http.Request, id, reason string) (*tasker.StepDetail, error) {
-		return s.client.ResetStep(r.Context(), id, reason)
-	})
+	return s.stepAction(w, r, p, false, s.client.ResetStep)
 }
 
 func (s *Server) resolveStep(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
-	return s.stepAction(w, r, p, true, func(r *http.Request, id, reason string) (*tasker.StepDetail, error) {
-		return s.client.ResolveStep(r.Context(), id, reason)
-	})
+	return s.stepAction(w, r, p, true, s.client.ResolveStep)
 }
 
 func (s *Server) cancelStep(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
-	return s.stepAction(w, r, p, false, func(r *http.Request, id, reason string) (*tasker.StepDetail, error) {
-		return s.client.CancelStep(r.Context(), id, reason)
-	})
+	return s.stepAction(w, r, p, false, s.client.CancelStep)
 }
 
 func (s *Server) stepTransitions(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
