@@ -350,18 +350,26 @@ func (s *Server) listTasks(w http.ResponseWriter, r *http.Request, p *auth.Princ
 // visibleTask loads a task with its steps, as not found when it is outside
 // the principal's namespace.
 func (s *Server) visibleTask(r *http.Request, p *auth.Principal) (*tasker.Task, error) {
+	return visible(r, p, "task", s.client.Task, func(t *tasker.Task) string { return t.Namespace })
+}
+
+// visible loads the resource named by the path's id, as not found when it
+// is outside the principal's namespace.
+func visible[T any](r *http.Request, p *auth.Principal, what string, load func(context.Context, string) (T, error),
+	namespace func(T) string) (T, error) {
+	var zero T
 	id, err := pathID(r, "id")
 	if err != nil {
-		return nil, err
+		return zero, err
 	}
-	t, err := s.client.Task(r.Context(), id)
+	v, err := load(r.Context(), id)
 	if err != nil {
-		return nil, domainError(err)
+		return zero, domainError(err)
 	}
-	if !p.Sees(t.Namespace) {
-		return nil, notVisible("task " + id)
+	if !p.Sees(namespace(v)) {
+		return zero, notVisible(what + " " + id)
 	}
-	return t, nil
+	return v, nil
 }
 
 func (s *Server) getTask(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
@@ -404,6 +412,13 @@ func (s *Server) taskAction(w http.ResponseWriter, r *http.Request, p *auth.Prin
 	if err != nil {
 		return err
 	}
+	return answerAction(w, r, "task", t.ID, reasonRequired, act)
+}
+
+// answerAction reads the request's optional reason (required when
+// reasonRequired), runs act on id and answers its result under key.
+func answerAction[T any](w http.ResponseWriter, r *http.Request, key, id string, reasonRequired bool,
+	act func(ctx context.Context, id, reason string) (T, error)) error {
 	reason, err := optionalReason(r)
 	if err != nil {
 		return err
@@ -411,10 +426,11 @@ func (s *Server) taskAction(w http.ResponseWriter, r *http.Request, p *auth.Prin
 	if reasonRequired && strings.TrimSpace(reason) == "" {
 		return errorf("invalid_json", "reason is required")
 	}
-	if t, err = act(r.Context(), t.ID, reason); err != nil {
+	out, err := act(r.Context(), id, reason)
+	if err != nil {
 		return domainError(err)
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"task": t})
+	writeJSON(w, http.StatusOK, map[string]any{key: out})
 	return nil
 }
 
@@ -462,18 +478,7 @@ func (s *Server) taskTransitions(w http.ResponseWriter, r *http.Request, p *auth
 // --- steps ---
 
 func (s *Server) visibleStep(r *http.Request, p *auth.Principal) (*tasker.StepDetail, error) {
-	id, err := pathID(r, "id")
-	if err != nil {
-		return nil, err
-	}
-	st, err := s.client.Step(r.Context(), id)
-	if err != nil {
-		return nil, domainError(err)
-	}
-	if !p.Sees(st.Namespace) {
-		return nil, notVisible("step " + id)
-	}
-	return st, nil
+	return visible(r, p, "step", s.client.Step, func(st *tasker.StepDetail) string { return st.Namespace })
 }
 
 func (s *Server) getStep(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
@@ -491,19 +496,7 @@ func (s *Server) stepAction(w http.ResponseWriter, r *http.Request, p *auth.Prin
 	if err != nil {
 		return err
 	}
-	reason, err := optionalReason(r)
-	if err != nil {
-		return err
-	}
-	if reasonRequired && strings.TrimSpace(reason) == "" {
-		return errorf("invalid_json", "reason is required")
-	}
-	out, err := act(r.Context(), st.ID, reason)
-	if err != nil {
-		return domainError(err)
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"step": out})
-	return nil
+	return answerAction(w, r, "step", st.ID, reasonRequired, act)
 }
 
 func (s *Server) resetStep(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {

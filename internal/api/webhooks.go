@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"net/http"
 
 	"github.com/tasker-go/tasker"
@@ -71,18 +72,7 @@ func (s *Server) listDeliveries(w http.ResponseWriter, r *http.Request, p *auth.
 // visibleDelivery loads a delivery, as not found when it is outside the
 // principal's namespace.
 func (s *Server) visibleDelivery(r *http.Request, p *auth.Principal) (*tasker.Delivery, error) {
-	id, err := pathID(r, "id")
-	if err != nil {
-		return nil, err
-	}
-	d, err := s.client.Delivery(r.Context(), id)
-	if err != nil {
-		return nil, domainError(err)
-	}
-	if !p.Sees(d.Namespace) {
-		return nil, notVisible("delivery " + id)
-	}
-	return d, nil
+	return visible(r, p, "delivery", s.client.Delivery, func(d *tasker.Delivery) string { return d.Namespace })
 }
 
 func (s *Server) getDelivery(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
@@ -99,15 +89,9 @@ func (s *Server) retryDelivery(w http.ResponseWriter, r *http.Request, p *auth.P
 	if err != nil {
 		return err
 	}
-	if _, err := optionalReason(r); err != nil {
-		return err
-	}
-	out, err := s.client.RetryDelivery(r.Context(), d.ID)
-	if err != nil {
-		return domainError(err)
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"delivery": out})
-	return nil
+	return answerAction(w, r, "delivery", d.ID, false, func(ctx context.Context, id, _ string) (*tasker.Delivery, error) {
+		return s.client.RetryDelivery(ctx, id)
+	})
 }
 
 func (s *Server) me(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
