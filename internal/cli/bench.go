@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"runtime/pprof"
+	"runtime/trace"
 	"strings"
 	"time"
 
@@ -26,6 +27,7 @@ type benchFlags struct {
 	synchronous string
 	jsonOut     bool
 	cpuProfile  string
+	trace       string
 	rate        float64
 	duration    time.Duration
 	width       int
@@ -77,6 +79,7 @@ See docs/performance.md for the figures measured so far and what limits them.`,
 	cmd.PersistentFlags().StringVar(&f.synchronous, "synchronous", bench.DefaultSynchronous, "SQLite synchronous setting: FULL (the product default) or NORMAL")
 	cmd.PersistentFlags().BoolVar(&f.jsonOut, "json", false, "print a JSON report (machine, settings, results) instead of a table")
 	cmd.PersistentFlags().StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file (read it with go tool pprof)")
+	cmd.PersistentFlags().StringVar(&f.trace, "trace", "", "write an execution trace of the whole run to this file (read it with go tool trace): where the time goes when the CPU is idle")
 
 	burn := &cobra.Command{
 		Use:   "burn-down",
@@ -232,6 +235,22 @@ func runBench(cmd *cobra.Command, e *env, f benchFlags, cfg bench.Config,
 			pprof.StopCPUProfile()
 			if cerr := out.Close(); cerr != nil && err == nil {
 				err = exitWith(ExitUsage, fmt.Errorf("cpu profile: %w", cerr))
+			}
+		}()
+	}
+	if f.trace != "" {
+		out, err := os.Create(f.trace)
+		if err != nil {
+			return exitWith(ExitUsage, fmt.Errorf("trace: %w", err))
+		}
+		if err := trace.Start(out); err != nil {
+			out.Close()
+			return exitWith(ExitUsage, fmt.Errorf("trace: %w", err))
+		}
+		defer func() {
+			trace.Stop()
+			if cerr := out.Close(); cerr != nil && err == nil {
+				err = exitWith(ExitUsage, fmt.Errorf("trace: %w", cerr))
 			}
 		}()
 	}

@@ -52,29 +52,33 @@ func (s *Store) stepAction(ctx context.Context, a store.StepAction, p *store.Ste
 		meta := store.Metadata{Reason: p.Reason, Actor: p.Actor}
 		c.operator = meta
 		if plan.Resume {
-			if err := c.transitionTask(ctx, tx, t, lifecycle.TaskPending, meta); err != nil {
+			if err := c.transitionTask(t, lifecycle.TaskPending, meta); err != nil {
 				return err
 			}
 		}
-		if err := c.applyStep(ctx, tx, t, st, stepChange{to: a.Target(), meta: meta, raiseLimit: a == store.ActionReset}); err != nil {
+		if err := c.applyStep(t, st, stepChange{to: a.Target(), meta: meta, raiseLimit: a == store.ActionReset}); err != nil {
 			return err
 		}
 		// A resolve decides after the fact, from what the step's release
 		// made ready: its event comes first, then the task's resumption.
 		if plan.ResumeIfProgress {
+			// What the release made ready is known once it is sent.
+			if err := c.sync(ctx, tx); err != nil {
+				return err
+			}
 			done := t.StepsDone
 			if d := c.deltas[t.ID]; d != nil {
 				done += d.done
 			}
 			if store.ResolveResumes(c.readyCount(t.ID), done, t.StepsTotal) {
-				if err := c.transitionTask(ctx, tx, t, lifecycle.TaskPending, meta); err != nil {
+				if err := c.transitionTask(t, lifecycle.TaskPending, meta); err != nil {
 					return err
 				}
 				plan.Resume = true
 			}
 		}
 		if plan.Resume {
-			if err := c.transitionTask(ctx, tx, t, lifecycle.TaskInProgress, meta); err != nil {
+			if err := c.transitionTask(t, lifecycle.TaskInProgress, meta); err != nil {
 				return err
 			}
 		}
@@ -97,7 +101,7 @@ func (c *change) readyCount(taskID string) int {
 	return 0
 }
 
-// countReadySQL counts claimable steps (steps_ready).
+// countReadySQL counts claimable steps (steps_claim).
 const countReadySQL = "SELECT COUNT(*) FROM steps WHERE run_at IS NOT NULL AND run_at <= $1"
 
 // StepCountReady counts steps claimable at now.

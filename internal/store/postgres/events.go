@@ -14,9 +14,9 @@ import (
 	"github.com/tasker-go/tasker/internal/store"
 )
 
-// appendEvents inserts log entries in one statement and sets their cursors.
-// The caller holds the log's advisory lock.
-func appendEvents(ctx context.Context, tx pgx.Tx, evs []*store.Event) error {
+// queueEvents adds to b the statement that inserts log entries and sets
+// their cursors. It runs under the log's advisory lock, queued before it.
+func queueEvents(b *pgx.Batch, evs []*store.Event) error {
 	n := len(evs)
 	var (
 		taskIDs   = make([]string, n)
@@ -45,26 +45,25 @@ func appendEvents(ctx context.Context, tx pgx.Tx, evs []*store.Event) error {
 		datas[i] = data
 		times[i] = e.OccurredAt.UTC()
 	}
-	rows, err := tx.Query(ctx, `INSERT INTO events (task_id, step_id, step_name, seq, from_state, to_state, name, data, occurred_at)
+	b.Queue(`INSERT INTO events (task_id, step_id, step_name, seq, from_state, to_state, name, data, occurred_at)
 		SELECT t, s, sn, q, f, o, n, d::json, at
 		FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[], $6::text[], $7::text[], $8::text[], $9::timestamptz[])
 			WITH ORDINALITY AS u(t, s, sn, q, f, o, n, d, at, ord)
 		ORDER BY ord
-		RETURNING cursor`, taskIDs, stepIDs, stepNames, seqs, froms, tos, names, datas, times)
-	if err != nil {
-		return fmt.Errorf("insert events: %w", err)
-	}
-	cursors, err := pgx.CollectRows(rows, pgx.RowTo[int64])
-	if err != nil {
-		return fmt.Errorf("insert events: %w", err)
-	}
-	if len(cursors) != n {
-		return fmt.Errorf("insert events: %d cursors for %d rows", len(cursors), n)
-	}
-	slices.Sort(cursors)
-	for i, e := range evs {
-		e.Cursor = cursors[i]
-	}
+		RETURNING cursor`, taskIDs, stepIDs, stepNames, seqs, froms, tos, names, datas, times).Query(func(rows pgx.Rows) error {
+		cursors, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+		if err != nil {
+			return fmt.Errorf("insert events: %w", err)
+		}
+		if len(cursors) != n {
+			return fmt.Errorf("insert events: %d cursors for %d rows", len(cursors), n)
+		}
+		slices.Sort(cursors)
+		for i, e := range evs {
+			e.Cursor = cursors[i]
+		}
+		return nil
+	})
 	return nil
 }
 

@@ -92,9 +92,9 @@ func TestHotQueriesUseTheirIndexes(t *testing.T) {
 		args  []any
 		index string
 	}{
-		{"claim", claimSQL, []any{now, []string{"h"}, nil, nil, nil, 10, "w", int64(1), now}, "steps_ready"},
+		{"claim", claimSQL, []any{now, []string{"h"}, nil, nil, nil, 10, "w", int64(1), now}, "steps_claim"},
 		{"rescue", expiredLeasesSQL, []any{now, nil, 1000}, "steps_leased"},
-		{"release children", releaseChildrenSQL, []any{now, stepID}, "step_edges_pkey"},
+		{"release children", releaseChildrenSQL, []any{now, []string{stepID}}, "step_edges_pkey"},
 		{"dependency results", dependencyResultsSQL, []any{[]string{stepID}}, "step_edges_child"},
 		{"leftover tasks", leftoverTasksSQL, []any{1000}, "tasks_state_created"},
 		{"task history", taskHistory, taskHistoryArgs, "events_task"},
@@ -104,7 +104,7 @@ func TestHotQueriesUseTheirIndexes(t *testing.T) {
 		{"task list by state", listState, listStateArgs, "tasks_state_created"},
 		{"task list by namespace", listNS, listNSArgs, "tasks_namespace_created"},
 		{"task list by template", listName, listNameArgs, "tasks_name_created"},
-		{"ready queue depth", countReadySQL, []any{now}, "steps_ready"},
+		{"ready queue depth", countReadySQL, []any{now}, "steps_claim"},
 	}
 	for _, tc := range tests {
 		tx, err := s.pool.Begin(ctx)
@@ -128,9 +128,16 @@ func TestHotQueriesUseTheirIndexes(t *testing.T) {
 			plan += line + "\n"
 		}
 		rows.Close()
+		if err := rows.Err(); err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
 		_ = tx.Rollback(ctx)
 		if !strings.Contains(plan, tc.index) {
 			t.Errorf("%s does not use %s:\n%s", tc.name, tc.index, plan)
+		}
+		// A claim must stop after its LIMIT, not sort every ready step.
+		if tc.name == "claim" && strings.Contains(plan, "Sort") {
+			t.Errorf("%s sorts instead of reading %s in order:\n%s", tc.name, tc.index, plan)
 		}
 	}
 }

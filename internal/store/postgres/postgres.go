@@ -225,28 +225,23 @@ func (s *Store) runOnce(ctx context.Context, now time.Time, fn txFunc) (*change,
 	if err := fn(ctx, tx, c); err != nil {
 		return nil, err
 	}
-	if err := c.flush(ctx, tx); err != nil {
+	if err := c.settle(ctx, tx); err != nil {
 		return nil, err
 	}
 	if len(c.events) == 0 {
+		if err := c.finish(ctx, tx, s); err != nil {
+			return nil, err
+		}
 		if err := tx.Commit(ctx); err != nil {
 			return nil, err
 		}
 		return c, nil
 	}
-	if c.notify {
-		if _, err := tx.Exec(ctx, "SELECT pg_notify($1, '')", s.channel); err != nil {
-			return nil, err
-		}
-	}
-	// Append the events last, under the log's advisory lock, and announce
-	// them in commit order.
+	// The events go last, under the log's advisory lock, and are announced
+	// in commit order.
 	s.commitMu.Lock()
 	defer s.commitMu.Unlock()
-	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", s.lockKey); err != nil {
-		return nil, err
-	}
-	if err := appendEvents(ctx, tx, c.events); err != nil {
+	if err := c.finish(ctx, tx, s); err != nil {
 		return nil, err
 	}
 	if err := tx.Commit(ctx); err != nil {

@@ -95,7 +95,7 @@ type stepChange struct {
 // current state (and lease, when in progress), records the transition,
 // keeps its task's counters, and releases its children when it satisfies
 // them. The step's task must be locked by this transaction.
-func (c *change) applyStep(ctx context.Context, tx pgx.Tx, t *taskRow, st *store.Step, ch stepChange) error {
+func (c *change) applyStep(t *taskRow, st *store.Step, ch stepChange) error {
 	d, err := lifecycle.Step(st.State, ch.to)
 	if err != nil {
 		return fmt.Errorf("step %s (%s): %w", st.Name, st.ID, err)
@@ -115,41 +115,22 @@ func (c *change) applyStep(ctx context.Context, tx pgx.Tx, t *taskRow, st *store
 	if ch.to.Terminal() || ch.to == lifecycle.StepError {
 		finishedAt = &c.now
 	}
-	set := []string{"state = $1", "seq = seq + 1", "updated_at = $2", "run_at = $3", "finished_at = $4"}
-	args := []any{string(ch.to), c.now, runAt, finishedAt}
-	add := func(expr string, v any) {
-		args = append(args, v)
-		set = append(set, fmt.Sprintf(expr, len(args)))
-	}
-	if from == lifecycle.StepInProgress {
-		set = append(set, "lease_owner = NULL", "lease_token = NULL", "lease_expires_at = NULL")
-	}
+	w := stepWrite{id: st.ID, from: string(from), to: string(ch.to), runAt: runAt, finishedAt: finishedAt,
+		leased: from == lifecycle.StepInProgress, token: st.LeaseToken, attempt: int32(st.Attempts)}
 	if ch.to == lifecycle.StepComplete {
-		add("results = $%d::json", string(ch.results))
+		r := string(ch.results)
+		w.results = &r
 	}
 	if ch.errMsg != "" || ch.errClass != "" {
-		add("last_error = $%d", nullString(ch.errMsg))
-		add("error_class = $%d", nullString(ch.errClass))
+		w.setError, w.errMsg, w.errClass = true, nullString(ch.errMsg), nullString(ch.errClass)
 	}
-	if ch.raiseLimit {
-		set = append(set, "retry_limit = attempts + max_attempts")
+	switch {
+	case ch.raiseLimit:
+		w.limit = limitRaise
+	case ch.refund:
+		w.limit = limitRefund
 	}
-	if ch.refund {
-		set = append(set, "retry_limit = retry_limit + 1")
-	}
-	args = append(args, st.ID, string(from))
-	where := fmt.Sprintf("id = $%d AND state = $%d", len(args)-1, len(args))
-	if from == lifecycle.StepInProgress {
-		args = append(args, st.LeaseToken, st.Attempts)
-		where += fmt.Sprintf(" AND lease_token = $%d AND attempts = $%d", len(args)-1, len(args))
-	}
-	tag, err := tx.Exec(ctx, "UPDATE steps SET "+strings.Join(set, ", ")+" WHERE "+where, args...)
-	if err != nil {
-		return fmt.Errorf("transition step %s: %w", st.ID, err)
-	}
-	if tag.RowsAffected() != 1 {
-		return fmt.Errorf("transition step %s %s → %s: state changed concurrently: %w", st.ID, from, ch.to, store.ErrConflict)
-	}
+	c.writeStep(w)
 	st.State = ch.to
 	st.Seq++
 	st.RunAt = utc(runAt)
@@ -172,53 +153,11 @@ func (c *change) applyStep(ctx context.Context, tx pgx.Tx, t *taskRow, st *store
 		c.addReady(t.ID, []string{st.Name})
 	}
 	if done == 1 {
-		ready, err := c.releaseChildren(ctx, tx, st.ID)
-		if err != nil {
-			return err
-		}
-		open += len(ready)
-		c.addReady(t.ID, ready)
+		// Its children are released when the change's writes are sent.
+		c.released = append(c.released, st.ID)
 	}
 	c.delta(t.ID, done, open)
 	return nil
-}
-
-// releaseChildren decrements the remaining-dependency counter of a step's
-// children and makes those that reached zero ready.
-func (c *change) releaseChildren(ctx context.Context, tx pgx.Tx, stepID string) ([]string, error) {
-	rows, err := tx.Query(ctx, releaseChildrenSQL, c.now, stepID)
-	if err != nil {
-		return nil, fmt.Errorf("release children of %s: %w", stepID, err)
-	}
-	type child struct {
-		idx  int
-		name string
-	}
-	var ready []child
-	for rows.Next() {
-		var (
-			ch    child
-			deps  int
-			state string
-		)
-		if err := rows.Scan(&ch.idx, &ch.name, &deps, &state); err != nil {
-			rows.Close()
-			return nil, err
-		}
-		if deps == 0 && state == string(lifecycle.StepPending) {
-			ready = append(ready, ch)
-		}
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	slices.SortFunc(ready, func(a, b child) int { return a.idx - b.idx })
-	names := make([]string, len(ready))
-	for i, ch := range ready {
-		names[i] = ch.name
-	}
-	return names, nil
 }
 
 // StepClaim claims ready steps under a lease with FOR UPDATE SKIP LOCKED:
@@ -235,28 +174,26 @@ func (s *Store) StepClaim(ctx context.Context, p *store.StepClaimParams) (*store
 		res.Steps = nil
 		now := c.now
 		expires := now.Add(p.LeaseTTL)
-		rows, err := tx.Query(ctx, claimSQL,
-			now, nilIfEmpty(p.Handlers), nilIfEmpty(p.TemplateIDs), nilIfEmpty(p.ExcludeTemplateIDs), nilIfEmpty(p.TaskIDs),
-			p.Limit, p.Worker, p.LeaseToken, expires)
-		if err != nil {
-			return fmt.Errorf("claim: %w", err)
-		}
 		type claimed struct {
 			from lifecycle.StepState
 			st   *store.Step
 		}
 		var got []claimed
-		for rows.Next() {
-			var from string
-			st, err := scanStep(prependScan{row: rows, first: &from})
-			if err != nil {
-				rows.Close()
-				return fmt.Errorf("claim: %w", err)
+		b := &pgx.Batch{}
+		b.Queue(indexPlansSQL)
+		b.Queue(claimSQL, now, nilIfEmpty(p.Handlers), nilIfEmpty(p.TemplateIDs), nilIfEmpty(p.ExcludeTemplateIDs),
+			nilIfEmpty(p.TaskIDs), p.Limit, p.Worker, p.LeaseToken, expires).Query(func(rows pgx.Rows) error {
+			for rows.Next() {
+				var from string
+				st, err := scanStep(prependScan{row: rows, first: &from})
+				if err != nil {
+					return err
+				}
+				got = append(got, claimed{lifecycle.StepState(from), st})
 			}
-			got = append(got, claimed{lifecycle.StepState(from), st})
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
+			return rows.Err()
+		})
+		if err := tx.SendBatch(ctx, b).Close(); err != nil {
 			return fmt.Errorf("claim: %w", err)
 		}
 		if len(got) == 0 {
@@ -276,11 +213,7 @@ func (s *Store) StepClaim(ctx context.Context, p *store.StepClaimParams) (*store
 				taskIDs = append(taskIDs, g.st.TaskID)
 			}
 		}
-		tasks, err := taskHeads(ctx, tx, taskIDs)
-		if err != nil {
-			return err
-		}
-		deps, err := dependencyResults(ctx, tx, ids)
+		tasks, deps, err := claimContext(ctx, tx, taskIDs, ids)
 		if err != nil {
 			return err
 		}
@@ -308,7 +241,7 @@ func (s *Store) StepClaim(ctx context.Context, p *store.StepClaimParams) (*store
 	return res, nil
 }
 
-// claimSQL claims ready steps. The steps_ready index gives them in run_at
+// claimSQL claims ready steps. The steps_claim index gives them in (run_at, idx)
 // order; SKIP LOCKED lets concurrent workers take disjoint batches without
 // waiting for each other.
 const claimSQL = `WITH ready AS (
@@ -331,19 +264,28 @@ const claimSQL = `WITH ready AS (
 		s.retry_limit, s.timeout_us, s.deps_remaining, s.run_at, s.lease_owner, s.lease_token, s.lease_expires_at,
 		s.results::text, s.last_error, s.error_class, s.seq, s.created_at, s.updated_at, s.started_at, s.finished_at`
 
+// indexPlansSQL keeps the rest of a transaction on the hot path (claims,
+// completions) from planning with sequential or bitmap scans. Those
+// statements read a few rows through an index; but a burst of new work
+// outruns the tables' statistics, and planned from stale ones a claim
+// would read and sort every ready step, and a release would scan every
+// step. A query with no index to use still gets its sequential scan.
+const indexPlansSQL = "SELECT set_config('enable_seqscan', 'off', true), set_config('enable_bitmapscan', 'off', true)"
+
 // expiredLeasesSQL finds running steps whose lease expired (steps_leased).
 const expiredLeasesSQL = `SELECT id FROM steps WHERE state = 'in_progress'
 	AND (lease_expires_at <= $1 OR lease_owner = ANY($2)) ORDER BY lease_expires_at LIMIT $3`
 
-// releaseChildrenSQL decrements the counters of one step's children: the
-// edges' primary key (parent_id, child_id) finds them.
+// releaseChildrenSQL decrements the counters of the children of the steps
+// a change completed, by the number of their parents among them (the
+// edges' primary key (parent_id, child_id) finds them), and returns them.
 const releaseChildrenSQL = `UPDATE steps s
-	SET deps_remaining = s.deps_remaining - 1,
-	    run_at = CASE WHEN s.deps_remaining = 1 AND s.state = 'pending' THEN $1 ELSE s.run_at END,
+	SET deps_remaining = s.deps_remaining - r.n,
+	    run_at = CASE WHEN s.deps_remaining = r.n AND s.state = 'pending' THEN $1 ELSE s.run_at END,
 	    updated_at = $1
-	FROM step_edges e
-	WHERE e.parent_id = $2 AND s.id = e.child_id
-	RETURNING s.idx, s.name, s.deps_remaining, s.state`
+	FROM (SELECT child_id, COUNT(*)::int AS n FROM step_edges WHERE parent_id = ANY($2) GROUP BY child_id) r
+	WHERE s.id = r.child_id
+	RETURNING s.task_id, s.idx, s.name, s.deps_remaining, s.state`
 
 // dependencyResultsSQL reads the results of claimed steps' parents
 // (step_edges_child).
@@ -368,73 +310,86 @@ func nilIfEmpty(s []string) []string {
 	return s
 }
 
-// taskHeads reads the identity and context of tasks, without locking them.
-func taskHeads(ctx context.Context, tx pgx.Tx, ids []string) (map[string]*taskRow, error) {
-	rows, err := tx.Query(ctx, "SELECT "+taskColumns+" FROM tasks WHERE id = ANY($1)", ids)
-	if err != nil {
-		return nil, fmt.Errorf("load tasks: %w", err)
-	}
-	tasks, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*store.Task, error) { return scanTask(r) })
-	if err != nil {
-		return nil, fmt.Errorf("load tasks: %w", err)
-	}
-	out := make(map[string]*taskRow, len(tasks))
-	for _, t := range tasks {
-		out[t.ID] = &taskRow{Task: *t}
-	}
-	return out, nil
-}
-
-func dependencyResults(ctx context.Context, tx pgx.Tx, childIDs []string) (map[string]map[string]json.RawMessage, error) {
-	rows, err := tx.Query(ctx, dependencyResultsSQL, childIDs)
-	if err != nil {
-		return nil, fmt.Errorf("dependency results: %w", err)
-	}
-	defer rows.Close()
-	out := map[string]map[string]json.RawMessage{}
-	for rows.Next() {
-		var (
-			child, name string
-			results     *string
-		)
-		if err := rows.Scan(&child, &name, &results); err != nil {
-			return nil, err
+// claimContext reads, in one round trip, the identity and context of the
+// tasks of claimed steps (without locking them) and the results of the
+// claimed steps' parents.
+func claimContext(ctx context.Context, tx pgx.Tx, taskIDs, stepIDs []string) (map[string]*taskRow, map[string]map[string]json.RawMessage, error) {
+	tasks := make(map[string]*taskRow, len(taskIDs))
+	deps := map[string]map[string]json.RawMessage{}
+	b := &pgx.Batch{}
+	b.Queue("SELECT "+taskColumns+" FROM tasks WHERE id = ANY($1)", taskIDs).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			t, err := scanTask(rows)
+			if err != nil {
+				return fmt.Errorf("load tasks: %w", err)
+			}
+			tasks[t.ID] = &taskRow{Task: *t}
 		}
-		m := out[child]
-		if m == nil {
-			m = map[string]json.RawMessage{}
-			out[child] = m
+		return rows.Err()
+	})
+	b.Queue(dependencyResultsSQL, stepIDs).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			var (
+				child, name string
+				results     *string
+			)
+			if err := rows.Scan(&child, &name, &results); err != nil {
+				return fmt.Errorf("dependency results: %w", err)
+			}
+			m := deps[child]
+			if m == nil {
+				m = map[string]json.RawMessage{}
+				deps[child] = m
+			}
+			raw := json.RawMessage("null")
+			if results != nil {
+				raw = json.RawMessage(*results)
+			}
+			m[name] = raw
 		}
-		raw := json.RawMessage("null")
-		if results != nil {
-			raw = json.RawMessage(*results)
-		}
-		m[name] = raw
+		return rows.Err()
+	})
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return nil, nil, err
 	}
-	return out, rows.Err()
+	return tasks, deps, nil
 }
 
 // lockForSteps locks the tasks of the given steps, then the steps, each in
-// id order: the locking order of every write transaction.
+// id order: the locking order of every write transaction. Both statements
+// go in one round trip.
 func (c *change) lockForSteps(ctx context.Context, tx pgx.Tx, stepIDs []string) (map[string]*store.Step, error) {
-	rows, err := tx.Query(ctx, "SELECT DISTINCT task_id FROM steps WHERE id = ANY($1)", stepIDs)
-	if err != nil {
-		return nil, fmt.Errorf("tasks of steps: %w", err)
+	known := make([]string, 0, len(c.tasks))
+	for id := range c.tasks {
+		known = append(known, id)
 	}
-	taskIDs, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return nil, fmt.Errorf("tasks of steps: %w", err)
-	}
-	if err := c.lockTasks(ctx, tx, taskIDs); err != nil {
+	out := make(map[string]*store.Step, len(stepIDs))
+	b := &pgx.Batch{}
+	b.Queue(indexPlansSQL)
+	b.Queue("SELECT "+taskColumns+" FROM tasks WHERE id IN (SELECT task_id FROM steps WHERE id = ANY($1)) AND NOT (id = ANY($2)) ORDER BY id FOR UPDATE",
+		stepIDs, known).Query(func(rows pgx.Rows) error {
+		tasks, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*store.Task, error) { return scanTask(r) })
+		if err != nil {
+			return fmt.Errorf("lock tasks: %w", err)
+		}
+		for _, t := range tasks {
+			c.tasks[t.ID] = &taskRow{Task: *t}
+			c.order = append(c.order, t.ID)
+		}
+		return nil
+	})
+	b.Queue("SELECT "+stepColumns+" FROM steps WHERE id = ANY($1) ORDER BY id FOR UPDATE", stepIDs).Query(func(rows pgx.Rows) error {
+		steps, err := collectSteps(rows, nil)
+		if err != nil {
+			return err
+		}
+		for _, st := range steps {
+			out[st.ID] = st
+		}
+		return nil
+	})
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return nil, err
-	}
-	steps, err := lockSteps(ctx, tx, "id = ANY($1)", stepIDs)
-	if err != nil {
-		return nil, err
-	}
-	out := make(map[string]*store.Step, len(steps))
-	for _, st := range steps {
-		out[st.ID] = st
 	}
 	return out, nil
 }
@@ -485,7 +440,7 @@ func (s *Store) StepCompleteMany(ctx context.Context, p *store.StepCompleteManyP
 			default:
 				return fmt.Errorf("outcome %d for step %s: unknown kind %d", i, o.StepID, o.Kind)
 			}
-			if err := c.applyStep(ctx, tx, t, st, ch); err != nil {
+			if err := c.applyStep(t, st, ch); err != nil {
 				return err
 			}
 			for _, ce := range o.CustomEvents {
@@ -546,7 +501,7 @@ func (s *Store) StepRescue(ctx context.Context, p *store.StepRescueParams) (*sto
 					ch = stepChange{to: lifecycle.StepError, meta: meta, errMsg: reason + " on the last allowed attempt", errClass: "lease_expired"}
 					ch.meta.Error, ch.meta.ErrorClass = ch.errMsg, ch.errClass
 				}
-				if err := c.applyStep(ctx, tx, t, st, ch); err != nil {
+				if err := c.applyStep(t, st, ch); err != nil {
 					return err
 				}
 				c.count++
@@ -592,7 +547,7 @@ func (s *Store) StepRelease(ctx context.Context, p *store.StepReleaseParams) (*s
 				return err
 			}
 			meta := store.Metadata{Reason: p.Reason, Worker: p.Worker, LeaseToken: l.LeaseToken}
-			if err := c.applyStep(ctx, tx, t, st, stepChange{to: lifecycle.StepPending, meta: meta, refund: true}); err != nil {
+			if err := c.applyStep(t, st, stepChange{to: lifecycle.StepPending, meta: meta, refund: true}); err != nil {
 				return err
 			}
 			c.count++

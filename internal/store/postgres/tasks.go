@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/tasker-go/tasker/internal/lifecycle"
 	"github.com/tasker-go/tasker/internal/store"
@@ -243,6 +245,18 @@ type change struct {
 	operator store.Metadata
 	// notify asks for a NOTIFY to wake other workers: steps became ready.
 	notify bool
+	// writes are guarded writes not sent yet; released are steps whose
+	// children are not released yet.
+	writes   []queuedWrite
+	released []string
+	// counters are the task counter changes settle found, for finish.
+	counters counterDeltas
+}
+
+// counterDeltas are changes of task counters, as arrays for one statement.
+type counterDeltas struct {
+	ids        []string
+	done, open []int32
 }
 
 type taskDelta struct{ done, open int }
@@ -323,8 +337,9 @@ func (c *change) event(t *taskRow, e *store.Event) *store.Event {
 	return e
 }
 
-// transitionTask moves a locked task to state to and records it.
-func (c *change) transitionTask(ctx context.Context, tx pgx.Tx, t *taskRow, to lifecycle.TaskState, meta store.Metadata) error {
+// transitionTask moves a locked task to state to and records it. The
+// write is sent with the change's other writes.
+func (c *change) transitionTask(t *taskRow, to lifecycle.TaskState, meta store.Metadata) error {
 	d, err := lifecycle.Task(t.State, to)
 	if err != nil {
 		return err
@@ -333,38 +348,91 @@ func (c *change) transitionTask(ctx context.Context, tx pgx.Tx, t *taskRow, to l
 		return nil
 	}
 	from := t.State
-	started, finished := "started_at", "finished_at"
+	w := taskWrite{id: t.ID, from: string(from), to: string(to)}
 	switch {
 	case to == lifecycle.TaskInProgress:
-		started, finished = "COALESCE(started_at, $2)", "NULL"
+		w.started, w.finished = true, 1
 	case to == lifecycle.TaskPending:
-		finished = "NULL"
+		w.finished = 1
 	case to.Finished():
-		finished = "$2"
+		w.finished = 2
 	}
-	tag, err := tx.Exec(ctx, "UPDATE tasks SET state = $1, seq = seq + 1, updated_at = $2, started_at = "+started+
-		", finished_at = "+finished+" WHERE id = $3 AND state = $4", string(to), c.now, t.ID, string(from))
-	if err != nil {
-		return fmt.Errorf("transition task %s: %w", t.ID, err)
-	}
-	if tag.RowsAffected() != 1 {
-		return fmt.Errorf("transition task %s %s → %s: state changed concurrently: %w", t.ID, from, to, store.ErrConflict)
-	}
+	c.writeTask(w)
 	t.State = to
 	t.Seq++
 	c.event(t, &store.Event{Name: d.Event, Seq: t.Seq, From: string(from), To: string(to), Metadata: meta})
 	return nil
 }
 
-// flush writes the counter deltas and finalizes tasks left with nothing open.
-func (c *change) flush(ctx context.Context, tx pgx.Tx) error {
+// sync sends the queued writes and releases the children of the steps the
+// change completed, in one round trip, and records which children became
+// ready. Reads that must see the change's own writes come after it.
+func (c *change) sync(ctx context.Context, tx pgx.Tx) error {
+	if len(c.writes) == 0 && len(c.released) == 0 {
+		return nil
+	}
+	b := &pgx.Batch{}
+	c.queueWrites(b)
+	type child struct {
+		task string
+		idx  int
+		name string
+	}
+	var ready []child
+	if len(c.released) > 0 {
+		b.Queue(releaseChildrenSQL, c.now, c.released).Query(func(rows pgx.Rows) error {
+			for rows.Next() {
+				var (
+					ch    child
+					deps  int
+					state string
+				)
+				if err := rows.Scan(&ch.task, &ch.idx, &ch.name, &deps, &state); err != nil {
+					return fmt.Errorf("release children: %w", err)
+				}
+				if deps == 0 && state == string(lifecycle.StepPending) {
+					ready = append(ready, ch)
+				}
+			}
+			return rows.Err()
+		})
+		c.released = nil
+	}
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return err
+	}
+	slices.SortFunc(ready, func(a, b child) int {
+		if c := strings.Compare(a.task, b.task); c != 0 {
+			return c
+		}
+		return a.idx - b.idx
+	})
+	for i := 0; i < len(ready); {
+		j := i
+		var names []string
+		for ; j < len(ready) && ready[j].task == ready[i].task; j++ {
+			names = append(names, ready[j].name)
+		}
+		c.delta(ready[i].task, 0, len(names))
+		c.addReady(ready[i].task, names)
+		i = j
+	}
+	return nil
+}
+
+// settle sends the change's queued writes and releases, then brings the
+// counters of its tasks up to date in memory and runs the finalizer on
+// them; what that decides is written by finish.
+func (c *change) settle(ctx context.Context, tx pgx.Tx) error {
+	if err := c.sync(ctx, tx); err != nil {
+		return err
+	}
 	for _, id := range c.order {
 		t := c.tasks[id]
 		if d := c.deltas[id]; d != nil && (d.done != 0 || d.open != 0) {
-			if _, err := tx.Exec(ctx, "UPDATE tasks SET steps_done = steps_done + $1, steps_open = steps_open + $2, updated_at = $3 WHERE id = $4",
-				d.done, d.open, c.now, id); err != nil {
-				return fmt.Errorf("update task counters %s: %w", id, err)
-			}
+			c.counters.ids = append(c.counters.ids, id)
+			c.counters.done = append(c.counters.done, int32(d.done))
+			c.counters.open = append(c.counters.open, int32(d.open))
 			t.StepsDone += d.done
 			t.StepsOpen += d.open
 			d.done, d.open = 0, 0
@@ -376,8 +444,41 @@ func (c *change) flush(ctx context.Context, tx pgx.Tx) error {
 	return nil
 }
 
+// finish sends, in one round trip, what settle left: the task counters,
+// the finalizer's transitions, the wake-up and the events (under the
+// log's advisory lock; the caller holds commitMu when there are events).
+func (c *change) finish(ctx context.Context, tx pgx.Tx, s *Store) error {
+	ids, done, opens := c.counters.ids, c.counters.done, c.counters.open
+	c.counters = counterDeltas{}
+	b := &pgx.Batch{}
+	if len(ids) > 0 {
+		b.Queue(`UPDATE tasks t SET steps_done = t.steps_done + d.done, steps_open = t.steps_open + d.open, updated_at = $4
+			FROM unnest($1::text[], $2::int[], $3::int[]) AS d(id, done, open) WHERE t.id = d.id`,
+			ids, done, opens, c.now).Exec(func(tag pgconn.CommandTag) error {
+			if int(tag.RowsAffected()) != len(ids) {
+				return fmt.Errorf("update task counters: %d of %d tasks: %w", tag.RowsAffected(), len(ids), store.ErrConflict)
+			}
+			return nil
+		})
+	}
+	c.queueWrites(b)
+	if len(c.events) > 0 {
+		if c.notify {
+			b.Queue("SELECT pg_notify($1, '')", s.channel)
+		}
+		b.Queue("SELECT pg_advisory_xact_lock($1)", s.lockKey)
+		if err := queueEvents(b, c.events); err != nil {
+			return err
+		}
+	}
+	if b.Len() == 0 {
+		return nil
+	}
+	return tx.SendBatch(ctx, b).Close()
+}
+
 // finalize is the finalizer; the row lock and the SQL guard on the task's
-// state make it happen once.
+// state make it happen once. The change's writes have been sent.
 func (c *change) finalize(ctx context.Context, tx pgx.Tx, t *taskRow) error {
 	if t.State != lifecycle.TaskInProgress {
 		return nil
@@ -399,7 +500,7 @@ func (c *change) finalize(ctx context.Context, tx pgx.Tx, t *taskRow) error {
 		meta = store.FailureMetadata(failed)
 	}
 	meta.Reason, meta.Actor = c.operator.Reason, c.operator.Actor
-	if err := c.transitionTask(ctx, tx, t, to, meta); err != nil {
+	if err := c.transitionTask(t, to, meta); err != nil {
 		return err
 	}
 	c.finalized = append(c.finalized, store.Finalized{TaskID: t.ID, State: to, StepsDone: t.StepsDone, StepsTotal: t.StepsTotal})
@@ -427,11 +528,11 @@ func (s *Store) TaskCancel(ctx context.Context, p *store.TaskCancelParams) (*sto
 		meta := store.Metadata{Reason: p.Reason, Actor: p.Actor}
 		c.operator = meta
 		for _, st := range steps {
-			if err := c.applyStep(ctx, tx, t, st, stepChange{to: lifecycle.StepCancelled, meta: meta}); err != nil {
+			if err := c.applyStep(t, st, stepChange{to: lifecycle.StepCancelled, meta: meta}); err != nil {
 				return err
 			}
 		}
-		if err := c.transitionTask(ctx, tx, t, lifecycle.TaskCancelled, meta); err != nil {
+		if err := c.transitionTask(t, lifecycle.TaskCancelled, meta); err != nil {
 			return err
 		}
 		c.count = 1
@@ -468,15 +569,15 @@ func (s *Store) TaskRetry(ctx context.Context, p *store.TaskRetryParams) (*store
 		}
 		meta := store.Metadata{Reason: p.Reason, Actor: p.Actor}
 		c.operator = meta
-		if err := c.transitionTask(ctx, tx, t, lifecycle.TaskPending, meta); err != nil {
+		if err := c.transitionTask(t, lifecycle.TaskPending, meta); err != nil {
 			return err
 		}
 		for _, st := range steps {
-			if err := c.applyStep(ctx, tx, t, st, stepChange{to: lifecycle.StepPending, meta: meta, raiseLimit: true}); err != nil {
+			if err := c.applyStep(t, st, stepChange{to: lifecycle.StepPending, meta: meta, raiseLimit: true}); err != nil {
 				return err
 			}
 		}
-		if err := c.transitionTask(ctx, tx, t, lifecycle.TaskInProgress, meta); err != nil {
+		if err := c.transitionTask(t, lifecycle.TaskInProgress, meta); err != nil {
 			return err
 		}
 		c.count = len(steps)
@@ -505,7 +606,7 @@ func (s *Store) TaskResolve(ctx context.Context, p *store.TaskRetryParams) (*sto
 		if d.NoOp {
 			return nil
 		}
-		if err := c.transitionTask(ctx, tx, t, lifecycle.TaskResolvedManually, store.Metadata{Reason: p.Reason, Actor: p.Actor}); err != nil {
+		if err := c.transitionTask(t, lifecycle.TaskResolvedManually, store.Metadata{Reason: p.Reason, Actor: p.Actor}); err != nil {
 			return err
 		}
 		c.count = 1

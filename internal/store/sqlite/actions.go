@@ -101,7 +101,7 @@ func (c *change) readyCount(taskID string) int {
 	return 0
 }
 
-// StepCountReady counts steps claimable at now (steps_ready).
+// StepCountReady counts steps claimable at now (steps_claim).
 func (s *Store) StepCountReady(ctx context.Context, now time.Time) (int, error) {
 	var n int
 	if err := s.rdb.QueryRowContext(ctx, countReadySQL, us(now)).Scan(&n); err != nil {

@@ -50,6 +50,8 @@ func TestHotQueriesUseTheirIndexes(t *testing.T) {
 		args []any
 	}
 	q := func(sql string, args []any) query { return query{sql, args} }
+	claimWhere, claimArgs := claimFilter(now, []string{"noop"}, nil, nil, nil, 10)
+	claim := q("SELECT "+stepColumns+" FROM steps WHERE "+claimWhere, claimArgs)
 	tests := []struct {
 		name  string
 		q     query
@@ -59,7 +61,8 @@ func TestHotQueriesUseTheirIndexes(t *testing.T) {
 		{"task list by state", q(taskListQuery(&store.TaskListParams{State: "error", After: cursor})), "tasks_state_created"},
 		{"task list by namespace", q(taskListQuery(&store.TaskListParams{Namespace: "n", After: cursor})), "tasks_namespace_created"},
 		{"task list by template", q(taskListQuery(&store.TaskListParams{Namespace: "n", Name: "x", After: cursor})), "tasks_name_created"},
-		{"ready queue depth", q(countReadySQL, []any{us(now)}), "steps_ready"},
+		{"ready queue depth", q(countReadySQL, []any{us(now)}), "steps_claim"},
+		{"claim", claim, "steps_claim"},
 		{"task history", q(eventList(&store.EventListParams{TaskID: "x"})), "events_task"},
 		{"event stream", q(eventList(&store.EventListParams{Namespace: "n", Names: []string{"step.*"}, Since: now})), "PRIMARY KEY"},
 		{"token by hash", q("SELECT "+tokenColumns+" FROM tokens WHERE hash = ?", []any{"h"}), "sqlite_autoindex_tokens_2"},

@@ -276,9 +276,8 @@ func (s *Store) StepClaim(ctx context.Context, p *store.StepClaimParams) (*store
 	err := s.writeChange(ctx, func(ctx context.Context, tx *sql.Tx) (*store.ChangeResult, error) {
 		res = &store.StepClaimResult{}
 		now := p.Now.UTC()
-		where, args := readyFilter(now, p.Handlers, p.TemplateIDs, p.ExcludeTemplateIDs, p.TaskIDs)
-		args = append(args, p.Limit)
-		steps, err := loadStepsOrdered(ctx, tx, where+" ORDER BY run_at, idx LIMIT ?", args...)
+		q, args := claimFilter(now, p.Handlers, p.TemplateIDs, p.ExcludeTemplateIDs, p.TaskIDs, p.Limit)
+		steps, err := loadStepsOrdered(ctx, tx, q, args...)
 		if err != nil || len(steps) == 0 {
 			return nil, err
 		}
@@ -363,6 +362,14 @@ func loadStepsOrdered(ctx context.Context, q queryer, whereAndOrder string, args
 }
 
 // readyFilter builds the WHERE clause of a claim.
+// claimFilter is the condition and order of a claim: up to limit ready
+// steps in (run_at, idx) order, the order of the steps_claim index, so the
+// query stops after limit rows.
+func claimFilter(now time.Time, handlers, templates, excluded, tasks []string, limit int) (string, []any) {
+	where, args := readyFilter(now, handlers, templates, excluded, tasks)
+	return where + " ORDER BY run_at, idx LIMIT ?", append(args, limit)
+}
+
 func readyFilter(now time.Time, handlers, templates, excluded, tasks []string) (string, []any) {
 	where := "run_at IS NOT NULL AND run_at <= ?"
 	args := []any{us(now)}
