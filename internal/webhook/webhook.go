@@ -278,7 +278,13 @@ type document struct {
 // DeliverDue claims due deliveries and sends them; it returns how many it
 // claimed.
 func (d *Deliverer) DeliverDue(ctx context.Context) (int, error) {
-	claimed, err := d.cfg.Store.DeliveryClaim(ctx, &store.DeliveryClaimParams{Now: d.cfg.Clock.Now(), Lease: lease, Limit: d.cfg.Concurrency})
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	// The claim is not interrupted once sent: a claim that commits while
+	// its answer is lost would hold its deliveries until the lease ends.
+	// What it claims is sent, or given back if ctx has ended.
+	claimed, err := d.cfg.Store.DeliveryClaim(context.WithoutCancel(ctx), &store.DeliveryClaimParams{Now: d.cfg.Clock.Now(), Lease: lease, Limit: d.cfg.Concurrency})
 	if err != nil || len(claimed) == 0 {
 		return 0, err
 	}

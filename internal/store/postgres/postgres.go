@@ -216,11 +216,14 @@ func (s *Store) run(ctx context.Context, now time.Time, fn txFunc) (*change, err
 }
 
 func (s *Store) runOnce(ctx context.Context, now time.Time, fn txFunc) (*change, error) {
-	tx, err := s.pool.Begin(ctx)
+	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return nil, err
 	}
-	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }() // a no-op after Commit
+	// A connection left inside a transaction is destroyed on release.
+	defer conn.Release()
+	tx := &pipeTx{conn: conn.Conn()}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }() // a no-op after commit
 	c := newChange(now)
 	if err := fn(ctx, tx, c); err != nil {
 		return nil, err
@@ -229,10 +232,11 @@ func (s *Store) runOnce(ctx context.Context, now time.Time, fn txFunc) (*change,
 		return nil, err
 	}
 	if len(c.events) == 0 {
-		if err := c.finish(ctx, tx, s); err != nil {
+		b, err := c.finish(s)
+		if err != nil {
 			return nil, err
 		}
-		if err := tx.Commit(ctx); err != nil {
+		if err := tx.commitWith(ctx, b); err != nil {
 			return nil, err
 		}
 		return c, nil
@@ -241,10 +245,11 @@ func (s *Store) runOnce(ctx context.Context, now time.Time, fn txFunc) (*change,
 	// in commit order.
 	s.commitMu.Lock()
 	defer s.commitMu.Unlock()
-	if err := c.finish(ctx, tx, s); err != nil {
+	b, err := c.finish(s)
+	if err != nil {
 		return nil, err
 	}
-	if err := tx.Commit(ctx); err != nil {
+	if err := tx.commitWith(ctx, b); err != nil {
 		return nil, err
 	}
 	if hook := s.hook.Load(); hook != nil {

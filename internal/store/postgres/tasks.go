@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -145,25 +144,6 @@ func createTask(ctx context.Context, tx pgx.Tx, p *store.TaskCreateParams, c *ch
 			roots++
 		}
 	}
-	var inserted string
-	err := tx.QueryRow(ctx, `INSERT INTO tasks (id, template_id, namespace, name, version, state, context,
-		identity_key, idempotency_key, steps_total, steps_done, steps_open, seq, created_at, updated_at, started_at)
-		VALUES ($1, $2, $3, $4, $5, 'in_progress', $6::json, $7, $8, $9, 0, $10, 2, $11, $11, $11)
-		ON CONFLICT (identity_key) DO NOTHING
-		RETURNING id`,
-		taskID, p.TemplateID, p.Namespace, p.Name, p.Version, string(p.Context), nullString(p.IdentityKey),
-		nullString(p.IdempotencyKey), len(p.Steps), roots, now).Scan(&inserted)
-	if errors.Is(err, pgx.ErrNoRows) {
-		existing, err := scanTask(tx.QueryRow(ctx, "SELECT "+taskColumns+" FROM tasks WHERE identity_key = $1", p.IdentityKey))
-		if err != nil {
-			return nil, fmt.Errorf("load the existing task: %w", err)
-		}
-		return &store.TaskCreateResult{Task: existing}, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("insert task: %w", err)
-	}
-
 	n := len(p.Steps)
 	ids := make([]string, n)
 	idx := make([]int32, n)
@@ -191,19 +171,41 @@ func createTask(ctx context.Context, tx pgx.Tx, p *store.TaskCreateParams, c *ch
 			children = append(children, ids[i])
 		}
 	}
-	if _, err := tx.Exec(ctx, `INSERT INTO steps (id, task_id, idx, name, template_id, handler, state, max_attempts, retry_limit,
+	// The task, its steps and its edges go in one round trip; the steps and
+	// edges are inserted only if the task was (a task with the same
+	// identity key may exist already).
+	b := &pgx.Batch{}
+	inserted := false
+	b.Queue(`INSERT INTO tasks (id, template_id, namespace, name, version, state, context,
+		identity_key, idempotency_key, steps_total, steps_done, steps_open, seq, created_at, updated_at, started_at)
+		VALUES ($1, $2, $3, $4, $5, 'in_progress', $6::json, $7, $8, $9, 0, $10, 2, $11, $11, $11)
+		ON CONFLICT (identity_key) DO NOTHING`,
+		taskID, p.TemplateID, p.Namespace, p.Name, p.Version, string(p.Context), nullString(p.IdentityKey),
+		nullString(p.IdempotencyKey), len(p.Steps), roots, now).Exec(func(tag pgconn.CommandTag) error {
+		inserted = tag.RowsAffected() == 1
+		return nil
+	})
+	b.Queue(`INSERT INTO steps (id, task_id, idx, name, template_id, handler, state, max_attempts, retry_limit,
 			timeout_us, deps_remaining, run_at, seq, created_at, updated_at)
 		SELECT id, $2, i, n, $3, h, 'pending', m, m, t, d, r, 1, $4, $4
 		FROM unnest($1::text[], $5::int[], $6::text[], $7::text[], $8::int[], $9::bigint[], $10::int[], $11::timestamptz[])
-			AS u(id, i, n, h, m, t, d, r)`,
-		ids, taskID, p.TemplateID, now, idx, names, handlers, maxAttempts, timeouts, deps, runAts); err != nil {
-		return nil, fmt.Errorf("insert steps: %w", err)
-	}
+			AS u(id, i, n, h, m, t, d, r)
+		WHERE EXISTS (SELECT 1 FROM tasks WHERE id = $2)`,
+		ids, taskID, p.TemplateID, now, idx, names, handlers, maxAttempts, timeouts, deps, runAts)
 	if len(parents) > 0 {
-		if _, err := tx.Exec(ctx, `INSERT INTO step_edges (parent_id, child_id, task_id)
-			SELECT p, c, $3 FROM unnest($1::text[], $2::text[]) AS u(p, c)`, parents, children, taskID); err != nil {
-			return nil, fmt.Errorf("insert edges: %w", err)
+		b.Queue(`INSERT INTO step_edges (parent_id, child_id, task_id)
+			SELECT p, c, $3 FROM unnest($1::text[], $2::text[]) AS u(p, c)
+			WHERE EXISTS (SELECT 1 FROM tasks WHERE id = $3)`, parents, children, taskID)
+	}
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return nil, fmt.Errorf("insert task: %w", err)
+	}
+	if !inserted {
+		existing, err := scanTask(tx.QueryRow(ctx, "SELECT "+taskColumns+" FROM tasks WHERE identity_key = $1", p.IdentityKey))
+		if err != nil {
+			return nil, fmt.Errorf("load the existing task: %w", err)
 		}
+		return &store.TaskCreateResult{Task: existing}, nil
 	}
 
 	task := &store.Task{
@@ -444,10 +446,11 @@ func (c *change) settle(ctx context.Context, tx pgx.Tx) error {
 	return nil
 }
 
-// finish sends, in one round trip, what settle left: the task counters,
-// the finalizer's transitions, the wake-up and the events (under the
-// log's advisory lock; the caller holds commitMu when there are events).
-func (c *change) finish(ctx context.Context, tx pgx.Tx, s *Store) error {
+// finish returns the batch of what settle left, to be sent with the
+// commit: the task counters, the finalizer's transitions, the wake-up and
+// the events (under the log's advisory lock; the caller holds commitMu
+// when there are events).
+func (c *change) finish(s *Store) (*pgx.Batch, error) {
 	ids, done, opens := c.counters.ids, c.counters.done, c.counters.open
 	c.counters = counterDeltas{}
 	b := &pgx.Batch{}
@@ -468,13 +471,10 @@ func (c *change) finish(ctx context.Context, tx pgx.Tx, s *Store) error {
 		}
 		b.Queue("SELECT pg_advisory_xact_lock($1)", s.lockKey)
 		if err := queueEvents(b, c.events); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	if b.Len() == 0 {
-		return nil
-	}
-	return tx.SendBatch(ctx, b).Close()
+	return b, nil
 }
 
 // finalize is the finalizer; the row lock and the SQL guard on the task's
