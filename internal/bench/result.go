@@ -125,6 +125,9 @@ type EngineStats struct {
 	// counts the steps they returned.
 	ClaimCalls int64 `json:"claim_calls"`
 	Claimed    int64 `json:"claimed"`
+	// ClaimedOnCompletion counts the steps claimed by completion
+	// transactions (for the slots their outcomes freed).
+	ClaimedOnCompletion int64 `json:"claimed_on_completion"`
 	// CompleteCalls counts completion transactions; Completed counts the
 	// outcomes they applied.
 	CompleteCalls int64 `json:"complete_calls"`
@@ -135,7 +138,8 @@ type EngineStats struct {
 }
 
 func engineStats(s tasker.Stats) EngineStats {
-	e := EngineStats{ClaimCalls: s.ClaimCalls, Claimed: s.Claimed, CompleteCalls: s.CompleteCalls, Completed: s.Completed}
+	e := EngineStats{ClaimCalls: s.ClaimCalls, Claimed: s.Claimed, ClaimedOnCompletion: s.ClaimedOnCompletion,
+		CompleteCalls: s.CompleteCalls, Completed: s.Completed}
 	if s.ClaimCalls > 0 {
 		e.StepsPerClaim = float64(s.Claimed) / float64(s.ClaimCalls)
 	}
@@ -156,7 +160,7 @@ func newResult(scenario string, cfg Config, n, steps int) *Result {
 // TableHeader returns the column names of Row.
 func TableHeader() []string {
 	return []string{"scenario", "store", "sync", "conc", "tasks", "steps", "duration", "tasks/s", "steps/s",
-		"insert tasks/s", "p50", "p95", "p99", "max", "p50/step", "steps/claim", "steps/complete", "tx/step", "rss"}
+		"insert tasks/s", "p50", "p95", "p99", "max", "p50/step", "steps/claim", "claimed on completion", "steps/complete", "tx/step", "rss"}
 }
 
 // Row returns the result as table cells in the order of TableHeader; "-"
@@ -182,7 +186,11 @@ func (r *Result) Row() []string {
 	default:
 		row = append(row, "-", "-", "-", "-", "-")
 	}
-	row = append(row, fmt.Sprintf("%.1f", r.Engine.StepsPerClaim), fmt.Sprintf("%.1f", r.Engine.StepsPerComplete))
+	onCompletion := "-"
+	if all := r.Engine.Claimed + r.Engine.ClaimedOnCompletion; all > 0 {
+		onCompletion = fmt.Sprintf("%.0f%%", 100*float64(r.Engine.ClaimedOnCompletion)/float64(all))
+	}
+	row = append(row, fmt.Sprintf("%.1f", r.Engine.StepsPerClaim), onCompletion, fmt.Sprintf("%.1f", r.Engine.StepsPerComplete))
 	if r.DBTxPerStep > 0 {
 		row = append(row, fmt.Sprintf("%.2f", r.DBTxPerStep))
 	} else {

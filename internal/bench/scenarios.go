@@ -259,15 +259,16 @@ func percentile(sorted []time.Duration, p int) time.Duration {
 
 func diffStats(after, before tasker.Stats) tasker.Stats {
 	return tasker.Stats{
-		DispatchCycles: after.DispatchCycles - before.DispatchCycles,
-		ClaimCalls:     after.ClaimCalls - before.ClaimCalls,
-		Claimed:        after.Claimed - before.Claimed,
-		HandlerRuns:    after.HandlerRuns - before.HandlerRuns,
-		Completed:      after.Completed - before.Completed,
-		Stale:          after.Stale - before.Stale,
-		CompleteCalls:  after.CompleteCalls - before.CompleteCalls,
-		Finalized:      after.Finalized - before.Finalized,
-		Rescued:        after.Rescued - before.Rescued,
-		Released:       after.Released - before.Released,
+		DispatchCycles:      after.DispatchCycles - before.DispatchCycles,
+		ClaimCalls:          after.ClaimCalls - before.ClaimCalls,
+		Claimed:             after.Claimed - before.Claimed,
+		ClaimedOnCompletion: after.ClaimedOnCompletion - before.ClaimedOnCompletion,
+		HandlerRuns:         after.HandlerRuns - before.HandlerRuns,
+		Completed:           after.Completed - before.Completed,
+		Stale:               after.Stale - before.Stale,
+		CompleteCalls:       after.CompleteCalls - before.CompleteCalls,
+		Finalized:           after.Finalized - before.Finalized,
+		Rescued:             after.Rescued - before.Rescued,
+		Released:            after.Released - before.Released,
 	}
 }

@@ -69,12 +69,23 @@ func (e *Engine) record(ctx context.Context, batch []*attempt) {
 	for i, a := range done {
 		outs[i] = a.outcome
 	}
+	// The slots these attempts freed are filled in the same transaction:
+	// the children they release start without a claim of their own.
+	claim := e.reserveClaim()
+	var claimed []*store.ClaimedStep
+	defer func() { e.endClaim(claim, claimed) }()
 	e.retryStore(ctx, "complete", func() error {
 		e.stats.completeCalls.Add(1)
-		res, err := e.store.StepCompleteMany(ctx, &store.StepCompleteManyParams{Worker: e.cfg.WorkerID, Now: e.clock.Now(), Outcomes: outs})
+		now := e.clock.Now()
+		if claim != nil {
+			claim.Now = now
+		}
+		res, err := e.store.StepCompleteMany(ctx, &store.StepCompleteManyParams{Worker: e.cfg.WorkerID, Now: now, Outcomes: outs,
+			Claim: claim})
 		if err != nil {
 			return err
 		}
+		claimed = res.Claimed
 		stale := map[int]bool{}
 		for _, i := range res.Stale {
 			stale[i] = true

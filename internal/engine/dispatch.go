@@ -114,7 +114,15 @@ func (e *Engine) claimRound(ctx context.Context) {
 			return
 		}
 		n := min(free, e.cfg.ClaimBatch)
+		// The slots are reserved while the claim runs, so that a claim
+		// made with completions meanwhile does not take them too.
+		e.mu.Lock()
+		e.reserved += n
+		e.mu.Unlock()
 		got, more := e.claimOnce(ctx, n)
+		e.mu.Lock()
+		e.reserved -= n
+		e.mu.Unlock()
 		if got == 0 || !more {
 			return
 		}
@@ -126,7 +134,7 @@ func (e *Engine) claimRound(ctx context.Context) {
 func (e *Engine) freeSlots() int {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	free := e.cfg.Concurrency - e.running
+	free := e.cfg.Concurrency - e.running - e.reserved
 	e.blocked = free <= 0
 	return max(free, 0)
 }
@@ -159,8 +167,8 @@ func (e *Engine) claimOnce(ctx context.Context, n int) (int, bool) {
 	return claimed, full
 }
 
-// claim runs one claim query and starts a handler for every claimed step.
-func (e *Engine) claim(ctx context.Context, p *store.StepClaimParams) int {
+// claimParams fills in what every claim of this engine sets.
+func (e *Engine) claimParams(p *store.StepClaimParams) {
 	p.Worker = e.cfg.WorkerID
 	// Below 2^53, so that JSON consumers using doubles read it exactly.
 	p.LeaseToken = rand.Int64N(1<<53-1) + 1
@@ -168,6 +176,58 @@ func (e *Engine) claim(ctx context.Context, p *store.StepClaimParams) int {
 	p.LeaseTTL = e.cfg.LeaseTTL
 	p.Handlers = e.handlerNames
 	p.TaskIDs = e.cfg.TaskIDs
+}
+
+// reserveClaim reserves the free slots for a claim made in a completion
+// transaction, counted in e.handlers already so that Stop waits for what
+// it claims; it returns nil when no slot is free or the engine is
+// stopping. Templates with a concurrency limit are left to the
+// dispatcher, which counts their slots. The caller gives the reservation
+// back with endClaim.
+func (e *Engine) reserveClaim() *store.StepClaimParams {
+	limits := e.tmpl.limited()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	free := e.cfg.Concurrency - e.running - e.reserved
+	if e.stopping || free <= 0 {
+		return nil
+	}
+	n := min(free, e.cfg.ClaimBatch)
+	e.reserved += n
+	e.handlers.Add(n)
+	p := &store.StepClaimParams{Limit: n}
+	for id := range limits {
+		p.ExcludeTemplateIDs = append(p.ExcludeTemplateIDs, id)
+	}
+	e.claimParams(p)
+	return p
+}
+
+// endClaim starts the steps claimed with a reservation and gives back the
+// rest of it.
+func (e *Engine) endClaim(p *store.StepClaimParams, claimed []*store.ClaimedStep) {
+	if p == nil {
+		return
+	}
+	e.stats.claimedOnCompletion.Add(int64(len(claimed)))
+	for _, cs := range claimed {
+		e.launch(cs)
+	}
+	e.mu.Lock()
+	e.reserved -= p.Limit
+	wake := e.blocked && len(claimed) < p.Limit
+	e.mu.Unlock()
+	for range p.Limit - len(claimed) {
+		e.handlers.Done()
+	}
+	if wake {
+		e.Wake()
+	}
+}
+
+// claim runs one claim query and starts a handler for every claimed step.
+func (e *Engine) claim(ctx context.Context, p *store.StepClaimParams) int {
+	e.claimParams(p)
 	e.stats.claimCalls.Add(1)
 	res, err := e.store.StepClaim(ctx, p)
 	if err != nil {

@@ -137,6 +137,9 @@ type Stats struct {
 	// ClaimCalls counts claim queries; Claimed counts the steps they returned.
 	ClaimCalls int64
 	Claimed    int64
+	// ClaimedOnCompletion counts the steps claimed by completion
+	// transactions, for the slots their outcomes freed.
+	ClaimedOnCompletion int64
 	// HandlerRuns counts handler invocations (one per claimed attempt).
 	HandlerRuns int64
 	// Completed counts outcomes applied; Stale counts outcomes discarded
@@ -182,6 +185,8 @@ type Engine struct {
 	perTemplate map[string]int        // running handlers by template id, guarded by mu
 	due         dueTimes              // retry times this process scheduled, guarded by mu
 	blocked     bool                  // dispatcher is waiting for a free slot, guarded by mu
+	reserved    int                   // slots reserved for a claim made with completions, guarded by mu
+	stopping    bool                  // Stop has begun: no claims with completions, guarded by mu
 	inflight    map[*attempt]struct{} // running attempts, guarded by mu
 
 	closeOnce sync.Once
@@ -198,7 +203,7 @@ type Engine struct {
 	completer      sync.WaitGroup
 
 	stats struct {
-		dispatchCycles, claimCalls, claimed, handlerRuns, completed, stale, completeCalls,
+		dispatchCycles, claimCalls, claimed, claimedOnCompletion, handlerRuns, completed, stale, completeCalls,
 		finalized, rescued, released, leasesLost, deleted atomic.Int64
 	}
 }
@@ -256,7 +261,8 @@ func (e *Engine) Stats() Stats {
 	e.mu.Unlock()
 	return Stats{
 		DispatchCycles: e.stats.dispatchCycles.Load(), ClaimCalls: e.stats.claimCalls.Load(), Claimed: e.stats.claimed.Load(),
-		HandlerRuns: e.stats.handlerRuns.Load(), Completed: e.stats.completed.Load(), Stale: e.stats.stale.Load(),
+		ClaimedOnCompletion: e.stats.claimedOnCompletion.Load(),
+		HandlerRuns:         e.stats.handlerRuns.Load(), Completed: e.stats.completed.Load(), Stale: e.stats.stale.Load(),
 		CompleteCalls: e.stats.completeCalls.Load(), Finalized: e.stats.finalized.Load(), Rescued: e.stats.rescued.Load(),
 		Released: e.stats.released.Load(), Running: int64(running), LeasesLost: e.stats.leasesLost.Load(),
 		Deleted: e.stats.deleted.Load(), Leader: e.leader.Load(),
@@ -280,6 +286,9 @@ func (e *Engine) Start(ctx context.Context) error {
 		return fmt.Errorf("engine: initial sweep: %w", err)
 	}
 	e.outcomes = make(chan *attempt, e.cfg.Concurrency*2)
+	e.mu.Lock()
+	e.stopping = false
+	e.mu.Unlock()
 	e.runCtx, e.runCancel = context.WithCancel(context.WithoutCancel(ctx))
 	loopCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	e.stopLoops = stop
@@ -311,6 +320,9 @@ func (e *Engine) Stop(ctx context.Context) error {
 	if !e.started.Load() || e.stopLoops == nil {
 		return nil
 	}
+	e.mu.Lock()
+	e.stopping = true
+	e.mu.Unlock()
 	e.stopLoops()
 	e.loops.Wait()
 	if e.leader.Load() {

@@ -92,6 +92,13 @@ func (c *customEvents) take() []store.CustomEvent {
 
 // startAttempt takes a slot and runs the step's handler in its own goroutine.
 func (e *Engine) startAttempt(cs *store.ClaimedStep) {
+	e.handlers.Add(1)
+	e.launch(cs)
+}
+
+// launch runs a claimed step's handler in its own goroutine; the caller
+// has counted it in e.handlers.
+func (e *Engine) launch(cs *store.ClaimedStep) {
 	a := &attempt{cs: cs, leaseUntil: cs.Step.LeaseExpiresAt}
 	actx, cancel := context.WithCancel(e.runCtx)
 	a.cancel = cancel
@@ -100,7 +107,6 @@ func (e *Engine) startAttempt(cs *store.ClaimedStep) {
 	e.perTemplate[cs.Step.TemplateID]++
 	e.inflight[a] = struct{}{}
 	e.mu.Unlock()
-	e.handlers.Add(1)
 	go func() {
 		defer e.handlers.Done()
 		defer cancel()
@@ -137,6 +143,11 @@ func (e *Engine) overTemplateLimit(a *attempt) bool {
 func (e *Engine) execute(ctx, actx context.Context, a *attempt) {
 	st := a.cs.Step
 	a.outcome = store.StepOutcome{StepID: st.ID, LeaseToken: st.LeaseToken, Attempt: st.Attempts}
+	if ctx.Err() != nil {
+		// Claimed as the engine stopped: give it back uncharged.
+		a.release = true
+		return
+	}
 	tmpl, err := e.tmpl.get(ctx, st.TemplateID)
 	if err != nil {
 		e.fail(a, true, "template", fmt.Errorf("load template of step %s: %w", st.Name, err), 0)

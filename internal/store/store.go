@@ -456,6 +456,14 @@ type StepClaimParams struct {
 	TaskIDs []string
 }
 
+// ValidateClaim checks the parameters a claim needs.
+func ValidateClaim(p *StepClaimParams) error {
+	if p.Worker == "" || p.LeaseTTL <= 0 {
+		return errors.New("worker and lease TTL are required")
+	}
+	return nil
+}
+
 // ClaimedStep is a step claimed for execution with everything its handler needs.
 type ClaimedStep struct {
 	Step      *Step
@@ -513,6 +521,11 @@ type StepCompleteManyParams struct {
 	Worker   string
 	Now      time.Time
 	Outcomes []StepOutcome
+	// Claim, when set, also claims up to Claim.Limit ready steps in the
+	// same transaction, after the outcomes are applied: the children they
+	// made ready can be claimed at once, without a transaction of their
+	// own. Claim.Now is ignored; Now is used.
+	Claim *StepClaimParams
 }
 
 // StepCompleteManyResult is the outcome of StepCompleteMany.
@@ -521,6 +534,8 @@ type StepCompleteManyResult struct {
 	// Stale lists the outcomes discarded because their lease was lost, by
 	// index into the params' Outcomes.
 	Stale []int
+	// Claimed are the steps claimed for the params' Claim, in claim order.
+	Claimed []*ClaimedStep
 }
 
 // StepRescueParams are the inputs of StepRescue.

@@ -92,6 +92,9 @@ type Deliverer struct {
 
 	mu          sync.Mutex
 	lastCleanup time.Time
+	// idle records that the last pass found no active subscription, so
+	// that wake-ups (every commit) cost nothing until the next timed pass.
+	idle bool
 }
 
 // fanoutBatch is how many events one fan-out step reads.
@@ -141,11 +144,20 @@ func (d *Deliverer) Run(ctx context.Context) {
 			d.cfg.Logger.WarnContext(ctx, "webhooks: pass failed; trying again", slog.Any("error", err))
 		}
 		t := time.NewTimer(d.cfg.PollInterval)
+	wait:
 		select {
 		case <-ctx.Done():
 			t.Stop()
 			return
 		case <-d.wake:
+			// With no active subscription, committed events have nothing
+			// to fan out to: the timed pass still sends what is due.
+			d.mu.Lock()
+			idle := d.idle
+			d.mu.Unlock()
+			if idle {
+				goto wait
+			}
 		case <-t.C:
 		}
 		t.Stop()
@@ -203,6 +215,9 @@ func (d *Deliverer) Fanout(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	d.mu.Lock()
+	d.idle = len(subs) == 0
+	d.mu.Unlock()
 	var errs []error
 	for _, s := range subs {
 		if err := d.fanoutOne(ctx, s); err != nil {

@@ -166,79 +166,87 @@ func (s *Store) StepClaim(ctx context.Context, p *store.StepClaimParams) (*store
 	if p.Limit <= 0 {
 		return &store.StepClaimResult{}, nil
 	}
-	if p.Worker == "" || p.LeaseTTL <= 0 {
-		return nil, fmt.Errorf("claim steps: worker and lease TTL are required")
+	if err := store.ValidateClaim(p); err != nil {
+		return nil, fmt.Errorf("claim steps: %w", err)
 	}
 	res := &store.StepClaimResult{}
 	c, err := s.run(ctx, p.Now, func(ctx context.Context, tx pgx.Tx, c *change) error {
-		res.Steps = nil
-		now := c.now
-		expires := now.Add(p.LeaseTTL)
-		type claimed struct {
-			from lifecycle.StepState
-			st   *store.Step
-		}
-		var got []claimed
-		b := &pgx.Batch{}
-		b.Queue(indexPlansSQL)
-		b.Queue(claimSQL, now, nilIfEmpty(p.Handlers), nilIfEmpty(p.TemplateIDs), nilIfEmpty(p.ExcludeTemplateIDs),
-			nilIfEmpty(p.TaskIDs), p.Limit, p.Worker, p.LeaseToken, expires).Query(func(rows pgx.Rows) error {
-			for rows.Next() {
-				var from string
-				st, err := scanStep(prependScan{row: rows, first: &from})
-				if err != nil {
-					return err
-				}
-				got = append(got, claimed{lifecycle.StepState(from), st})
-			}
-			return rows.Err()
-		})
-		if err := tx.SendBatch(ctx, b).Close(); err != nil {
-			return fmt.Errorf("claim: %w", err)
-		}
-		if len(got) == 0 {
-			return nil
-		}
-		slices.SortFunc(got, func(a, b claimed) int {
-			if c := a.st.RunAt.Compare(b.st.RunAt); c != 0 {
-				return c
-			}
-			return strings.Compare(a.st.ID, b.st.ID)
-		})
-		ids := make([]string, len(got))
-		taskIDs := make([]string, 0, len(got))
-		for i, g := range got {
-			ids[i] = g.st.ID
-			if !slices.Contains(taskIDs, g.st.TaskID) {
-				taskIDs = append(taskIDs, g.st.TaskID)
-			}
-		}
-		tasks, deps, err := claimContext(ctx, tx, taskIDs, ids)
-		if err != nil {
-			return err
-		}
-		for _, g := range got {
-			t := tasks[g.st.TaskID]
-			if t == nil {
-				return fmt.Errorf("claim: task %s of step %s: %w", g.st.TaskID, g.st.ID, store.ErrNotFound)
-			}
-			d, err := lifecycle.Step(g.from, lifecycle.StepInProgress)
-			if err != nil {
-				return err
-			}
-			c.event(t, &store.Event{StepID: g.st.ID, StepName: g.st.Name, Name: d.Event, Seq: g.st.Seq, From: string(g.from),
-				To: string(lifecycle.StepInProgress), Metadata: store.Metadata{Attempt: g.st.Attempts, RetryLimit: g.st.RetryLimit,
-					Worker: p.Worker, LeaseToken: p.LeaseToken, LeaseExpiresAt: g.st.LeaseExpiresAt}})
-			res.Steps = append(res.Steps, &store.ClaimedStep{Step: g.st, Namespace: t.Namespace, TaskName: t.Name,
-				Version: t.Version, Context: t.Context, Dependencies: deps[g.st.ID]})
-		}
-		return nil
+		var err error
+		res.Steps, err = c.claim(ctx, tx, p)
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("claim steps: %w", err)
 	}
 	res.Events = c.events
 	return res, nil
+}
+
+// claim claims ready steps under a lease inside the change's transaction,
+// and records their transitions.
+func (c *change) claim(ctx context.Context, tx pgx.Tx, p *store.StepClaimParams) ([]*store.ClaimedStep, error) {
+	now := c.now
+	expires := now.Add(p.LeaseTTL)
+	type claimed struct {
+		from lifecycle.StepState
+		st   *store.Step
+	}
+	var got []claimed
+	b := &pgx.Batch{}
+	b.Queue(indexPlansSQL)
+	b.Queue(claimSQL, now, nilIfEmpty(p.Handlers), nilIfEmpty(p.TemplateIDs), nilIfEmpty(p.ExcludeTemplateIDs),
+		nilIfEmpty(p.TaskIDs), p.Limit, p.Worker, p.LeaseToken, expires).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			var from string
+			st, err := scanStep(prependScan{row: rows, first: &from})
+			if err != nil {
+				return err
+			}
+			got = append(got, claimed{lifecycle.StepState(from), st})
+		}
+		return rows.Err()
+	})
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return nil, fmt.Errorf("claim: %w", err)
+	}
+	if len(got) == 0 {
+		return nil, nil
+	}
+	slices.SortFunc(got, func(a, b claimed) int {
+		if c := a.st.RunAt.Compare(b.st.RunAt); c != 0 {
+			return c
+		}
+		return strings.Compare(a.st.ID, b.st.ID)
+	})
+	ids := make([]string, len(got))
+	taskIDs := make([]string, 0, len(got))
+	for i, g := range got {
+		ids[i] = g.st.ID
+		if !slices.Contains(taskIDs, g.st.TaskID) {
+			taskIDs = append(taskIDs, g.st.TaskID)
+		}
+	}
+	tasks, deps, err := claimContext(ctx, tx, taskIDs, ids)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*store.ClaimedStep, 0, len(got))
+	for _, g := range got {
+		t := tasks[g.st.TaskID]
+		if t == nil {
+			return nil, fmt.Errorf("claim: task %s of step %s: %w", g.st.TaskID, g.st.ID, store.ErrNotFound)
+		}
+		d, err := lifecycle.Step(g.from, lifecycle.StepInProgress)
+		if err != nil {
+			return nil, err
+		}
+		c.event(t, &store.Event{StepID: g.st.ID, StepName: g.st.Name, Name: d.Event, Seq: g.st.Seq, From: string(g.from),
+			To: string(lifecycle.StepInProgress), Metadata: store.Metadata{Attempt: g.st.Attempts, RetryLimit: g.st.RetryLimit,
+				Worker: p.Worker, LeaseToken: p.LeaseToken, LeaseExpiresAt: g.st.LeaseExpiresAt}})
+		out = append(out, &store.ClaimedStep{Step: g.st, Namespace: t.Namespace, TaskName: t.Name,
+			Version: t.Version, Context: t.Context, Dependencies: deps[g.st.ID]})
+	}
+	return out, nil
 }
 
 // claimSQL claims ready steps. The steps_claim index gives them in (run_at, idx)
@@ -399,9 +407,17 @@ func (s *Store) StepCompleteMany(ctx context.Context, p *store.StepCompleteManyP
 	if len(p.Outcomes) == 0 {
 		return &store.StepCompleteManyResult{}, nil
 	}
-	var stale []int
+	if p.Claim != nil {
+		if err := store.ValidateClaim(p.Claim); err != nil {
+			return nil, fmt.Errorf("complete steps: claim: %w", err)
+		}
+	}
+	var (
+		stale   []int
+		claimed []*store.ClaimedStep
+	)
 	c, err := s.run(ctx, p.Now, func(ctx context.Context, tx pgx.Tx, c *change) error {
-		stale = nil
+		stale, claimed = nil, nil
 		ids := make([]string, len(p.Outcomes))
 		for i, o := range p.Outcomes {
 			ids[i] = o.StepID
@@ -448,12 +464,20 @@ func (s *Store) StepCompleteMany(ctx context.Context, p *store.StepCompleteManyP
 			}
 			c.count++
 		}
-		return nil
+		if p.Claim == nil || p.Claim.Limit <= 0 {
+			return nil
+		}
+		// The claim sees the children the outcomes released.
+		if err := c.sync(ctx, tx); err != nil {
+			return err
+		}
+		claimed, err = c.claim(ctx, tx, p.Claim)
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("complete steps: %w", err)
 	}
-	return &store.StepCompleteManyResult{ChangeResult: *c.result(), Stale: stale}, nil
+	return &store.StepCompleteManyResult{ChangeResult: *c.result(), Stale: stale, Claimed: claimed}, nil
 }
 
 // StepRescue returns expired or orphaned leases to the ready set and

@@ -269,73 +269,17 @@ func (s *Store) StepClaim(ctx context.Context, p *store.StepClaimParams) (*store
 	if p.Limit <= 0 {
 		return &store.StepClaimResult{}, nil
 	}
-	if p.Worker == "" || p.LeaseTTL <= 0 {
-		return nil, fmt.Errorf("claim steps: worker and lease TTL are required")
+	if err := store.ValidateClaim(p); err != nil {
+		return nil, fmt.Errorf("claim steps: %w", err)
 	}
 	var res *store.StepClaimResult
 	err := s.writeChange(ctx, func(ctx context.Context, tx *sql.Tx) (*store.ChangeResult, error) {
 		res = &store.StepClaimResult{}
-		now := p.Now.UTC()
-		q, args := claimFilter(now, p.Handlers, p.TemplateIDs, p.ExcludeTemplateIDs, p.TaskIDs, p.Limit)
-		steps, err := loadStepsOrdered(ctx, tx, q, args...)
-		if err != nil || len(steps) == 0 {
-			return nil, err
-		}
-		ids := make([]string, len(steps))
-		for i, st := range steps {
-			ids[i] = st.ID
-		}
-		expires := now.Add(p.LeaseTTL)
-		r, err := tx.ExecContext(ctx, `UPDATE steps SET state = 'in_progress', attempts = attempts + 1, run_at = NULL,
-			lease_owner = ?, lease_token = ?, lease_expires_at = ?, seq = seq + 1, updated_at = ?,
-			started_at = COALESCE(started_at, ?), finished_at = NULL
-			WHERE state IN ('pending', 'waiting_for_retry') AND id IN (`+placeholders(len(ids))+`)`,
-			append([]any{p.Worker, p.LeaseToken, us(expires), us(now), us(now)}, idArgs(ids)...)...)
-		if err != nil {
-			return nil, fmt.Errorf("claim: %w", err)
-		}
-		if n, _ := r.RowsAffected(); int(n) != len(ids) {
-			return nil, fmt.Errorf("claim: %d of %d steps changed state concurrently: %w", len(ids)-int(n), len(ids), store.ErrConflict)
-		}
-		c := newChange(now)
-		for _, st := range steps {
-			t, err := c.task(ctx, tx, st.TaskID)
-			if err != nil {
-				return nil, err
-			}
-			d, err := lifecycle.Step(st.State, lifecycle.StepInProgress)
-			if err != nil {
-				return nil, err
-			}
-			from := st.State
-			st.State = lifecycle.StepInProgress
-			st.Attempts++
-			st.seq++
-			st.Seq = st.seq
-			st.RunAt = time.Time{}
-			st.LeaseOwner, st.LeaseToken = p.Worker, p.LeaseToken
-			st.LeaseExpiresAt = expires
-			if st.StartedAt.IsZero() {
-				st.StartedAt = now
-			}
-			st.FinishedAt = time.Time{}
-			c.event(t, &store.Event{StepID: st.ID, StepName: st.Name, Name: d.Event, Seq: st.seq, From: string(from),
-				To: string(lifecycle.StepInProgress), Metadata: store.Metadata{Attempt: st.Attempts, RetryLimit: st.RetryLimit,
-					Worker: p.Worker, LeaseToken: p.LeaseToken, LeaseExpiresAt: st.LeaseExpiresAt}})
-			res.Steps = append(res.Steps, &store.ClaimedStep{Step: &st.Step, Namespace: t.Namespace, TaskName: t.Name,
-				Version: t.Version, Context: t.Context})
-		}
-		deps, err := dependencyResults(ctx, tx, ids)
+		var err error
+		res.Steps, res.Events, err = claimIn(ctx, tx, p, p.Now)
 		if err != nil {
 			return nil, err
 		}
-		for _, cs := range res.Steps {
-			cs.Dependencies = deps[cs.Step.ID]
-		}
-		if err := appendEvents(ctx, tx, c.events); err != nil {
-			return nil, err
-		}
-		res.Events = c.events
 		return &store.ChangeResult{Events: res.Events}, nil
 	})
 	if err != nil {
@@ -362,6 +306,73 @@ func loadStepsOrdered(ctx context.Context, q queryer, whereAndOrder string, args
 }
 
 // readyFilter builds the WHERE clause of a claim.
+// claimIn claims up to p.Limit ready steps inside tx at now, and appends
+// their transitions to the event log.
+func claimIn(ctx context.Context, tx *sql.Tx, p *store.StepClaimParams, now time.Time) ([]*store.ClaimedStep, []*store.Event, error) {
+	now = now.UTC()
+	q, args := claimFilter(now, p.Handlers, p.TemplateIDs, p.ExcludeTemplateIDs, p.TaskIDs, p.Limit)
+	steps, err := loadStepsOrdered(ctx, tx, q, args...)
+	if err != nil || len(steps) == 0 {
+		return nil, nil, err
+	}
+	ids := make([]string, len(steps))
+	for i, st := range steps {
+		ids[i] = st.ID
+	}
+	expires := now.Add(p.LeaseTTL)
+	r, err := tx.ExecContext(ctx, `UPDATE steps SET state = 'in_progress', attempts = attempts + 1, run_at = NULL,
+		lease_owner = ?, lease_token = ?, lease_expires_at = ?, seq = seq + 1, updated_at = ?,
+		started_at = COALESCE(started_at, ?), finished_at = NULL
+		WHERE state IN ('pending', 'waiting_for_retry') AND id IN (`+placeholders(len(ids))+`)`,
+		append([]any{p.Worker, p.LeaseToken, us(expires), us(now), us(now)}, idArgs(ids)...)...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("claim: %w", err)
+	}
+	if n, _ := r.RowsAffected(); int(n) != len(ids) {
+		return nil, nil, fmt.Errorf("claim: %d of %d steps changed state concurrently: %w", len(ids)-int(n), len(ids), store.ErrConflict)
+	}
+	c := newChange(now)
+	var out []*store.ClaimedStep
+	for _, st := range steps {
+		t, err := c.task(ctx, tx, st.TaskID)
+		if err != nil {
+			return nil, nil, err
+		}
+		d, err := lifecycle.Step(st.State, lifecycle.StepInProgress)
+		if err != nil {
+			return nil, nil, err
+		}
+		from := st.State
+		st.State = lifecycle.StepInProgress
+		st.Attempts++
+		st.seq++
+		st.Seq = st.seq
+		st.RunAt = time.Time{}
+		st.LeaseOwner, st.LeaseToken = p.Worker, p.LeaseToken
+		st.LeaseExpiresAt = expires
+		if st.StartedAt.IsZero() {
+			st.StartedAt = now
+		}
+		st.FinishedAt = time.Time{}
+		c.event(t, &store.Event{StepID: st.ID, StepName: st.Name, Name: d.Event, Seq: st.seq, From: string(from),
+			To: string(lifecycle.StepInProgress), Metadata: store.Metadata{Attempt: st.Attempts, RetryLimit: st.RetryLimit,
+				Worker: p.Worker, LeaseToken: p.LeaseToken, LeaseExpiresAt: st.LeaseExpiresAt}})
+		out = append(out, &store.ClaimedStep{Step: &st.Step, Namespace: t.Namespace, TaskName: t.Name,
+			Version: t.Version, Context: t.Context})
+	}
+	deps, err := dependencyResults(ctx, tx, ids)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, cs := range out {
+		cs.Dependencies = deps[cs.Step.ID]
+	}
+	if err := appendEvents(ctx, tx, c.events); err != nil {
+		return nil, nil, err
+	}
+	return out, c.events, nil
+}
+
 // claimFilter is the condition and order of a claim: up to limit ready
 // steps in (run_at, idx) order, the order of the steps_claim index, so the
 // query stops after limit rows.
@@ -426,6 +437,11 @@ func (s *Store) StepCompleteMany(ctx context.Context, p *store.StepCompleteManyP
 	if len(p.Outcomes) == 0 {
 		return &store.StepCompleteManyResult{}, nil
 	}
+	if p.Claim != nil {
+		if err := store.ValidateClaim(p.Claim); err != nil {
+			return nil, fmt.Errorf("complete steps: claim: %w", err)
+		}
+	}
 	var res *store.StepCompleteManyResult
 	err := s.writeChange(ctx, func(ctx context.Context, tx *sql.Tx) (*store.ChangeResult, error) {
 		res = &store.StepCompleteManyResult{}
@@ -484,6 +500,15 @@ func (s *Store) StepCompleteMany(ctx context.Context, p *store.StepCompleteManyP
 			return nil, err
 		}
 		res.ChangeResult = *c.result()
+		if p.Claim != nil && p.Claim.Limit > 0 {
+			// The claim sees the children the outcomes released.
+			claimed, events, err := claimIn(ctx, tx, p.Claim, p.Now)
+			if err != nil {
+				return nil, err
+			}
+			res.Claimed = claimed
+			res.Events = append(res.Events, events...)
+		}
 		return &res.ChangeResult, nil
 	})
 	if err != nil {

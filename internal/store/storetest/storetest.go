@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -36,6 +37,7 @@ func Exercise(t *testing.T, newStore NewStore) {
 		{"StepClaimFilters", testStepClaimFilters},
 		{"StepClaimConcurrentNoDoubleClaim", testStepClaimConcurrent},
 		{"DiamondRunsToComplete", testDiamond},
+		{"CompleteAndClaim", testCompleteAndClaim},
 		{"StaleOutcomeDiscarded", testStaleOutcome},
 		{"RetryWaitsUntilDue", testRetryWaitsUntilDue},
 		{"FailureDrainsThenErrors", testFailureDrainsThenErrors},
@@ -665,6 +667,88 @@ func testDiamond(t *testing.T, b *bundle) {
 	}
 	if completed != 1 {
 		t.Fatalf("task.completed recorded %d times", completed)
+	}
+}
+
+// testCompleteAndClaim: a completion that also claims takes the children
+// its outcomes made ready, in the same transaction, with their parents'
+// results, and records the claim after the completion.
+func testCompleteAndClaim(t *testing.T, b *bundle) {
+	res := b.create(t, diamond(), createOpts{})
+	other := b.create(t, single("x"), createOpts{})
+	c := b.claim(t, store.StepClaimParams{TaskIDs: []string{res.Task.ID}})
+	if len(c.Steps) != 1 || c.Steps[0].Step.Name != "a" {
+		t.Fatalf("claim = %v, want [a]", claimedNames(c))
+	}
+	// Bad claim parameters are rejected before anything changes.
+	if _, err := b.s.StepCompleteMany(b.ctx, &store.StepCompleteManyParams{Worker: "w1", Now: b.now,
+		Outcomes: []store.StepOutcome{outcome(c.Steps[0], store.OutcomeComplete)}, Claim: &store.StepClaimParams{Limit: 2}}); err == nil {
+		t.Fatal("a claim without worker and lease TTL was accepted")
+	}
+	if st := b.steps(t, res.Task.ID)["a"]; st.State != lifecycle.StepInProgress {
+		t.Fatalf("a is %s after a rejected completion", st.State)
+	}
+	token := b.token()
+	r, err := b.s.StepCompleteMany(b.ctx, &store.StepCompleteManyParams{Worker: "w1", Now: b.tick(time.Second),
+		Outcomes: []store.StepOutcome{outcome(c.Steps[0], store.OutcomeComplete)},
+		Claim:    &store.StepClaimParams{Worker: "w1", LeaseToken: token, LeaseTTL: time.Minute, Limit: 2, TaskIDs: []string{res.Task.ID}}})
+	if err != nil {
+		t.Fatalf("complete and claim: %v", err)
+	}
+	var got []string
+	for _, cs := range r.Claimed {
+		got = append(got, cs.Step.Name)
+		if cs.Step.State != lifecycle.StepInProgress || cs.Step.LeaseToken != token || cs.Step.Attempts != 1 {
+			t.Fatalf("claimed %s = %+v", cs.Step.Name, cs.Step)
+		}
+		if string(cs.Dependencies["a"]) != `{"step":"a"}` || cs.TaskName != res.Task.Name || string(cs.Context) != string(res.Task.Context) {
+			t.Fatalf("claimed %s: dependencies %v, task %q, context %s", cs.Step.Name, cs.Dependencies, cs.TaskName, cs.Context)
+		}
+	}
+	slices.Sort(got)
+	if !slices.Equal(got, []string{"b", "c"}) {
+		t.Fatalf("claimed %v, want [b c]", got)
+	}
+	var seq []string
+	for _, e := range r.Events {
+		seq = append(seq, e.StepName+":"+string(e.Name))
+	}
+	if len(seq) != 3 || seq[0] != "a:"+string(event.StepCompleted) || seq[1] == seq[2] ||
+		!strings.HasSuffix(seq[1], ":"+string(event.StepExecutionRequested)) || !strings.HasSuffix(seq[2], ":"+string(event.StepExecutionRequested)) {
+		t.Fatalf("events = %v, want a completed, then b and c claimed", seq)
+	}
+	for i := 1; i < len(r.Events); i++ {
+		if r.Events[i].Cursor <= r.Events[i-1].Cursor {
+			t.Fatalf("events out of cursor order: %v", r.Events)
+		}
+	}
+	steps := b.steps(t, res.Task.ID)
+	if steps["b"].State != lifecycle.StepInProgress || steps["c"].State != lifecycle.StepInProgress || steps["d"].State != lifecycle.StepPending {
+		t.Fatalf("steps after complete and claim: b %s, c %s, d %s", steps["b"].State, steps["c"].State, steps["d"].State)
+	}
+	if x := b.steps(t, other.Task.ID)["x"]; x.State != lifecycle.StepPending {
+		t.Fatalf("a step outside the claim's tasks was claimed: %s", x.State)
+	}
+	// A completion with a claim of nothing ready claims nothing.
+	byName := map[string]*store.ClaimedStep{}
+	for _, cs := range r.Claimed {
+		byName[cs.Step.Name] = cs
+	}
+	r, err = b.s.StepCompleteMany(b.ctx, &store.StepCompleteManyParams{Worker: "w1", Now: b.now,
+		Outcomes: []store.StepOutcome{outcome(byName["b"], store.OutcomeComplete)},
+		Claim:    &store.StepClaimParams{Worker: "w1", LeaseToken: b.token(), LeaseTTL: time.Minute, Limit: 5, TaskIDs: []string{res.Task.ID}}})
+	if err != nil || len(r.Claimed) != 0 {
+		t.Fatalf("complete b and claim = %v, %v; want nothing claimed (d waits for c)", r, err)
+	}
+	r, err = b.s.StepCompleteMany(b.ctx, &store.StepCompleteManyParams{Worker: "w1", Now: b.now,
+		Outcomes: []store.StepOutcome{outcome(byName["c"], store.OutcomeComplete)},
+		Claim:    &store.StepClaimParams{Worker: "w1", LeaseToken: b.token(), LeaseTTL: time.Minute, Limit: 5, TaskIDs: []string{res.Task.ID}}})
+	if err != nil || len(r.Claimed) != 1 || r.Claimed[0].Step.Name != "d" || len(r.Claimed[0].Dependencies) != 2 {
+		t.Fatalf("complete c and claim = %+v, %v; want d with two dependencies", r, err)
+	}
+	r = b.complete(t, outcome(r.Claimed[0], store.OutcomeComplete))
+	if len(r.Finalized) != 1 || r.Finalized[0].State != lifecycle.TaskComplete {
+		t.Fatalf("finalized = %+v", r.Finalized)
 	}
 }
 
