@@ -91,20 +91,26 @@ func TestHotQueriesUseTheirIndexes(t *testing.T) {
 		sql   string
 		args  []any
 		index string
+		// hot statements run under indexPlansSQL, as in claims and completions.
+		hot bool
 	}{
-		{"claim", claimSQL, []any{now, []string{"h"}, nil, nil, nil, 10, "w", int64(1), now}, "steps_claim"},
-		{"rescue", expiredLeasesSQL, []any{now, nil, 1000}, "steps_leased"},
-		{"release children", releaseChildrenSQL, []any{now, []string{stepID}}, "step_edges_pkey"},
-		{"dependency results", dependencyResultsSQL, []any{[]string{stepID}}, "step_edges_child"},
-		{"leftover tasks", leftoverTasksSQL, []any{1000}, "tasks_state_created"},
-		{"task history", taskHistory, taskHistoryArgs, "events_task"},
-		{"event stream", stream, streamArgs, "events_pkey"},
-		{"filtered event stream", streamFiltered, streamFilteredArgs, "events_pkey"},
-		{"task list", listAll, listAllArgs, "tasks_created"},
-		{"task list by state", listState, listStateArgs, "tasks_state_created"},
-		{"task list by namespace", listNS, listNSArgs, "tasks_namespace_created"},
-		{"task list by template", listName, listNameArgs, "tasks_name_created"},
-		{"ready queue depth", countReadySQL, []any{now}, "steps_claim"},
+		{"claim", claimSQL, []any{now, []string{"h"}, nil, nil, nil, 10, "w", int64(1), now}, "steps_claim", true},
+		{"rescue", expiredLeasesSQL, []any{now, nil, 1000}, "steps_leased", false},
+		{"release children", releaseChildrenSQL, []any{now, []string{stepID}}, "step_edges_pkey", true},
+		{"step transitions", stepWritesSQL, []any{now, []string{stepID}, []string{"in_progress"}, []string{"complete"}, []*time.Time{nil},
+			[]*time.Time{&now}, []bool{true}, []int64{7}, []int32{1}, []bool{true}, []*string{nil}, []bool{false}, []*string{nil},
+			[]*string{nil}, []int32{0}}, "steps_pkey", true},
+		{"claimed tasks", claimedTasksSQL, []any{now, int64(7)}, "steps_leased", true},
+		{"claimed dependencies", claimedDependenciesSQL, []any{now, int64(7)}, "step_edges_child", true},
+		{"leftover tasks", leftoverTasksSQL, []any{1000}, "tasks_state_created", false},
+		{"task history", taskHistory, taskHistoryArgs, "events_task", false},
+		{"event stream", stream, streamArgs, "events_pkey", false},
+		{"filtered event stream", streamFiltered, streamFilteredArgs, "events_pkey", false},
+		{"task list", listAll, listAllArgs, "tasks_created", false},
+		{"task list by state", listState, listStateArgs, "tasks_state_created", false},
+		{"task list by namespace", listNS, listNSArgs, "tasks_namespace_created", false},
+		{"task list by template", listName, listNameArgs, "tasks_name_created", false},
+		{"ready queue depth", countReadySQL, []any{now}, "steps_claim", false},
 	}
 	for _, tc := range tests {
 		tx, err := s.pool.Begin(ctx)
@@ -112,7 +118,11 @@ func TestHotQueriesUseTheirIndexes(t *testing.T) {
 			t.Fatal(err)
 		}
 		// Force the generic plan the server uses after repeated executions.
-		if _, err := tx.Exec(ctx, "SET LOCAL plan_cache_mode = force_generic_plan"); err != nil {
+		setup := "SET LOCAL plan_cache_mode = force_generic_plan"
+		if tc.hot {
+			setup = indexPlansSQL
+		}
+		if _, err := tx.Exec(ctx, setup); err != nil {
 			t.Fatal(err)
 		}
 		var plan string
@@ -135,7 +145,13 @@ func TestHotQueriesUseTheirIndexes(t *testing.T) {
 		if !strings.Contains(plan, tc.index) {
 			t.Errorf("%s does not use %s:\n%s", tc.name, tc.index, plan)
 		}
-		// A claim must stop after its LIMIT, not sort every ready step.
+		// A hot statement reads only the rows it needs: no scan of a whole
+		// table or index, no hash join building one side from a whole
+		// index, and a claim stops after its LIMIT instead of sorting
+		// every ready step.
+		if tc.hot && (strings.Contains(plan, "Seq Scan") || strings.Contains(plan, "Hash Join") || strings.Contains(plan, "Full")) {
+			t.Errorf("%s reads more than the rows it needs:\n%s", tc.name, plan)
+		}
 		if tc.name == "claim" && strings.Contains(plan, "Sort") {
 			t.Errorf("%s sorts instead of reading %s in order:\n%s", tc.name, tc.index, plan)
 		}

@@ -171,8 +171,13 @@ func (s *Store) StepClaim(ctx context.Context, p *store.StepClaimParams) (*store
 	}
 	res := &store.StepClaimResult{}
 	c, err := s.run(ctx, p.Now, func(ctx context.Context, tx pgx.Tx, c *change) error {
+		b := &pgx.Batch{}
+		q := c.queueClaim(b, p)
+		if err := tx.SendBatch(ctx, b).Close(); err != nil {
+			return fmt.Errorf("claim: %w", err)
+		}
 		var err error
-		res.Steps, err = c.claim(ctx, tx, p)
+		res.Steps, err = c.claimed(q, p)
 		return err
 	})
 	if err != nil {
@@ -182,18 +187,28 @@ func (s *Store) StepClaim(ctx context.Context, p *store.StepClaimParams) (*store
 	return res, nil
 }
 
-// claim claims ready steps under a lease inside the change's transaction,
-// and records their transitions.
-func (c *change) claim(ctx context.Context, tx pgx.Tx, p *store.StepClaimParams) ([]*store.ClaimedStep, error) {
+// queuedClaim is a claim queued in a batch, filled in when it is sent.
+type queuedClaim struct {
+	got   []claimedRow
+	tasks map[string]*taskRow
+	deps  map[string]map[string]json.RawMessage
+}
+
+type claimedRow struct {
+	from lifecycle.StepState
+	st   *store.Step
+}
+
+// queueClaim adds to b the statements of a claim: the claim itself, then
+// the identity and context of the claimed steps' tasks and their parents'
+// results. The claimed steps are found again by their new lease (the
+// claim's token and expiry, through steps_leased), so all of it goes in
+// the one round trip of b.
+func (c *change) queueClaim(b *pgx.Batch, p *store.StepClaimParams) *queuedClaim {
 	now := c.now
 	expires := now.Add(p.LeaseTTL)
-	type claimed struct {
-		from lifecycle.StepState
-		st   *store.Step
-	}
-	var got []claimed
-	b := &pgx.Batch{}
-	b.Queue(indexPlansSQL)
+	q := &queuedClaim{tasks: map[string]*taskRow{}, deps: map[string]map[string]json.RawMessage{}}
+	c.planForIndexes(b)
 	b.Queue(claimSQL, now, nilIfEmpty(p.Handlers), nilIfEmpty(p.TemplateIDs), nilIfEmpty(p.ExcludeTemplateIDs),
 		nilIfEmpty(p.TaskIDs), p.Limit, p.Worker, p.LeaseToken, expires).Query(func(rows pgx.Rows) error {
 		for rows.Next() {
@@ -202,37 +217,60 @@ func (c *change) claim(ctx context.Context, tx pgx.Tx, p *store.StepClaimParams)
 			if err != nil {
 				return err
 			}
-			got = append(got, claimed{lifecycle.StepState(from), st})
+			q.got = append(q.got, claimedRow{lifecycle.StepState(from), st})
 		}
 		return rows.Err()
 	})
-	if err := tx.SendBatch(ctx, b).Close(); err != nil {
-		return nil, fmt.Errorf("claim: %w", err)
-	}
-	if len(got) == 0 {
+	b.Queue(claimedTasksSQL, expires, p.LeaseToken).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			t, err := scanTask(rows)
+			if err != nil {
+				return fmt.Errorf("load tasks: %w", err)
+			}
+			q.tasks[t.ID] = &taskRow{Task: *t}
+		}
+		return rows.Err()
+	})
+	b.Queue(claimedDependenciesSQL, expires, p.LeaseToken).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			var (
+				child, name string
+				results     *string
+			)
+			if err := rows.Scan(&child, &name, &results); err != nil {
+				return fmt.Errorf("dependency results: %w", err)
+			}
+			m := q.deps[child]
+			if m == nil {
+				m = map[string]json.RawMessage{}
+				q.deps[child] = m
+			}
+			raw := json.RawMessage("null")
+			if results != nil {
+				raw = json.RawMessage(*results)
+			}
+			m[name] = raw
+		}
+		return rows.Err()
+	})
+	return q
+}
+
+// claimed records the transitions of a sent claim and returns its steps,
+// in claim order.
+func (c *change) claimed(q *queuedClaim, p *store.StepClaimParams) ([]*store.ClaimedStep, error) {
+	if len(q.got) == 0 {
 		return nil, nil
 	}
-	slices.SortFunc(got, func(a, b claimed) int {
+	slices.SortFunc(q.got, func(a, b claimedRow) int {
 		if c := a.st.RunAt.Compare(b.st.RunAt); c != 0 {
 			return c
 		}
 		return strings.Compare(a.st.ID, b.st.ID)
 	})
-	ids := make([]string, len(got))
-	taskIDs := make([]string, 0, len(got))
-	for i, g := range got {
-		ids[i] = g.st.ID
-		if !slices.Contains(taskIDs, g.st.TaskID) {
-			taskIDs = append(taskIDs, g.st.TaskID)
-		}
-	}
-	tasks, deps, err := claimContext(ctx, tx, taskIDs, ids)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]*store.ClaimedStep, 0, len(got))
-	for _, g := range got {
-		t := tasks[g.st.TaskID]
+	out := make([]*store.ClaimedStep, 0, len(q.got))
+	for _, g := range q.got {
+		t := q.tasks[g.st.TaskID]
 		if t == nil {
 			return nil, fmt.Errorf("claim: task %s of step %s: %w", g.st.TaskID, g.st.ID, store.ErrNotFound)
 		}
@@ -240,14 +278,26 @@ func (c *change) claim(ctx context.Context, tx pgx.Tx, p *store.StepClaimParams)
 		if err != nil {
 			return nil, err
 		}
+		c.claimedReady[g.st.TaskID+"/"+g.st.Name] = true
 		c.event(t, &store.Event{StepID: g.st.ID, StepName: g.st.Name, Name: d.Event, Seq: g.st.Seq, From: string(g.from),
 			To: string(lifecycle.StepInProgress), Metadata: store.Metadata{Attempt: g.st.Attempts, RetryLimit: g.st.RetryLimit,
 				Worker: p.Worker, LeaseToken: p.LeaseToken, LeaseExpiresAt: g.st.LeaseExpiresAt}})
 		out = append(out, &store.ClaimedStep{Step: g.st, Namespace: t.Namespace, TaskName: t.Name,
-			Version: t.Version, Context: t.Context, Dependencies: deps[g.st.ID]})
+			Version: t.Version, Context: t.Context, Dependencies: q.deps[g.st.ID]})
 	}
 	return out, nil
 }
+
+// claimedTasksSQL reads the tasks of the steps a claim just leased
+// (steps_leased), without locking them.
+const claimedTasksSQL = "SELECT " + taskColumns + ` FROM tasks WHERE id IN (SELECT task_id FROM steps
+	WHERE state = 'in_progress' AND lease_expires_at = $1 AND lease_token = $2)`
+
+// claimedDependenciesSQL reads the results of the parents of the steps a
+// claim just leased (steps_leased, step_edges_child).
+const claimedDependenciesSQL = `SELECT e.child_id, p.name, p.results::text
+	FROM steps c JOIN step_edges e ON e.child_id = c.id JOIN steps p ON p.id = e.parent_id
+	WHERE c.state = 'in_progress' AND c.lease_expires_at = $1 AND c.lease_token = $2`
 
 // claimSQL claims ready steps. The steps_claim index gives them in (run_at, idx)
 // order; SKIP LOCKED lets concurrent workers take disjoint batches without
@@ -278,7 +328,13 @@ const claimSQL = `WITH ready AS (
 // outruns the tables' statistics, and planned from stale ones a claim
 // would read and sort every ready step, and a release would scan every
 // step. A query with no index to use still gets its sequential scan.
-const indexPlansSQL = "SELECT set_config('enable_seqscan', 'off', true), set_config('enable_bitmapscan', 'off', true)"
+// Joins are nested loops over index lookups, for the same reason (a hash
+// join would read a whole index to build its other side). With only
+// these paths left, one generic plan per statement serves every
+// execution, so the statements are not planned again each time.
+const indexPlansSQL = `SELECT set_config('enable_seqscan', 'off', true), set_config('enable_bitmapscan', 'off', true),
+	set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true),
+	set_config('plan_cache_mode', 'force_generic_plan', true)`
 
 // expiredLeasesSQL finds running steps whose lease expired (steps_leased).
 const expiredLeasesSQL = `SELECT id FROM steps WHERE state = 'in_progress'
@@ -294,11 +350,6 @@ const releaseChildrenSQL = `UPDATE steps s
 	FROM (SELECT child_id, COUNT(*)::int AS n FROM step_edges WHERE parent_id = ANY($2) GROUP BY child_id) r
 	WHERE s.id = r.child_id
 	RETURNING s.task_id, s.idx, s.name, s.deps_remaining, s.state`
-
-// dependencyResultsSQL reads the results of claimed steps' parents
-// (step_edges_child).
-const dependencyResultsSQL = `SELECT e.child_id, p.name, p.results::text FROM step_edges e JOIN steps p ON p.id = e.parent_id
-	WHERE e.child_id = ANY($1)`
 
 // leftoverTasksSQL finds in-progress tasks with nothing open (tasks_state_created).
 const leftoverTasksSQL = "SELECT id FROM tasks WHERE state = 'in_progress' AND steps_open = 0 ORDER BY id LIMIT $1"
@@ -318,51 +369,6 @@ func nilIfEmpty(s []string) []string {
 	return s
 }
 
-// claimContext reads, in one round trip, the identity and context of the
-// tasks of claimed steps (without locking them) and the results of the
-// claimed steps' parents.
-func claimContext(ctx context.Context, tx pgx.Tx, taskIDs, stepIDs []string) (map[string]*taskRow, map[string]map[string]json.RawMessage, error) {
-	tasks := make(map[string]*taskRow, len(taskIDs))
-	deps := map[string]map[string]json.RawMessage{}
-	b := &pgx.Batch{}
-	b.Queue("SELECT "+taskColumns+" FROM tasks WHERE id = ANY($1)", taskIDs).Query(func(rows pgx.Rows) error {
-		for rows.Next() {
-			t, err := scanTask(rows)
-			if err != nil {
-				return fmt.Errorf("load tasks: %w", err)
-			}
-			tasks[t.ID] = &taskRow{Task: *t}
-		}
-		return rows.Err()
-	})
-	b.Queue(dependencyResultsSQL, stepIDs).Query(func(rows pgx.Rows) error {
-		for rows.Next() {
-			var (
-				child, name string
-				results     *string
-			)
-			if err := rows.Scan(&child, &name, &results); err != nil {
-				return fmt.Errorf("dependency results: %w", err)
-			}
-			m := deps[child]
-			if m == nil {
-				m = map[string]json.RawMessage{}
-				deps[child] = m
-			}
-			raw := json.RawMessage("null")
-			if results != nil {
-				raw = json.RawMessage(*results)
-			}
-			m[name] = raw
-		}
-		return rows.Err()
-	})
-	if err := tx.SendBatch(ctx, b).Close(); err != nil {
-		return nil, nil, err
-	}
-	return tasks, deps, nil
-}
-
 // lockForSteps locks the tasks of the given steps, then the steps, each in
 // id order: the locking order of every write transaction. Both statements
 // go in one round trip.
@@ -373,7 +379,7 @@ func (c *change) lockForSteps(ctx context.Context, tx pgx.Tx, stepIDs []string) 
 	}
 	out := make(map[string]*store.Step, len(stepIDs))
 	b := &pgx.Batch{}
-	b.Queue(indexPlansSQL)
+	c.planForIndexes(b)
 	b.Queue("SELECT "+taskColumns+" FROM tasks WHERE id IN (SELECT task_id FROM steps WHERE id = ANY($1)) AND NOT (id = ANY($2)) ORDER BY id FOR UPDATE",
 		stepIDs, known).Query(func(rows pgx.Rows) error {
 		tasks, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*store.Task, error) { return scanTask(r) })
@@ -467,11 +473,13 @@ func (s *Store) StepCompleteMany(ctx context.Context, p *store.StepCompleteManyP
 		if p.Claim == nil || p.Claim.Limit <= 0 {
 			return nil
 		}
-		// The claim sees the children the outcomes released.
-		if err := c.sync(ctx, tx); err != nil {
+		// The claim goes with the outcomes' writes, after them: it sees
+		// the children they released.
+		var q *queuedClaim
+		if err := c.syncWith(ctx, tx, func(b *pgx.Batch) { q = c.queueClaim(b, p.Claim) }); err != nil {
 			return err
 		}
-		claimed, err = c.claim(ctx, tx, p.Claim)
+		claimed, err = c.claimed(q, p.Claim)
 		return err
 	})
 	if err != nil {

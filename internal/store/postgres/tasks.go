@@ -253,6 +253,32 @@ type change struct {
 	released []string
 	// counters are the task counter changes settle found, for finish.
 	counters counterDeltas
+	// planned: the transaction's planner settings are made (indexPlansSQL).
+	planned bool
+	// claimedReady are the steps this change claimed itself, by task id
+	// and name: other workers need no wake-up for them.
+	claimedReady map[string]bool
+}
+
+// readyLeft reports whether a step this change made ready is still
+// waiting for a worker: the change did not claim it itself.
+func (c *change) readyLeft() bool {
+	for _, r := range c.ready {
+		for _, name := range r.Steps {
+			if !c.claimedReady[r.TaskID+"/"+name] {
+				return true
+			}
+		}
+	}
+	return len(c.ready) == 0
+}
+
+// planForIndexes queues indexPlansSQL unless the transaction has it.
+func (c *change) planForIndexes(b *pgx.Batch) {
+	if !c.planned {
+		b.Queue(indexPlansSQL)
+		c.planned = true
+	}
 }
 
 // counterDeltas are changes of task counters, as arrays for one statement.
@@ -264,7 +290,8 @@ type counterDeltas struct {
 type taskDelta struct{ done, open int }
 
 func newChange(now time.Time) *change {
-	return &change{now: now.UTC().Truncate(time.Microsecond), tasks: map[string]*taskRow{}, deltas: map[string]*taskDelta{}}
+	return &change{now: now.UTC().Truncate(time.Microsecond), tasks: map[string]*taskRow{}, deltas: map[string]*taskDelta{},
+		claimedReady: map[string]bool{}}
 }
 
 func (c *change) result() *store.ChangeResult {
@@ -370,7 +397,13 @@ func (c *change) transitionTask(t *taskRow, to lifecycle.TaskState, meta store.M
 // change completed, in one round trip, and records which children became
 // ready. Reads that must see the change's own writes come after it.
 func (c *change) sync(ctx context.Context, tx pgx.Tx) error {
-	if len(c.writes) == 0 && len(c.released) == 0 {
+	return c.syncWith(ctx, tx, nil)
+}
+
+// syncWith is sync with more statements, queued by then, in the same
+// round trip after the writes.
+func (c *change) syncWith(ctx context.Context, tx pgx.Tx, then func(*pgx.Batch)) error {
+	if len(c.writes) == 0 && len(c.released) == 0 && then == nil {
 		return nil
 	}
 	b := &pgx.Batch{}
@@ -399,6 +432,9 @@ func (c *change) sync(ctx context.Context, tx pgx.Tx) error {
 			return rows.Err()
 		})
 		c.released = nil
+	}
+	if then != nil {
+		then(b)
 	}
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return err
@@ -466,7 +502,7 @@ func (c *change) finish(s *Store) (*pgx.Batch, error) {
 	}
 	c.queueWrites(b)
 	if len(c.events) > 0 {
-		if c.notify {
+		if c.notify && c.readyLeft() {
 			b.Queue("SELECT pg_notify($1, '')", s.channel)
 		}
 		b.Queue("SELECT pg_advisory_xact_lock($1)", s.lockKey)
