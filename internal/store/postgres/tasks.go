@@ -487,7 +487,15 @@ func (c *change) settle(ctx context.Context, tx pgx.Tx) error {
 // the events (under the log's advisory lock; the caller holds commitMu
 // when there are events).
 func (c *change) finish(s *Store) (*pgx.Batch, error) {
-	ids, done, opens := c.counters.ids, c.counters.done, c.counters.open
+	// A task the finalizer transitions gets its counters in the same
+	// statement: one new row version instead of two.
+	var ids []string
+	var done, opens []int32
+	for i, id := range c.counters.ids {
+		if !c.foldCounters(id, c.counters.done[i], c.counters.open[i]) {
+			ids, done, opens = append(ids, id), append(done, c.counters.done[i]), append(opens, c.counters.open[i])
+		}
+	}
 	c.counters = counterDeltas{}
 	b := &pgx.Batch{}
 	if len(ids) > 0 {
@@ -511,6 +519,21 @@ func (c *change) finish(s *Store) (*pgx.Batch, error) {
 		}
 	}
 	return b, nil
+}
+
+// foldCounters adds counter deltas to the first queued transition of a
+// task, and reports whether there was one.
+func (c *change) foldCounters(id string, done, open int32) bool {
+	for _, w := range c.writes {
+		if w.tasks == nil || !w.tasks.seen[id] {
+			continue
+		}
+		i := slices.Index(w.tasks.ids, id)
+		w.tasks.done[i] += done
+		w.tasks.open[i] += open
+		return true
+	}
+	return false
 }
 
 // finalize is the finalizer; the row lock and the SQL guard on the task's

@@ -95,25 +95,30 @@ type taskWrite struct {
 	finished int32
 }
 
-// taskWrites are task transitions sent as one statement.
+// taskWrites are task transitions sent as one statement, with the
+// counter deltas folded into them.
 type taskWrites struct {
 	seen            map[string]bool
 	ids, froms, tos []string
 	started         []bool
 	finished        []int32
+	done, open      []int32
 }
 
 func (w *taskWrites) add(t taskWrite) {
 	w.seen[t.id] = true
 	w.ids, w.froms, w.tos = append(w.ids, t.id), append(w.froms, t.from), append(w.tos, t.to)
 	w.started, w.finished = append(w.started, t.started), append(w.finished, t.finished)
+	w.done, w.open = append(w.done, 0), append(w.open, 0)
 }
 
 // taskWritesSQL applies task transitions given as arrays.
 const taskWritesSQL = `UPDATE tasks t SET state = u.to_state, seq = t.seq + 1, updated_at = $1,
 		started_at = CASE WHEN u.started THEN COALESCE(t.started_at, $1) ELSE t.started_at END,
-		finished_at = CASE u.finished WHEN 1 THEN NULL WHEN 2 THEN $1 ELSE t.finished_at END
-	FROM unnest($2::text[], $3::text[], $4::text[], $5::bool[], $6::int[]) AS u(id, from_state, to_state, started, finished)
+		finished_at = CASE u.finished WHEN 1 THEN NULL WHEN 2 THEN $1 ELSE t.finished_at END,
+		steps_done = t.steps_done + u.done, steps_open = t.steps_open + u.open
+	FROM unnest($2::text[], $3::text[], $4::text[], $5::bool[], $6::int[], $7::int[], $8::int[])
+		AS u(id, from_state, to_state, started, finished, done, open)
 	WHERE t.id = u.id AND t.state = u.from_state`
 
 // writeStep queues a step transition. A step already in the last group
@@ -160,7 +165,7 @@ func (c *change) queueWrites(b *pgx.Batch) {
 		default:
 			g := w.tasks
 			sql, want, what = taskWritesSQL, len(g.ids), "transition tasks"
-			args = []any{c.now, g.ids, g.froms, g.tos, g.started, g.finished}
+			args = []any{c.now, g.ids, g.froms, g.tos, g.started, g.finished, g.done, g.open}
 			if want == 1 {
 				what = fmt.Sprintf("transition task %s %s → %s", g.ids[0], g.froms[0], g.tos[0])
 			}
