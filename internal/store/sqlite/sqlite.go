@@ -20,7 +20,7 @@ import (
 	"time"
 
 	"github.com/pressly/goose/v3"
-	_ "modernc.org/sqlite" // the database/sql driver "sqlite"
+	"modernc.org/sqlite"
 
 	"github.com/tasker-go/tasker/internal/store"
 )
@@ -108,10 +108,8 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	base := "file:" + (&url.URL{Path: path}).EscapedPath()
 	common := fmt.Sprintf("_busy_timeout=%d&_journal_mode=WAL&_foreign_keys=1&_synchronous=%s",
 		opts.BusyTimeout.Milliseconds(), strings.ToUpper(opts.Synchronous))
-	wdb, err := sql.Open("sqlite", base+"?"+common+"&_txlock=immediate")
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
-	}
+	drv := &sqlite.Driver{}
+	wdb := sql.OpenDB(&connector{dsn: base + "?" + common + "&_txlock=immediate", drv: drv})
 	wdb.SetMaxOpenConns(1)
 	wdb.SetMaxIdleConns(1)
 	wdb.SetConnMaxLifetime(0)
@@ -124,11 +122,7 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		wdb.Close()
 		return nil, fmt.Errorf("sqlite: migrate %s: %w", path, err)
 	}
-	rdb, err := sql.Open("sqlite", base+"?"+common+"&_query_only=1")
-	if err != nil {
-		wdb.Close()
-		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
-	}
+	rdb := sql.OpenDB(&connector{dsn: base + "?" + common + "&_query_only=1", drv: drv})
 	rdb.SetMaxOpenConns(opts.Readers)
 	rdb.SetMaxIdleConns(opts.Readers)
 	s := &Store{

@@ -1,0 +1,81 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"path/filepath"
+	"testing"
+
+	"modernc.org/sqlite"
+)
+
+// The kept statements must behave like fresh ones: a query nested in the
+// rows of the same query, more distinct statements than are kept, and
+// scripts of several statements.
+func TestCachedStatements(t *testing.T) {
+	ctx := context.Background()
+	db := sql.OpenDB(&connector{dsn: "file:" + filepath.Join(t.TempDir(), "c.db"), drv: &sqlite.Driver{}})
+	defer db.Close()
+	db.SetMaxOpenConns(1)
+	if _, err := db.ExecContext(ctx, "CREATE TABLE t (x INTEGER); CREATE TABLE u (y INTEGER)"); err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM sqlite_master WHERE name IN ('t', 'u')").Scan(&n); err != nil || n != 2 {
+		t.Fatalf("a script of two statements created %d tables (%v)", n, err)
+	}
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if _, err := tx.ExecContext(ctx, "INSERT INTO t VALUES (?)", i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const q = "SELECT x FROM t ORDER BY x"
+	rows, err := tx.QueryContext(ctx, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var outer, inner []int
+	for rows.Next() {
+		var x int
+		if err := rows.Scan(&x); err != nil {
+			t.Fatal(err)
+		}
+		outer = append(outer, x)
+		if x == 1 {
+			// The same statement while its rows are open.
+			in, err := tx.QueryContext(ctx, q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for in.Next() {
+				var y int
+				if err := in.Scan(&y); err != nil {
+					t.Fatal(err)
+				}
+				inner = append(inner, y)
+			}
+			in.Close()
+		}
+	}
+	rows.Close()
+	if fmt.Sprint(outer) != "[0 1 2]" || fmt.Sprint(inner) != "[0 1 2]" {
+		t.Fatalf("outer %v, inner %v; want [0 1 2] both", outer, inner)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	// More distinct statements than a connection keeps, each run twice.
+	for round := range 2 {
+		for i := range maxCachedStmts + 20 {
+			var got int
+			if err := db.QueryRowContext(ctx, fmt.Sprintf("SELECT %d + x FROM t WHERE x = ?", i), 2).Scan(&got); err != nil || got != i+2 {
+				t.Fatalf("round %d statement %d: %d, %v", round, i, got, err)
+			}
+		}
+	}
+}
