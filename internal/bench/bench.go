@@ -146,8 +146,13 @@ func (c Config) prepare() (Config, error) {
 // one. cleanup closes the client and removes the temporary database; call
 // it exactly once.
 func open(ctx context.Context, cfg Config) (c *tasker.Client, cleanup func() error, err error) {
+	return openWith(ctx, cfg, nil)
+}
+
+// openWith is open with handlers besides the built-in ones.
+func openWith(ctx context.Context, cfg Config, handlers map[string]tasker.Handler) (c *tasker.Client, cleanup func() error, err error) {
 	if tasker.IsPostgresURL(cfg.DB) {
-		return openPostgres(ctx, cfg)
+		return openPostgres(ctx, cfg, handlers)
 	}
 	path, dir := cfg.DB, ""
 	if path == "" {
@@ -169,6 +174,7 @@ func open(ctx context.Context, cfg Config) (c *tasker.Client, cleanup func() err
 		Concurrency:           cfg.Concurrency,
 		SQLiteSynchronous:     cfg.Synchronous,
 		Logger:                cfg.Logger,
+		Handlers:              handlers,
 	})
 	if err != nil {
 		return nil, nil, errors.Join(fmt.Errorf("bench: %w", err), removeDir())
@@ -182,7 +188,7 @@ func open(ctx context.Context, cfg Config) (c *tasker.Client, cleanup func() err
 
 // openPostgres opens a client on the PostgreSQL database of cfg.DB, in
 // cfg.Schema or in a fresh schema dropped by cleanup.
-func openPostgres(ctx context.Context, cfg Config) (*tasker.Client, func() error, error) {
+func openPostgres(ctx context.Context, cfg Config, handlers map[string]tasker.Handler) (*tasker.Client, func() error, error) {
 	schema, drop := cfg.Schema, func() error { return nil }
 	if schema == "" {
 		schema = fmt.Sprintf("bench_%d_%d", os.Getpid(), time.Now().UnixNano()%1e9)
@@ -205,6 +211,7 @@ func openPostgres(ctx context.Context, cfg Config) (*tasker.Client, func() error
 		Concurrency:           cfg.Concurrency,
 		MaxConns:              max(4, cfg.Concurrency/2),
 		Logger:                cfg.Logger,
+		Handlers:              handlers,
 	})
 	if err != nil {
 		return nil, nil, errors.Join(fmt.Errorf("bench: %w", err), drop())
@@ -272,6 +279,11 @@ steps:
     handler: noop
     depends_on: [b, c]
 `
+
+// steadyTemplate is the template of Steady: the diamond, with a handler
+// that notes when each step's handler starts and ends.
+var steadyTemplate = strings.ReplaceAll(strings.Replace(diamondTemplate, "name: diamond", "name: steady", 1),
+	"handler: noop", "handler: "+stampHandler)
 
 // chainTemplate returns the template of a linear chain of n noop steps.
 // Each length has its own name, so chains of different lengths do not

@@ -194,7 +194,7 @@ func TestFanoutBigSteady(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkCommon(t, r, "steady", 20, 4)
-	if s := r.Steady; s == nil || s.Start.Count != 20 || s.Handoff.Count != 60 || s.Handoff.P50 > s.Handoff.P99 || s.Handoff.P99 > s.Handoff.Max {
+	if s := r.Steady; s == nil || s.Start.Count != 20 || s.Handoff.Count != 60 || s.Handoff.P50 <= 0 || s.Handoff.P50 > s.Handoff.P99 || s.Handoff.P99 > s.Handoff.Max {
 		t.Errorf("steady = %+v %+v", r.Steady.Start, r.Steady.Handoff)
 	}
 	if r.PeakRSS <= 0 {

@@ -80,10 +80,11 @@ func percentiles(d []time.Duration) *Percentiles {
 type SteadyLatency struct {
 	// Rate is the task creation rate asked for, per second.
 	Rate float64 `json:"rate"`
-	// Start is from the CreateTask call to the first step's start.
+	// Start is from the CreateTask call to the start of the first step's
+	// handler.
 	Start *Percentiles `json:"start"`
-	// Handoff is from the completion of a step's last parent to the
-	// step's start.
+	// Handoff is from the end of the handler of a step's last parent to
+	// the start of the step's handler.
 	Handoff *Percentiles `json:"handoff"`
 }
 

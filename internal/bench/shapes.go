@@ -132,9 +132,10 @@ func Big(ctx context.Context, cfg Config) (res *Result, err error) {
 }
 
 // Steady creates diamond tasks at cfg.Rate per second for cfg.Duration on
-// a started client and measures, from the engine's events, the latency
-// from each CreateTask call to its first step's start, and from the
-// completion of a step's last parent to the step's start.
+// a started client and measures, from its handler's notes, the latency
+// from each CreateTask call to the start of its first step's handler, and
+// from the end of the handler of a step's last parent to the start of the
+// step's handler.
 func Steady(ctx context.Context, cfg Config) (res *Result, err error) {
 	if cfg.Rate == 0 {
 		cfg.Rate = DefaultRate
@@ -149,43 +150,17 @@ func Steady(ctx context.Context, cfg Config) (res *Result, err error) {
 	if cfg.Rate <= 0 || cfg.Duration <= 0 {
 		return nil, errors.New("bench: steady needs a positive rate and duration")
 	}
-	c, cleanup, err := open(ctx, cfg)
+	st := &stamps{start: map[stampKey]time.Time{}, end: map[stampKey]time.Time{}}
+	c, cleanup, err := openWith(ctx, cfg, map[string]tasker.Handler{stampHandler: st.handler()})
 	if err != nil {
 		return nil, err
 	}
 	defer func() { err = errors.Join(err, cleanup()) }()
-	t, err := register(ctx, c, diamondTemplate)
+	t, err := register(ctx, c, steadyTemplate)
 	if err != nil {
 		return nil, err
 	}
-	sub := c.Subscribe(&tasker.SubscribeOpts{Names: []string{string(tasker.EventStepExecutionRequested), string(tasker.EventStepCompleted)},
-		Buffer: 1 << 20})
-	defer sub.Close()
-	// The events, collected as they come.
-	type key struct{ task, step string }
-	var (
-		mu        sync.Mutex
-		started   = map[key]time.Time{}
-		completed = map[key]time.Time{}
-		created   = map[string]time.Time{}
-	)
-	collected := make(chan struct{})
-	go func() {
-		defer close(collected)
-		for ev := range sub.Events() {
-			k := key{ev.TaskID, ev.StepName}
-			mu.Lock()
-			switch ev.Name {
-			case tasker.EventStepExecutionRequested:
-				if _, ok := started[k]; !ok { // the first attempt
-					started[k] = ev.OccurredAt
-				}
-			case tasker.EventStepCompleted:
-				completed[k] = ev.OccurredAt
-			}
-			mu.Unlock()
-		}
-	}()
+	created := map[string]time.Time{}
 	if err := c.Start(ctx, nil); err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
 	}
@@ -209,9 +184,7 @@ func Steady(ctx context.Context, cfg Config) (res *Result, err error) {
 		if err != nil {
 			return nil, fmt.Errorf("bench: create task: %w", err)
 		}
-		mu.Lock()
 		created[r.Task.ID] = at
-		mu.Unlock()
 		ids = append(ids, r.Task.ID)
 	}
 	for _, id := range ids {
@@ -223,23 +196,23 @@ func Steady(ctx context.Context, cfg Config) (res *Result, err error) {
 	if err := c.Stop(ctx); err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
 	}
-	sub.Close()
-	<-collected
+	st.mu.Lock()
+	defer st.mu.Unlock()
 	var startLat, handoff []time.Duration
 	parents := map[string][]string{"b": {"a"}, "c": {"a"}, "d": {"b", "c"}}
 	for _, id := range ids {
-		if s, ok := started[key{id, "a"}]; ok {
+		if s, ok := st.start[stampKey{id, "a"}]; ok {
 			startLat = append(startLat, s.Sub(created[id]))
 		}
 		for step, ps := range parents {
-			s, ok := started[key{id, step}]
+			s, ok := st.start[stampKey{id, step}]
 			if !ok {
 				continue
 			}
 			var last time.Time
 			for _, p := range ps {
-				if cpl, ok := completed[key{id, p}]; ok && cpl.After(last) {
-					last = cpl
+				if end, ok := st.end[stampKey{id, p}]; ok && end.After(last) {
+					last = end
 				}
 			}
 			if !last.IsZero() {
@@ -253,10 +226,43 @@ func Steady(ctx context.Context, cfg Config) (res *Result, err error) {
 	res.StepsPerSec = rate(4*n, elapsed)
 	res.Steady = &SteadyLatency{Rate: cfg.Rate, Start: percentiles(startLat), Handoff: percentiles(handoff)}
 	if len(startLat) < n {
-		return nil, fmt.Errorf("bench: saw the first step start of %d of %d tasks (events were dropped)", len(startLat), n)
+		return nil, fmt.Errorf("bench: saw the first step start of %d of %d tasks", len(startLat), n)
 	}
 	res.Engine = engineStats(diffStats(c.Stats(), before))
 	res.DBTxPerStep = txPerStep(ctx, cfg, commits, 4*n)
 	res.PeakRSS = peakRSS()
 	return res, nil
+}
+
+// stampHandler is the name of the handler Steady registers.
+const stampHandler = "bench_stamp"
+
+type stampKey struct{ task, step string }
+
+// stamps notes when each step's handler starts and ends (the first
+// attempt's start, the last attempt's end): the hand-off from a parent to
+// its child is measured from handler to handler, through the completion
+// transaction, the claim and the child's launch.
+type stamps struct {
+	mu         sync.Mutex
+	start, end map[stampKey]time.Time
+}
+
+func (s *stamps) handler() tasker.Handler {
+	return tasker.HandlerFunc(func(_ context.Context, in *tasker.StepInput) (any, error) {
+		k := stampKey{in.TaskID, in.StepName}
+		now := time.Now()
+		s.mu.Lock()
+		if _, ok := s.start[k]; !ok {
+			s.start[k] = now
+		}
+		s.mu.Unlock()
+		defer func() {
+			now := time.Now()
+			s.mu.Lock()
+			s.end[k] = now
+			s.mu.Unlock()
+		}()
+		return nil, nil
+	})
 }

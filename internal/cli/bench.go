@@ -60,8 +60,8 @@ measured, and prints a table (or a JSON report with --json).
              the other: end-to-end latency and overhead per step.
   big        one task of 10,000 steps against tasks of 100: time per step.
   steady     diamond tasks created at a fixed rate: latency from creation to
-             the first step's start and from a parent's completion to its
-             child's start (p50, p95, p99, max).
+             the first step's handler and from the end of a parent's handler
+             to the start of its child's (p50, p95, p99, max).
 
 Every result also reports the peak RSS of the process and, on PostgreSQL, the
 transactions committed per step.
@@ -180,10 +180,12 @@ whatever the size of the task.
 		Use:   "steady",
 		Short: "Latency of diamond tasks created at a fixed rate",
 		Long: `Steady starts a worker, then creates diamond tasks (a, then b and c, then d) at
---rate per second for --duration, and measures from the engine's events the
-latency from each creation to the first step's start, and from the completion
-of a step's last parent to the step's start (the hand-off), as p50, p95, p99
-and maximum. The table shows the hand-off; --json has both.
+--rate per second for --duration. Their steps run a handler that notes when
+it starts and ends; from those times it measures the latency from each
+creation to the start of the first step's handler, and from the end of the
+handler of a step's last parent to the start of the step's handler (the
+hand-off), as p50, p95, p99 and maximum. The table shows the hand-off;
+--json has both.
 
 ` + benchDBNote,
 		Example: `  tasker bench steady
