@@ -32,7 +32,7 @@ func (c *Client) SetServerSubscriptions(ctx context.Context, subs []Webhook) err
 	if _, err := webhook.SyncServer(ctx, c.store, subs, c.clock.Now()); err != nil {
 		return fmt.Errorf("tasker: %w", err)
 	}
-	c.deliverer.Wake()
+	c.deliverer.Kick()
 	return nil
 }
 
@@ -203,7 +203,7 @@ func (c *Client) RetryDelivery(ctx context.Context, id string) (*Delivery, error
 	if err != nil {
 		return nil, fmt.Errorf("tasker: %w", err)
 	}
-	c.deliverer.Wake()
+	c.deliverer.Kick()
 	return deliveryFromStore(d, true), nil
 }
 

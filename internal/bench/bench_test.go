@@ -42,6 +42,10 @@ func checkCommon(t *testing.T, r *bench.Result, scenario string, n, steps int) {
 	if r.Engine.ClaimCalls <= 0 || r.Engine.CompleteCalls <= 0 || r.Engine.StepsPerClaim <= 0 || r.Engine.StepsPerComplete <= 0 {
 		t.Errorf("engine stats %+v: want positive calls and batch sizes", r.Engine)
 	}
+	// Every step is claimed and completed by a statement at least.
+	if r.Engine.Statements <= 0 || r.Engine.StatementsPerStep < 1 {
+		t.Errorf("%d statements, %.2f per step: want at least one per step", r.Engine.Statements, r.Engine.StatementsPerStep)
+	}
 	if row, head := r.Row(), bench.TableHeader(); len(row) != len(head) {
 		t.Errorf("row has %d cells, header %d", len(row), len(head))
 	}

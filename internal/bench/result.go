@@ -136,6 +136,11 @@ type EngineStats struct {
 	// StepsPerClaim and StepsPerComplete are the average batch sizes.
 	StepsPerClaim    float64 `json:"steps_per_claim"`
 	StepsPerComplete float64 `json:"steps_per_complete"`
+	// Statements counts the statements the store sent to the database
+	// (BEGIN and COMMIT included), counted at the store's driver;
+	// StatementsPerStep divides them by the steps completed.
+	Statements        int64   `json:"statements"`
+	StatementsPerStep float64 `json:"statements_per_step"`
 }
 
 func engineStats(s tasker.Stats) EngineStats {
@@ -146,6 +151,10 @@ func engineStats(s tasker.Stats) EngineStats {
 	}
 	if s.CompleteCalls > 0 {
 		e.StepsPerComplete = float64(s.Completed) / float64(s.CompleteCalls)
+	}
+	e.Statements = s.StoreStatements
+	if s.Completed > 0 {
+		e.StatementsPerStep = float64(s.StoreStatements) / float64(s.Completed)
 	}
 	return e
 }
@@ -161,7 +170,7 @@ func newResult(scenario string, cfg Config, n, steps int) *Result {
 // TableHeader returns the column names of Row.
 func TableHeader() []string {
 	return []string{"scenario", "store", "sync", "conc", "tasks", "steps", "duration", "tasks/s", "steps/s",
-		"insert tasks/s", "p50", "p95", "p99", "max", "p50/step", "steps/claim", "claimed on completion", "steps/complete", "tx/step", "rss"}
+		"insert tasks/s", "p50", "p95", "p99", "max", "p50/step", "steps/claim", "claimed on completion", "steps/complete", "stmts/step", "tx/step", "rss"}
 }
 
 // Row returns the result as table cells in the order of TableHeader; "-"
@@ -191,7 +200,8 @@ func (r *Result) Row() []string {
 	if all := r.Engine.Claimed + r.Engine.ClaimedOnCompletion; all > 0 {
 		onCompletion = fmt.Sprintf("%.0f%%", 100*float64(r.Engine.ClaimedOnCompletion)/float64(all))
 	}
-	row = append(row, fmt.Sprintf("%.1f", r.Engine.StepsPerClaim), onCompletion, fmt.Sprintf("%.1f", r.Engine.StepsPerComplete))
+	row = append(row, fmt.Sprintf("%.1f", r.Engine.StepsPerClaim), onCompletion, fmt.Sprintf("%.1f", r.Engine.StepsPerComplete),
+		fmt.Sprintf("%.1f", r.Engine.StatementsPerStep))
 	if r.DBTxPerStep > 0 {
 		row = append(row, fmt.Sprintf("%.2f", r.DBTxPerStep))
 	} else {

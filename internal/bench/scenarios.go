@@ -270,5 +270,6 @@ func diffStats(after, before tasker.Stats) tasker.Stats {
 		Finalized:           after.Finalized - before.Finalized,
 		Rescued:             after.Rescued - before.Rescued,
 		Released:            after.Released - before.Released,
+		StoreStatements:     after.StoreStatements - before.StoreStatements,
 	}
 }

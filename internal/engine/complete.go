@@ -74,14 +74,21 @@ func (e *Engine) record(ctx context.Context, batch []*attempt) {
 	claim := e.reserveClaim()
 	var claimed []*store.ClaimedStep
 	defer func() { e.endClaim(claim, claimed) }()
+	tried := false
 	e.retryStore(ctx, "complete", func() error {
 		e.stats.completeCalls.Add(1)
 		now := e.clock.Now()
-		if claim != nil {
+		p := &store.StepCompleteManyParams{Worker: e.cfg.WorkerID, Now: now, Outcomes: outs}
+		// A write that is tried again claims nothing: if the failed one
+		// committed after all (its answer lost), what it claimed is not
+		// known here, and a second claim would strand more steps until
+		// their leases expire. The dispatcher fills the slots instead.
+		if claim != nil && !tried {
 			claim.Now = now
+			p.Claim = claim
 		}
-		res, err := e.store.StepCompleteMany(ctx, &store.StepCompleteManyParams{Worker: e.cfg.WorkerID, Now: now, Outcomes: outs,
-			Claim: claim})
+		tried = true
+		res, err := e.store.StepCompleteMany(ctx, p)
 		if err != nil {
 			return err
 		}

@@ -109,16 +109,10 @@ func (e *Engine) claimRound(ctx context.Context) {
 	e.due.popUntil(now)
 	e.mu.Unlock()
 	for ctx.Err() == nil {
-		free := e.freeSlots()
-		if free == 0 {
+		n := e.reserveSlots()
+		if n == 0 {
 			return
 		}
-		n := min(free, e.cfg.ClaimBatch)
-		// The slots are reserved while the claim runs, so that a claim
-		// made with completions meanwhile does not take them too.
-		e.mu.Lock()
-		e.reserved += n
-		e.mu.Unlock()
 		got, more := e.claimOnce(ctx, n)
 		e.mu.Lock()
 		e.reserved -= n
@@ -129,14 +123,19 @@ func (e *Engine) claimRound(ctx context.Context) {
 	}
 }
 
-// freeSlots returns the free global slots and marks the dispatcher blocked
-// when there are none, so the next freed slot wakes it.
-func (e *Engine) freeSlots() int {
+// reserveSlots reserves up to ClaimBatch free global slots for a claim,
+// in the same critical section that counts them, so that a claim made
+// with completions meanwhile does not take them too; the caller gives
+// them back when the claim's steps have started. With no free slot it
+// marks the dispatcher blocked, so the next freed slot wakes it.
+func (e *Engine) reserveSlots() int {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	free := e.cfg.Concurrency - e.running - e.reserved
 	e.blocked = free <= 0
-	return max(free, 0)
+	n := min(max(free, 0), e.cfg.ClaimBatch)
+	e.reserved += n
+	return n
 }
 
 // claimOnce claims up to n steps: first for templates with a concurrency

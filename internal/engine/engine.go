@@ -163,6 +163,15 @@ type Stats struct {
 	Leader bool
 	// Running is the number of handlers running now.
 	Running int64
+	// StoreStatements counts the statements the store has sent to its
+	// database since it was opened (BEGIN and COMMIT included), when the
+	// store counts them (both built-in stores do).
+	StoreStatements int64
+}
+
+// statementCounter is a store that counts the statements it sends.
+type statementCounter interface {
+	Statements() int64
 }
 
 // Engine orchestrates tasks stored in a Store.
@@ -259,8 +268,13 @@ func (e *Engine) Stats() Stats {
 	e.mu.Lock()
 	running := e.running
 	e.mu.Unlock()
+	var statements int64
+	if sc, ok := e.store.(statementCounter); ok {
+		statements = sc.Statements()
+	}
 	return Stats{
-		DispatchCycles: e.stats.dispatchCycles.Load(), ClaimCalls: e.stats.claimCalls.Load(), Claimed: e.stats.claimed.Load(),
+		StoreStatements: statements,
+		DispatchCycles:  e.stats.dispatchCycles.Load(), ClaimCalls: e.stats.claimCalls.Load(), Claimed: e.stats.claimed.Load(),
 		ClaimedOnCompletion: e.stats.claimedOnCompletion.Load(),
 		HandlerRuns:         e.stats.handlerRuns.Load(), Completed: e.stats.completed.Load(), Stale: e.stats.stale.Load(),
 		CompleteCalls: e.stats.completeCalls.Load(), Finalized: e.stats.finalized.Load(), Rescued: e.stats.rescued.Load(),

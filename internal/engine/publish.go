@@ -71,7 +71,7 @@ func (e *Engine) runPublisher() {
 
 // announce is the store's commit hook: it queues the change for
 // publication, counts finalizations and wakes the dispatcher when steps
-// became ready. It never blocks.
+// became ready that the change did not claim itself. It never blocks.
 func (e *Engine) announce(res *store.ChangeResult) {
 	e.stats.finalized.Add(int64(len(res.Finalized)))
 	for _, ev := range res.Events {
@@ -80,7 +80,12 @@ func (e *Engine) announce(res *store.ChangeResult) {
 		}
 	}
 	e.pub.push(publication{change: res})
-	if len(res.Ready) > 0 {
+	ready := 0
+	for _, r := range res.Ready {
+		ready += len(r.Steps)
+	}
+	// Steps the change claimed itself need no claim from the dispatcher.
+	if ready > res.ClaimedReady {
 		e.Wake()
 	}
 }

@@ -380,6 +380,9 @@ type ChangeResult struct {
 	Finalized []Finalized
 	// Count is how many entities the operation changed.
 	Count int
+	// ClaimedReady is how many of the steps in Ready the change claimed
+	// itself (a completion with a claim); the others wait for a worker.
+	ClaimedReady int
 }
 
 // TaskListParams filter TaskList.
@@ -454,6 +457,26 @@ type StepClaimParams struct {
 	ExcludeTemplateIDs []string
 	// TaskIDs, when set, restricts the claim to these tasks.
 	TaskIDs []string
+}
+
+// CountClaimedReady counts the steps of ready that are among claimed.
+func CountClaimedReady(ready []Ready, claimed []*ClaimedStep) int {
+	if len(claimed) == 0 {
+		return 0
+	}
+	got := make(map[[2]string]bool, len(claimed))
+	for _, cs := range claimed {
+		got[[2]string{cs.Step.TaskID, cs.Step.Name}] = true
+	}
+	n := 0
+	for _, r := range ready {
+		for _, name := range r.Steps {
+			if got[[2]string{r.TaskID, name}] {
+				n++
+			}
+		}
+	}
+	return n
 }
 
 // ValidateClaim checks the parameters a claim needs.

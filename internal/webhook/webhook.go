@@ -103,6 +103,10 @@ const fanoutBatch = 500
 // lease is how long a claimed delivery is kept from other processes.
 const lease = time.Minute
 
+// claimTimeout bounds a claim of deliveries, which a stop does not
+// interrupt.
+const claimTimeout = 30 * time.Second
+
 // New returns a deliverer.
 func New(cfg Config) *Deliverer {
 	if cfg.PollInterval <= 0 {
@@ -127,6 +131,15 @@ func New(cfg Config) *Deliverer {
 		cfg.Secrets = &secret.Policy{}
 	}
 	return &Deliverer{cfg: cfg, client: cfg.Guard.Client(cfg.Timeout, 5), wake: make(chan struct{}, 1)}
+}
+
+// Kick asks for a pass soon even while no subscription is active: a
+// subscription was added or a delivery queued again.
+func (d *Deliverer) Kick() {
+	d.mu.Lock()
+	d.idle = false
+	d.mu.Unlock()
+	d.Wake()
 }
 
 // Wake asks for a pass soon: new events were committed.
@@ -299,7 +312,9 @@ func (d *Deliverer) DeliverDue(ctx context.Context) (int, error) {
 	// The claim is not interrupted once sent: a claim that commits while
 	// its answer is lost would hold its deliveries until the lease ends.
 	// What it claims is sent, or given back if ctx has ended.
-	claimed, err := d.cfg.Store.DeliveryClaim(context.WithoutCancel(ctx), &store.DeliveryClaimParams{Now: d.cfg.Clock.Now(), Lease: lease, Limit: d.cfg.Concurrency})
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), claimTimeout)
+	claimed, err := d.cfg.Store.DeliveryClaim(cctx, &store.DeliveryClaimParams{Now: d.cfg.Clock.Now(), Lease: lease, Limit: d.cfg.Concurrency})
+	cancel()
 	if err != nil || len(claimed) == 0 {
 		return 0, err
 	}

@@ -70,6 +70,8 @@ type Store struct {
 	commitMu sync.Mutex
 	hook     atomic.Pointer[func(*store.ChangeResult)]
 	channel  string
+	// statements counts the statements sent (Statements).
+	statements *atomic.Int64
 }
 
 var _ store.Store = (*Store)(nil)
@@ -96,6 +98,8 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 		cfg.ConnConfig.ConnectTimeout = 10 * time.Second
 	}
 	cfg.ConnConfig.RuntimeParams["search_path"] = opts.Schema
+	statements := &atomic.Int64{}
+	cfg.ConnConfig.Tracer = statementCounter{n: statements}
 	if opts.MaxConns > 0 {
 		cfg.MaxConns = opts.MaxConns
 	}
@@ -110,7 +114,7 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	h := fnv.New64a()
 	h.Write([]byte("tasker events " + opts.Schema))
 	s := &Store{pool: pool, schema: opts.Schema, opts: opts, log: opts.Logger, lockKey: int64(h.Sum64() >> 1),
-		channel: "tasker_ready_" + opts.Schema}
+		channel: "tasker_ready_" + opts.Schema, statements: statements}
 	if !opts.SkipMigrate {
 		if err := s.Migrate(ctx); err != nil {
 			pool.Close()
@@ -207,6 +211,7 @@ func (s *Store) run(ctx context.Context, now time.Time, fn txFunc) (*change, err
 		if err == nil {
 			return c, nil
 		}
+		err = guardConflict(err)
 		if !retryable(err) {
 			return nil, err
 		}

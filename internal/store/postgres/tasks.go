@@ -263,14 +263,25 @@ type change struct {
 // readyLeft reports whether a step this change made ready is still
 // waiting for a worker: the change did not claim it itself.
 func (c *change) readyLeft() bool {
+	n := 0
+	for _, r := range c.ready {
+		n += len(r.Steps)
+	}
+	return n == 0 || c.claimedReadyCount() < n
+}
+
+// claimedReadyCount is how many of the steps this change made ready it
+// claimed itself.
+func (c *change) claimedReadyCount() int {
+	n := 0
 	for _, r := range c.ready {
 		for _, name := range r.Steps {
-			if !c.claimedReady[r.TaskID+"/"+name] {
-				return true
+			if c.claimedReady[r.TaskID+"/"+name] {
+				n++
 			}
 		}
 	}
-	return len(c.ready) == 0
+	return n
 }
 
 // planForIndexes queues indexPlansSQL unless the transaction has it.
@@ -295,7 +306,7 @@ func newChange(now time.Time) *change {
 }
 
 func (c *change) result() *store.ChangeResult {
-	return &store.ChangeResult{Events: c.events, Ready: c.ready, Finalized: c.finalized, Count: c.count}
+	return &store.ChangeResult{Events: c.events, Ready: c.ready, Finalized: c.finalized, Count: c.count, ClaimedReady: c.claimedReadyCount()}
 }
 
 // lockTasks locks tasks FOR UPDATE in id order and keeps them. Tasks
@@ -499,14 +510,9 @@ func (c *change) finish(s *Store) (*pgx.Batch, error) {
 	c.counters = counterDeltas{}
 	b := &pgx.Batch{}
 	if len(ids) > 0 {
-		b.Queue(`UPDATE tasks t SET steps_done = t.steps_done + d.done, steps_open = t.steps_open + d.open, updated_at = $4
+		queueGuarded(b, `UPDATE tasks t SET steps_done = t.steps_done + d.done, steps_open = t.steps_open + d.open, updated_at = $4
 			FROM unnest($1::text[], $2::int[], $3::int[]) AS d(id, done, open) WHERE t.id = d.id`,
-			ids, done, opens, c.now).Exec(func(tag pgconn.CommandTag) error {
-			if int(tag.RowsAffected()) != len(ids) {
-				return fmt.Errorf("update task counters: %d of %d tasks: %w", tag.RowsAffected(), len(ids), store.ErrConflict)
-			}
-			return nil
-		})
+			[]any{ids, done, opens, c.now}, len(ids), "update task counters: a task is missing")
 	}
 	c.queueWrites(b)
 	if len(c.events) > 0 {

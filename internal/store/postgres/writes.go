@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -170,13 +171,28 @@ func (c *change) queueWrites(b *pgx.Batch) {
 				what = fmt.Sprintf("transition task %s %s → %s", g.ids[0], g.froms[0], g.tos[0])
 			}
 		}
-		b.Queue(sql, args...).Exec(func(tag pgconn.CommandTag) error {
-			if int(tag.RowsAffected()) != want {
-				return fmt.Errorf("%s: %d of %d rows in the expected state; state changed concurrently: %w",
-					what, tag.RowsAffected(), want, store.ErrConflict)
-			}
-			return nil
-		})
+		queueGuarded(b, sql, args, want, what+": a row was not in the expected state; state changed concurrently")
 	}
 	c.writes = nil
 }
+
+// queueGuarded adds a write to b that must change want rows; the server
+// checks it (tasker_guard), so that a mismatch aborts the transaction even
+// when its COMMIT is in the same batch.
+func queueGuarded(b *pgx.Batch, sql string, args []any, want int, what string) {
+	n := len(args)
+	b.Queue(fmt.Sprintf("WITH w AS (%s RETURNING 1) SELECT tasker_guard(count(*) = $%d, $%d) FROM w", sql, n+1, n+2),
+		append(args, want, what)...)
+}
+
+// guardConflict turns the error of a failed guard into store.ErrConflict.
+func guardConflict(err error) error {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && pe.Code == guardSQLState {
+		return fmt.Errorf("%s: %w", pe.Message, store.ErrConflict)
+	}
+	return err
+}
+
+// guardSQLState is the SQLSTATE tasker_guard raises.
+const guardSQLState = "TK409"

@@ -67,14 +67,16 @@ func (o Options) withDefaults() Options {
 
 // Store is the SQLite store. It is safe for concurrent use.
 type Store struct {
-	path   string
-	opts   Options
-	log    *slog.Logger
-	wdb    *sql.DB
-	rdb    *sql.DB
-	writes chan *writeOp
-	stop   chan struct{}
-	done   chan struct{}
+	path string
+	opts Options
+	log  *slog.Logger
+	wdb  *sql.DB
+	rdb  *sql.DB
+	// statements counts the statements run on both pools (Statements).
+	statements *atomic.Int64
+	writes     chan *writeOp
+	stop       chan struct{}
+	done       chan struct{}
 
 	closeOnce sync.Once
 	hook      atomic.Pointer[func(*store.ChangeResult)]
@@ -109,7 +111,8 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	common := fmt.Sprintf("_busy_timeout=%d&_journal_mode=WAL&_foreign_keys=1&_synchronous=%s",
 		opts.BusyTimeout.Milliseconds(), strings.ToUpper(opts.Synchronous))
 	drv := &sqlite.Driver{}
-	wdb := sql.OpenDB(&connector{dsn: base + "?" + common + "&_txlock=immediate", drv: drv})
+	statements := &atomic.Int64{}
+	wdb := sql.OpenDB(&connector{dsn: base + "?" + common + "&_txlock=immediate", drv: drv, statements: statements})
 	wdb.SetMaxOpenConns(1)
 	wdb.SetMaxIdleConns(1)
 	wdb.SetConnMaxLifetime(0)
@@ -122,18 +125,19 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		wdb.Close()
 		return nil, fmt.Errorf("sqlite: migrate %s: %w", path, err)
 	}
-	rdb := sql.OpenDB(&connector{dsn: base + "?" + common + "&_query_only=1", drv: drv})
+	rdb := sql.OpenDB(&connector{dsn: base + "?" + common + "&_query_only=1", drv: drv, statements: statements})
 	rdb.SetMaxOpenConns(opts.Readers)
 	rdb.SetMaxIdleConns(opts.Readers)
 	s := &Store{
-		path:   path,
-		opts:   opts,
-		log:    opts.Logger,
-		wdb:    wdb,
-		rdb:    rdb,
-		writes: make(chan *writeOp, 4*opts.MaxBatch),
-		stop:   make(chan struct{}),
-		done:   make(chan struct{}),
+		path:       path,
+		opts:       opts,
+		log:        opts.Logger,
+		wdb:        wdb,
+		rdb:        rdb,
+		statements: statements,
+		writes:     make(chan *writeOp, 4*opts.MaxBatch),
+		stop:       make(chan struct{}),
+		done:       make(chan struct{}),
 	}
 	go s.writer()
 	return s, nil
@@ -369,3 +373,7 @@ func placeholders(n int) string {
 	}
 	return strings.Repeat("?, ", n-1) + "?"
 }
+
+// Statements returns how many statements the store has run since it was
+// opened, BEGIN and COMMIT included.
+func (s *Store) Statements() int64 { return s.statements.Load() }

@@ -508,6 +508,7 @@ func (s *Store) StepCompleteMany(ctx context.Context, p *store.StepCompleteManyP
 			}
 			res.Claimed = claimed
 			res.Events = append(res.Events, events...)
+			res.ClaimedReady = store.CountClaimedReady(res.Ready, claimed)
 		}
 		return &res.ChangeResult, nil
 	})

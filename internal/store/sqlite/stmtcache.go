@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql/driver"
 	"errors"
+	"sync/atomic"
 
 	"modernc.org/sqlite"
 )
@@ -21,6 +22,9 @@ const maxCachedStmts = 256
 type connector struct {
 	dsn string
 	drv *sqlite.Driver
+	// statements, when set, counts the statements the connections run
+	// (BEGIN and COMMIT included), for benchmarks.
+	statements *atomic.Int64
 }
 
 // Connect opens a connection.
@@ -29,7 +33,11 @@ func (c *connector) Connect(context.Context) (driver.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &cachingConn{Conn: conn, stmts: map[string]*cachedStmt{}}, nil
+	n := c.statements
+	if n == nil {
+		n = &atomic.Int64{}
+	}
+	return &cachingConn{Conn: conn, stmts: map[string]*cachedStmt{}, statements: n}, nil
 }
 
 // Driver returns the SQLite driver.
@@ -40,8 +48,9 @@ func (c *connector) Driver() driver.Driver { return c.drv }
 // open) is not shared: a second use meanwhile is prepared on its own.
 type cachingConn struct {
 	driver.Conn
-	stmts map[string]*cachedStmt
-	order []string
+	stmts      map[string]*cachedStmt
+	order      []string
+	statements *atomic.Int64
 }
 
 type cachedStmt struct {
@@ -68,6 +77,7 @@ func (c *cachingConn) stmt(ctx context.Context, query string) (*cachedStmt, erro
 		}
 		return cs, nil
 	}
+	c.evict(maxCachedStmts - 1)
 	st, err := c.PrepareContext(ctx, query)
 	if err != nil {
 		return nil, err
@@ -75,14 +85,13 @@ func (c *cachingConn) stmt(ctx context.Context, query string) (*cachedStmt, erro
 	cs := &cachedStmt{st: st}
 	c.stmts[query] = cs
 	c.order = append(c.order, query)
-	c.evict()
 	return cs, nil
 }
 
 // evict closes the oldest kept statements that are not in use while
-// there are too many.
-func (c *cachingConn) evict() {
-	for i := 0; len(c.stmts) > maxCachedStmts && i < len(c.order); {
+// there are more than keep.
+func (c *cachingConn) evict(keep int) {
+	for i := 0; len(c.stmts) > keep && i < len(c.order); {
 		q := c.order[i]
 		if cs := c.stmts[q]; cs.busy {
 			i++
@@ -96,6 +105,7 @@ func (c *cachingConn) evict() {
 
 // ExecContext runs a statement through its kept prepared statement.
 func (c *cachingConn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
+	c.statements.Add(1)
 	cs, err := c.stmt(ctx, query)
 	if err != nil {
 		return nil, err
@@ -109,6 +119,7 @@ func (c *cachingConn) ExecContext(ctx context.Context, query string, args []driv
 // QueryContext runs a query through its kept prepared statement, which
 // stays in use until the rows are closed.
 func (c *cachingConn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
+	c.statements.Add(1)
 	cs, err := c.stmt(ctx, query)
 	if err != nil {
 		return nil, err
@@ -131,7 +142,28 @@ func (c *cachingConn) PrepareContext(ctx context.Context, query string) (driver.
 
 // BeginTx begins a transaction.
 func (c *cachingConn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, error) {
-	return c.Conn.(driver.ConnBeginTx).BeginTx(ctx, opts)
+	c.statements.Add(1)
+	tx, err := c.Conn.(driver.ConnBeginTx).BeginTx(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	return countedTx{Tx: tx, statements: c.statements}, nil
+}
+
+// countedTx counts its COMMIT or ROLLBACK.
+type countedTx struct {
+	driver.Tx
+	statements *atomic.Int64
+}
+
+func (t countedTx) Commit() error {
+	t.statements.Add(1)
+	return t.Tx.Commit()
+}
+
+func (t countedTx) Rollback() error {
+	t.statements.Add(1)
+	return t.Tx.Rollback()
 }
 
 // Ping checks the connection.
