@@ -199,11 +199,9 @@ type claimedRow struct {
 	st   *store.Step
 }
 
-// queueClaim adds to b the statements of a claim: the claim itself, then
-// the identity and context of the claimed steps' tasks and their parents'
-// results. The claimed steps are found again by their new lease (the
-// claim's token and expiry, through steps_leased), so all of it goes in
-// the one round trip of b.
+// queueClaim adds to b the statement of a claim, which also returns the
+// identity and context of the claimed steps' tasks and their parents'
+// results.
 func (c *change) queueClaim(b *pgx.Batch, p *store.StepClaimParams) *queuedClaim {
 	now := c.now
 	expires := now.Add(p.LeaseTTL)
@@ -212,44 +210,26 @@ func (c *change) queueClaim(b *pgx.Batch, p *store.StepClaimParams) *queuedClaim
 	b.Queue(claimSQL, now, nilIfEmpty(p.Handlers), nilIfEmpty(p.TemplateIDs), nilIfEmpty(p.ExcludeTemplateIDs),
 		nilIfEmpty(p.TaskIDs), p.Limit, p.Worker, p.LeaseToken, expires).Query(func(rows pgx.Rows) error {
 		for rows.Next() {
-			var from string
-			st, err := scanStep(prependScan{row: rows, first: &from})
+			var (
+				from, ns, name, version, taskContext string
+				deps                                 *string
+			)
+			st, err := scanStep(extraScan{row: rows, before: []any{&from}, after: []any{&ns, &name, &version, &taskContext, &deps}})
 			if err != nil {
 				return err
 			}
 			q.got = append(q.got, claimedRow{lifecycle.StepState(from), st})
-		}
-		return rows.Err()
-	})
-	b.Queue(claimedTasksSQL, expires, p.LeaseToken).Query(func(rows pgx.Rows) error {
-		for rows.Next() {
-			t, err := scanTask(rows)
-			if err != nil {
-				return fmt.Errorf("load tasks: %w", err)
+			if q.tasks[st.TaskID] == nil {
+				q.tasks[st.TaskID] = &taskRow{Task: store.Task{ID: st.TaskID, Namespace: ns, Name: name, Version: version,
+					Context: []byte(taskContext)}}
 			}
-			q.tasks[t.ID] = &taskRow{Task: *t}
-		}
-		return rows.Err()
-	})
-	b.Queue(claimedDependenciesSQL, expires, p.LeaseToken).Query(func(rows pgx.Rows) error {
-		for rows.Next() {
-			var (
-				child, name string
-				results     *string
-			)
-			if err := rows.Scan(&child, &name, &results); err != nil {
-				return fmt.Errorf("dependency results: %w", err)
+			if deps != nil {
+				m := map[string]json.RawMessage{}
+				if err := json.Unmarshal([]byte(*deps), &m); err != nil {
+					return fmt.Errorf("dependency results of %s: %w", st.ID, err)
+				}
+				q.deps[st.ID] = m
 			}
-			m := q.deps[child]
-			if m == nil {
-				m = map[string]json.RawMessage{}
-				q.deps[child] = m
-			}
-			raw := json.RawMessage("null")
-			if results != nil {
-				raw = json.RawMessage(*results)
-			}
-			m[name] = raw
 		}
 		return rows.Err()
 	})
@@ -288,17 +268,6 @@ func (c *change) claimed(q *queuedClaim, p *store.StepClaimParams) ([]*store.Cla
 	return out, nil
 }
 
-// claimedTasksSQL reads the tasks of the steps a claim just leased
-// (steps_leased), without locking them.
-const claimedTasksSQL = "SELECT " + taskColumns + ` FROM tasks WHERE id IN (SELECT task_id FROM steps
-	WHERE state = 'in_progress' AND lease_expires_at = $1 AND lease_token = $2)`
-
-// claimedDependenciesSQL reads the results of the parents of the steps a
-// claim just leased (steps_leased, step_edges_child).
-const claimedDependenciesSQL = `SELECT e.child_id, p.name, p.results::text
-	FROM steps c JOIN step_edges e ON e.child_id = c.id JOIN steps p ON p.id = e.parent_id
-	WHERE c.state = 'in_progress' AND c.lease_expires_at = $1 AND c.lease_token = $2`
-
 // claimSQL claims ready steps. The steps_claim index gives them in (run_at, idx)
 // order; SKIP LOCKED lets concurrent workers take disjoint batches without
 // waiting for each other.
@@ -316,11 +285,14 @@ const claimSQL = `WITH ready AS (
 	UPDATE steps s SET state = 'in_progress', attempts = s.attempts + 1, run_at = NULL,
 		lease_owner = $7, lease_token = $8, lease_expires_at = $9, seq = s.seq + 1, updated_at = $1,
 		started_at = COALESCE(s.started_at, $1), finished_at = NULL
-	FROM ready
-	WHERE s.id = ready.id
+	FROM ready, tasks t
+	WHERE s.id = ready.id AND t.id = s.task_id
 	RETURNING ready.state, s.id, s.task_id, s.idx, s.name, s.template_id, s.handler, s.state, s.attempts, s.max_attempts,
 		s.retry_limit, s.timeout_us, s.deps_remaining, s.run_at, s.lease_owner, s.lease_token, s.lease_expires_at,
-		s.results::text, s.last_error, s.error_class, s.seq, s.created_at, s.updated_at, s.started_at, s.finished_at`
+		s.results::text, s.last_error, s.error_class, s.seq, s.created_at, s.updated_at, s.started_at, s.finished_at,
+		t.namespace, t.name, t.version, t.context::text,
+		(SELECT json_object_agg(p.name, p.results) FROM step_edges e JOIN steps p ON p.id = e.parent_id
+			WHERE e.child_id = s.id)::text`
 
 // indexPlansSQL keeps the rest of a transaction on the hot path (claims,
 // completions) from planning with sequential or bitmap scans. Those
@@ -354,13 +326,15 @@ const releaseChildrenSQL = `UPDATE steps s
 // leftoverTasksSQL finds in-progress tasks with nothing open (tasks_state_created).
 const leftoverTasksSQL = "SELECT id FROM tasks WHERE state = 'in_progress' AND steps_open = 0 ORDER BY id LIMIT $1"
 
-// prependScan scans one leading column before a step's columns.
-type prependScan struct {
-	row   pgx.Row
-	first any
+// extraScan scans columns before and after a step's columns.
+type extraScan struct {
+	row           pgx.Row
+	before, after []any
 }
 
-func (p prependScan) Scan(dest ...any) error { return p.row.Scan(append([]any{p.first}, dest...)...) }
+func (p extraScan) Scan(dest ...any) error {
+	return p.row.Scan(append(append(append([]any{}, p.before...), dest...), p.after...)...)
+}
 
 func nilIfEmpty(s []string) []string {
 	if len(s) == 0 {
