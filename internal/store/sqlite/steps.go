@@ -276,7 +276,14 @@ func (s *Store) StepClaim(ctx context.Context, p *store.StepClaimParams) (*store
 	err := s.writeChange(ctx, func(ctx context.Context, tx *sql.Tx) (*store.ChangeResult, error) {
 		res = &store.StepClaimResult{}
 		var err error
-		res.Steps, res.Events, err = claimIn(ctx, tx, p, p.Now)
+		c := newChange(p.Now)
+		if res.Steps, err = claimIn(ctx, tx, c, p); err != nil {
+			return nil, err
+		}
+		if err := appendEvents(ctx, tx, c.events); err != nil {
+			return nil, err
+		}
+		res.Events = c.events
 		if err != nil {
 			return nil, err
 		}
@@ -306,14 +313,15 @@ func loadStepsOrdered(ctx context.Context, q queryer, whereAndOrder string, args
 }
 
 // readyFilter builds the WHERE clause of a claim.
-// claimIn claims up to p.Limit ready steps inside tx at now, and appends
-// their transitions to the event log.
-func claimIn(ctx context.Context, tx *sql.Tx, p *store.StepClaimParams, now time.Time) ([]*store.ClaimedStep, []*store.Event, error) {
-	now = now.UTC()
+// claimIn claims up to p.Limit ready steps inside tx at c's time, and
+// records their transitions in c (whose tasks it reuses); the caller
+// appends c's events.
+func claimIn(ctx context.Context, tx *sql.Tx, c *change, p *store.StepClaimParams) ([]*store.ClaimedStep, error) {
+	now := c.now
 	q, args := claimFilter(now, p.Handlers, p.TemplateIDs, p.ExcludeTemplateIDs, p.TaskIDs, p.Limit)
 	steps, err := loadStepsOrdered(ctx, tx, q, args...)
 	if err != nil || len(steps) == 0 {
-		return nil, nil, err
+		return nil, err
 	}
 	ids := make([]string, len(steps))
 	for i, st := range steps {
@@ -326,21 +334,20 @@ func claimIn(ctx context.Context, tx *sql.Tx, p *store.StepClaimParams, now time
 		WHERE state IN ('pending', 'waiting_for_retry') AND id IN (`+placeholders(len(ids))+`)`,
 		append([]any{p.Worker, p.LeaseToken, us(expires), us(now), us(now)}, idArgs(ids)...)...)
 	if err != nil {
-		return nil, nil, fmt.Errorf("claim: %w", err)
+		return nil, fmt.Errorf("claim: %w", err)
 	}
 	if n, _ := r.RowsAffected(); int(n) != len(ids) {
-		return nil, nil, fmt.Errorf("claim: %d of %d steps changed state concurrently: %w", len(ids)-int(n), len(ids), store.ErrConflict)
+		return nil, fmt.Errorf("claim: %d of %d steps changed state concurrently: %w", len(ids)-int(n), len(ids), store.ErrConflict)
 	}
-	c := newChange(now)
 	var out []*store.ClaimedStep
 	for _, st := range steps {
 		t, err := c.task(ctx, tx, st.TaskID)
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		d, err := lifecycle.Step(st.State, lifecycle.StepInProgress)
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		from := st.State
 		st.State = lifecycle.StepInProgress
@@ -362,15 +369,12 @@ func claimIn(ctx context.Context, tx *sql.Tx, p *store.StepClaimParams, now time
 	}
 	deps, err := dependencyResults(ctx, tx, ids)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	for _, cs := range out {
 		cs.Dependencies = deps[cs.Step.ID]
 	}
-	if err := appendEvents(ctx, tx, c.events); err != nil {
-		return nil, nil, err
-	}
-	return out, c.events, nil
+	return out, nil
 }
 
 // claimFilter is the condition and order of a claim: up to limit ready
@@ -496,20 +500,23 @@ func (s *Store) StepCompleteMany(ctx context.Context, p *store.StepCompleteManyP
 			}
 			c.count++
 		}
-		if err := c.flush(ctx, tx); err != nil {
+		if err := c.settle(ctx, tx); err != nil {
 			return nil, err
 		}
-		res.ChangeResult = *c.result()
 		if p.Claim != nil && p.Claim.Limit > 0 {
-			// The claim sees the children the outcomes released.
-			claimed, events, err := claimIn(ctx, tx, p.Claim, p.Now)
+			// The claim sees the children the outcomes released; its
+			// transitions go to the log after the outcomes'.
+			claimed, err := claimIn(ctx, tx, c, p.Claim)
 			if err != nil {
 				return nil, err
 			}
 			res.Claimed = claimed
-			res.Events = append(res.Events, events...)
-			res.ClaimedReady = store.CountClaimedReady(res.Ready, claimed)
 		}
+		if err := appendEvents(ctx, tx, c.events); err != nil {
+			return nil, err
+		}
+		res.ChangeResult = *c.result()
+		res.ClaimedReady = store.CountClaimedReady(res.Ready, res.Claimed)
 		return &res.ChangeResult, nil
 	})
 	if err != nil {

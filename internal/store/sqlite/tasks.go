@@ -352,6 +352,15 @@ func (c *change) transitionTask(ctx context.Context, tx *sql.Tx, t *taskRow, to 
 // flush writes the counter deltas, finalizes tasks left with nothing open,
 // and appends the collected events.
 func (c *change) flush(ctx context.Context, tx *sql.Tx) error {
+	if err := c.settle(ctx, tx); err != nil {
+		return err
+	}
+	return appendEvents(ctx, tx, c.events)
+}
+
+// settle writes the counter deltas and finalizes tasks left with nothing
+// open; flush also appends the events.
+func (c *change) settle(ctx context.Context, tx *sql.Tx) error {
 	for _, id := range c.order {
 		t := c.tasks[id]
 		if d := c.deltas[id]; d != nil && (d.done != 0 || d.open != 0) {
@@ -368,7 +377,7 @@ func (c *change) flush(ctx context.Context, tx *sql.Tx) error {
 			return err
 		}
 	}
-	return appendEvents(ctx, tx, c.events)
+	return nil
 }
 
 // finalize is the finalizer: it moves an in-progress task with nothing open
