@@ -128,6 +128,21 @@ func TestCopySQLiteToPostgres(t *testing.T) {
 	fctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
 	src.FlushDeliveries(fctx, finished[0])
 	cancel()
+	// Every finished task's completion has its delivery before the stop
+	// (the fan-out may run while a first delivery is being attempted).
+	for deadline := time.Now().Add(15 * time.Second); ; {
+		ds, err := src.Deliveries(ctx, &tasker.DeliveryListOpts{Limit: 100})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ds) == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d deliveries before the copy, want 3", len(ds))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	if err := src.Stop(ctx); err != nil {
 		t.Fatal(err)
 	}
