@@ -100,6 +100,8 @@ func TestHotQueriesUseTheirIndexes(t *testing.T) {
 		{"step transitions", stepWritesSQL, []any{now, []string{stepID}, []string{"in_progress"}, []string{"complete"}, []*time.Time{nil},
 			[]*time.Time{&now}, []bool{true}, []int64{7}, []int32{1}, []bool{true}, []*string{nil}, []bool{false}, []*string{nil},
 			[]*string{nil}, []int32{0}}, "steps_pkey", true},
+		{"completion", completeSQL, []any{now, []string{stepID}, []string{"complete"}, []*time.Time{nil}, []*time.Time{&now}, []int64{7},
+			[]int32{1}, []*string{nil}, []bool{false}, []*string{nil}, []*string{nil}}, "step_edges_pkey", true},
 		{"claim's tasks", claimSQL, []any{now, []string{"h"}, nil, nil, nil, 10, "w", int64(1), now}, "tasks_pkey", true},
 		{"claim's dependencies", claimSQL, []any{now, []string{"h"}, nil, nil, nil, 10, "w", int64(1), now}, "step_edges_child", true},
 		{"leftover tasks", leftoverTasksSQL, []any{1000}, "tasks_state_created", false},

@@ -343,17 +343,14 @@ func nilIfEmpty(s []string) []string {
 	return s
 }
 
-// lockForSteps locks the tasks of the given steps, then the steps, each in
-// id order: the locking order of every write transaction. Both statements
-// go in one round trip.
-func (c *change) lockForSteps(ctx context.Context, tx pgx.Tx, stepIDs []string) (map[string]*store.Step, error) {
+// queueLockTasks adds to b the statement that locks the tasks of the given
+// steps FOR UPDATE, in id order, and keeps them; tasks this change has
+// locked already are skipped.
+func (c *change) queueLockTasks(b *pgx.Batch, stepIDs []string) {
 	known := make([]string, 0, len(c.tasks))
 	for id := range c.tasks {
 		known = append(known, id)
 	}
-	out := make(map[string]*store.Step, len(stepIDs))
-	b := &pgx.Batch{}
-	c.planForIndexes(b)
 	b.Queue("SELECT "+taskColumns+" FROM tasks WHERE id IN (SELECT task_id FROM steps WHERE id = ANY($1)) AND NOT (id = ANY($2)) ORDER BY id FOR UPDATE",
 		stepIDs, known).Query(func(rows pgx.Rows) error {
 		tasks, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*store.Task, error) { return scanTask(r) })
@@ -366,6 +363,16 @@ func (c *change) lockForSteps(ctx context.Context, tx pgx.Tx, stepIDs []string) 
 		}
 		return nil
 	})
+}
+
+// lockForSteps locks the tasks of the given steps, then the steps, each in
+// id order: the locking order of every write transaction. Both statements
+// go in one round trip.
+func (c *change) lockForSteps(ctx context.Context, tx pgx.Tx, stepIDs []string) (map[string]*store.Step, error) {
+	out := make(map[string]*store.Step, len(stepIDs))
+	b := &pgx.Batch{}
+	c.planForIndexes(b)
+	c.queueLockTasks(b, stepIDs)
 	b.Queue("SELECT "+stepColumns+" FROM steps WHERE id = ANY($1) ORDER BY id FOR UPDATE", stepIDs).Query(func(rows pgx.Rows) error {
 		steps, err := collectSteps(rows, nil)
 		if err != nil {
@@ -398,68 +405,202 @@ func (s *Store) StepCompleteMany(ctx context.Context, p *store.StepCompleteManyP
 	)
 	c, err := s.run(ctx, p.Now, func(ctx context.Context, tx pgx.Tx, c *change) error {
 		stale, claimed = nil, nil
-		ids := make([]string, len(p.Outcomes))
-		for i, o := range p.Outcomes {
-			ids[i] = o.StepID
-		}
-		byID, err := c.lockForSteps(ctx, tx, ids)
-		if err != nil {
-			return err
-		}
-		for i, o := range p.Outcomes {
-			st := byID[o.StepID]
-			if st == nil || st.State != lifecycle.StepInProgress || st.LeaseToken != o.LeaseToken || st.Attempts != o.Attempt {
-				stale = append(stale, i)
-				continue
-			}
-			t, err := c.task(st.TaskID)
-			if err != nil {
-				return err
-			}
-			meta := store.Metadata{Attempt: o.Attempt, Worker: p.Worker, LeaseToken: o.LeaseToken, DurationMS: o.DurationMS,
-				Error: o.Error, ErrorClass: o.ErrorClass}
-			ch := stepChange{meta: meta, errMsg: o.Error, errClass: o.ErrorClass}
-			switch o.Kind {
-			case store.OutcomeComplete:
-				ch.to = lifecycle.StepComplete
-				ch.results = o.Result
-				if len(ch.results) == 0 {
-					ch.results = json.RawMessage("null")
-				}
-			case store.OutcomeRetry:
-				ch.to = lifecycle.StepWaitingForRetry
-				ch.runAt = o.NextAttemptAt
-				ch.meta.NextAttemptAt = o.NextAttemptAt.UTC()
-			case store.OutcomeFail:
-				ch.to = lifecycle.StepError
-				ch.meta.Permanent = o.Permanent
-			default:
-				return fmt.Errorf("outcome %d for step %s: unknown kind %d", i, o.StepID, o.Kind)
-			}
-			if err := c.applyStep(t, st, ch); err != nil {
-				return err
-			}
-			for _, ce := range o.CustomEvents {
-				c.event(t, &store.Event{StepID: st.ID, StepName: st.Name, Name: event.Name(ce.Name), Payload: ce.Payload})
-			}
-			c.count++
-		}
-		if p.Claim == nil || p.Claim.Limit <= 0 {
-			return nil
-		}
-		// The claim goes with the outcomes' writes, after them: it sees
-		// the children they released.
-		var q *queuedClaim
-		if err := c.syncWith(ctx, tx, func(b *pgx.Batch) { q = c.queueClaim(b, p.Claim) }); err != nil {
-			return err
-		}
-		claimed, err = c.claimed(q, p.Claim)
+		var err error
+		stale, claimed, err = c.complete(ctx, tx, p)
 		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("complete steps: %w", err)
 	}
 	return &store.StepCompleteManyResult{ChangeResult: *c.result(), Stale: stale, Claimed: claimed}, nil
+}
+
+// completeSQL applies attempt outcomes whose lease is still held (the
+// guard of every row: in_progress, same lease token and attempt) and
+// releases the children of the steps it completed, in one statement: it
+// returns the steps it changed ('d', with their outcome's ordinal) and the
+// children it released ('r').
+const completeSQL = `WITH u AS (
+		SELECT * FROM unnest($2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[], $6::bigint[], $7::int[],
+			$8::text[], $9::bool[], $10::text[], $11::text[])
+			WITH ORDINALITY AS u(id, to_state, run_at, finished_at, token, attempt, results, set_error, err, err_class, ord)
+	), done AS (
+		UPDATE steps s SET state = u.to_state, seq = s.seq + 1, updated_at = $1, run_at = u.run_at, finished_at = u.finished_at,
+			lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL,
+			results = CASE WHEN u.to_state = 'complete' THEN u.results::json ELSE s.results END,
+			last_error = CASE WHEN u.set_error THEN u.err ELSE s.last_error END,
+			error_class = CASE WHEN u.set_error THEN u.err_class ELSE s.error_class END
+		FROM u
+		WHERE s.id = u.id AND s.state = 'in_progress' AND s.lease_token = u.token AND s.attempts = u.attempt
+		RETURNING u.ord, s.id, s.task_id, s.name, s.seq, s.retry_limit, s.state
+	), rel AS (
+		UPDATE steps c SET deps_remaining = c.deps_remaining - r.n,
+			run_at = CASE WHEN c.deps_remaining = r.n AND c.state = 'pending' THEN $1 ELSE c.run_at END,
+			updated_at = $1
+		FROM (SELECT e.child_id, COUNT(*)::int AS n FROM step_edges e JOIN done d ON d.id = e.parent_id
+			WHERE d.state = 'complete' GROUP BY e.child_id) r
+		WHERE c.id = r.child_id
+		RETURNING c.task_id, c.idx, c.name, c.deps_remaining, c.state
+	)
+	SELECT 'd', ord, id, task_id, name, seq, retry_limit, state, 0 AS idx, 0 AS deps FROM done
+	UNION ALL
+	SELECT 'r', 0, '', task_id, name, 0, 0, state, idx, deps_remaining FROM rel`
+
+// complete applies a batch of outcomes in two round trips: the tasks'
+// locks, the guarded transitions with the release of the children and
+// the claim go in one batch (completeSQL), the finalizer's writes, the
+// log and the commit in the last. It returns the indexes of stale
+// outcomes and the claimed steps.
+func (c *change) complete(ctx context.Context, tx pgx.Tx, p *store.StepCompleteManyParams) ([]int, []*store.ClaimedStep, error) {
+	n := len(p.Outcomes)
+	var (
+		ids, tos, errs, classes []string
+		runAts, finished        []*time.Time
+		tokens                  []int64
+		attempts                []int32
+		results                 []*string
+		setErr                  []bool
+		metas                   = make([]store.Metadata, n)
+	)
+	for i, o := range p.Outcomes {
+		meta := store.Metadata{Attempt: o.Attempt, Worker: p.Worker, LeaseToken: o.LeaseToken, DurationMS: o.DurationMS,
+			Error: o.Error, ErrorClass: o.ErrorClass}
+		var (
+			to           lifecycle.StepState
+			runAt, finAt *time.Time
+			result       *string
+		)
+		switch o.Kind {
+		case store.OutcomeComplete:
+			to, finAt = lifecycle.StepComplete, &c.now
+			r := string(o.Result)
+			if r == "" {
+				r = "null"
+			}
+			result = &r
+		case store.OutcomeRetry:
+			to, runAt = lifecycle.StepWaitingForRetry, nullTime(o.NextAttemptAt)
+			meta.NextAttemptAt = o.NextAttemptAt.UTC()
+		case store.OutcomeFail:
+			to, finAt = lifecycle.StepError, &c.now
+			meta.Permanent = o.Permanent
+		default:
+			return nil, nil, fmt.Errorf("outcome %d for step %s: unknown kind %d", i, o.StepID, o.Kind)
+		}
+		if _, err := lifecycle.Step(lifecycle.StepInProgress, to); err != nil {
+			return nil, nil, err
+		}
+		metas[i] = meta
+		ids, tos = append(ids, o.StepID), append(tos, string(to))
+		runAts, finished = append(runAts, runAt), append(finished, finAt)
+		tokens, attempts = append(tokens, o.LeaseToken), append(attempts, int32(o.Attempt))
+		results = append(results, result)
+		setErr = append(setErr, o.Error != "" || o.ErrorClass != "")
+		errs, classes = append(errs, o.Error), append(classes, o.ErrorClass)
+	}
+	type doneRow struct {
+		ord             int
+		id, task, name  string
+		seq, retryLimit int
+		state           string
+	}
+	type child struct {
+		task, name string
+		idx        int
+	}
+	var (
+		done  []doneRow
+		ready []child
+		q     *queuedClaim
+	)
+	b := &pgx.Batch{}
+	c.planForIndexes(b)
+	c.queueLockTasks(b, ids)
+	b.Queue(completeSQL, c.now, ids, tos, runAts, finished, tokens, attempts, results, setErr, nullStrings(errs),
+		nullStrings(classes)).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			var (
+				kind, id, task, name, state     string
+				ord, seq, retryLimit, idx, deps int
+			)
+			if err := rows.Scan(&kind, &ord, &id, &task, &name, &seq, &retryLimit, &state, &idx, &deps); err != nil {
+				return fmt.Errorf("complete: %w", err)
+			}
+			switch {
+			case kind == "d":
+				done = append(done, doneRow{ord: ord - 1, id: id, task: task, name: name, seq: seq, retryLimit: retryLimit, state: state})
+			case deps == 0 && state == string(lifecycle.StepPending):
+				ready = append(ready, child{task: task, name: name, idx: idx})
+			}
+		}
+		return rows.Err()
+	})
+	if p.Claim != nil && p.Claim.Limit > 0 {
+		q = c.queueClaim(b, p.Claim)
+	}
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return nil, nil, err
+	}
+	slices.SortFunc(done, func(a, b doneRow) int { return a.ord - b.ord })
+	applied := make([]bool, n)
+	for _, d := range done {
+		applied[d.ord] = true
+		o := p.Outcomes[d.ord]
+		t, err := c.task(d.task)
+		if err != nil {
+			return nil, nil, err
+		}
+		to := lifecycle.StepState(d.state)
+		dec, err := lifecycle.Step(lifecycle.StepInProgress, to)
+		if err != nil {
+			return nil, nil, err
+		}
+		meta := metas[d.ord]
+		meta.RetryLimit = d.retryLimit
+		c.event(t, &store.Event{StepID: d.id, StepName: d.name, Name: dec.Event, Seq: d.seq, From: string(lifecycle.StepInProgress),
+			To: d.state, Metadata: meta})
+		dn, op := store.StepDelta(lifecycle.StepInProgress, to, 0)
+		c.delta(t.ID, dn, op)
+		for _, ce := range o.CustomEvents {
+			c.event(t, &store.Event{StepID: d.id, StepName: d.name, Name: event.Name(ce.Name), Payload: ce.Payload})
+		}
+		c.count++
+	}
+	var stale []int
+	for i := range p.Outcomes {
+		if !applied[i] {
+			stale = append(stale, i)
+		}
+	}
+	slices.SortFunc(ready, func(a, b child) int {
+		if c := strings.Compare(a.task, b.task); c != 0 {
+			return c
+		}
+		return a.idx - b.idx
+	})
+	for i := 0; i < len(ready); {
+		j := i
+		var names []string
+		for ; j < len(ready) && ready[j].task == ready[i].task; j++ {
+			names = append(names, ready[j].name)
+		}
+		c.delta(ready[i].task, 0, len(names))
+		c.addReady(ready[i].task, names)
+		i = j
+	}
+	if q == nil {
+		return stale, nil, nil
+	}
+	claimed, err := c.claimed(q, p.Claim)
+	return stale, claimed, err
+}
+
+func nullStrings(ss []string) []*string {
+	out := make([]*string, len(ss))
+	for i, s := range ss {
+		out[i] = nullString(s)
+	}
+	return out
 }
 
 // StepRescue returns expired or orphaned leases to the ready set and
