@@ -461,8 +461,17 @@ func (c *change) complete(ctx context.Context, tx pgx.Tx, p *store.StepCompleteM
 		results                 []*string
 		setErr                  []bool
 		metas                   = make([]store.Metadata, n)
+		ords                    []int
+		seen                    = make(map[string]bool, n)
 	)
 	for i, o := range p.Outcomes {
+		// A step named twice: the first outcome applies, the others find
+		// its lease gone (stale), as if they came one after the other.
+		if seen[o.StepID] {
+			continue
+		}
+		seen[o.StepID] = true
+		ords = append(ords, i)
 		meta := store.Metadata{Attempt: o.Attempt, Worker: p.Worker, LeaseToken: o.LeaseToken, DurationMS: o.DurationMS,
 			Error: o.Error, ErrorClass: o.ErrorClass}
 		var (
@@ -528,7 +537,7 @@ func (c *change) complete(ctx context.Context, tx pgx.Tx, p *store.StepCompleteM
 			}
 			switch {
 			case kind == "d":
-				done = append(done, doneRow{ord: ord - 1, id: id, task: task, name: name, seq: seq, retryLimit: retryLimit, state: state})
+				done = append(done, doneRow{ord: ords[ord-1], id: id, task: task, name: name, seq: seq, retryLimit: retryLimit, state: state})
 			case deps == 0 && state == string(lifecycle.StepPending):
 				ready = append(ready, child{task: task, name: name, idx: idx})
 			}

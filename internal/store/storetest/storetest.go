@@ -39,6 +39,8 @@ func Exercise(t *testing.T, newStore NewStore) {
 		{"DiamondRunsToComplete", testDiamond},
 		{"CompleteAndClaim", testCompleteAndClaim},
 		{"StaleOutcomeDiscarded", testStaleOutcome},
+		{"DuplicateOutcomeInBatch", testDuplicateOutcome},
+		{"MixedOutcomesInBatch", testMixedOutcomes},
 		{"RetryWaitsUntilDue", testRetryWaitsUntilDue},
 		{"FailureDrainsThenErrors", testFailureDrainsThenErrors},
 		{"CustomEventsStoredWithOutcome", testCustomEvents},
@@ -749,6 +751,82 @@ func testCompleteAndClaim(t *testing.T, b *bundle) {
 	r = b.complete(t, outcome(r.Claimed[0], store.OutcomeComplete))
 	if len(r.Finalized) != 1 || r.Finalized[0].State != lifecycle.TaskComplete {
 		t.Fatalf("finalized = %+v", r.Finalized)
+	}
+}
+
+// testDuplicateOutcome: two outcomes for the same step in one batch apply
+// like two calls one after the other: the first, then a stale one.
+func testDuplicateOutcome(t *testing.T, b *bundle) {
+	res := b.create(t, single("a"), createOpts{})
+	c := b.claim(t, store.StepClaimParams{TaskIDs: []string{res.Task.ID}})
+	if len(c.Steps) != 1 {
+		t.Fatalf("claimed %d steps", len(c.Steps))
+	}
+	first := outcome(c.Steps[0], store.OutcomeComplete)
+	second := outcome(c.Steps[0], store.OutcomeFail)
+	r := b.complete(t, first, second)
+	if len(r.Stale) != 1 || r.Stale[0] != 1 || r.Count != 1 {
+		t.Fatalf("stale %v, count %d; want the second outcome stale", r.Stale, r.Count)
+	}
+	if st := b.steps(t, res.Task.ID)["a"]; st.State != lifecycle.StepComplete {
+		t.Fatalf("step a = %s, want complete (the first outcome)", st.State)
+	}
+	if task := b.task(t, res.Task.ID); task.State != lifecycle.TaskComplete {
+		t.Fatalf("task = %s, want complete", task.State)
+	}
+}
+
+// testMixedOutcomes: one batch with a completion, a retry, a permanent
+// failure and a stale outcome applies each as on its own, in order.
+func testMixedOutcomes(t *testing.T, b *bundle) {
+	ok := b.create(t, single("a"), createOpts{})
+	again := b.create(t, shape{steps: []string{"a"}, max: map[string]int{"a": 3}}, createOpts{})
+	bad := b.create(t, single("a"), createOpts{})
+	lost := b.create(t, single("a"), createOpts{})
+	c := b.claim(t, store.StepClaimParams{})
+	byTask := map[string]*store.ClaimedStep{}
+	for _, cs := range c.Steps {
+		byTask[cs.Step.TaskID] = cs
+	}
+	if len(byTask) != 4 {
+		t.Fatalf("claimed %d steps, want 4", len(byTask))
+	}
+	next := b.now.Add(time.Minute)
+	retry := outcome(byTask[again.Task.ID], store.OutcomeRetry)
+	retry.NextAttemptAt, retry.Error, retry.ErrorClass = next, "try later", "retryable"
+	fail := outcome(byTask[bad.Task.ID], store.OutcomeFail)
+	fail.Permanent, fail.Error, fail.ErrorClass = true, "no", "permanent"
+	stale := outcome(byTask[lost.Task.ID], store.OutcomeComplete)
+	stale.LeaseToken++
+	r := b.complete(t, outcome(byTask[ok.Task.ID], store.OutcomeComplete), retry, stale, fail)
+	if !slices.Equal(r.Stale, []int{2}) || r.Count != 3 {
+		t.Fatalf("stale %v, count %d; want [2] and 3", r.Stale, r.Count)
+	}
+	var seq []string
+	for _, e := range r.Events {
+		if e.StepID != "" {
+			seq = append(seq, e.TaskID+":"+e.To)
+		}
+	}
+	want := []string{ok.Task.ID + ":complete", again.Task.ID + ":waiting_for_retry", bad.Task.ID + ":error"}
+	if !slices.Equal(seq, want) {
+		t.Fatalf("step events %v, want %v (in outcome order)", seq, want)
+	}
+	if st := b.steps(t, again.Task.ID)["a"]; st.State != lifecycle.StepWaitingForRetry || !st.RunAt.Equal(next) ||
+		st.LastError != "try later" || st.ErrorClass != "retryable" || st.LeaseToken != 0 {
+		t.Fatalf("retried step = %+v", st)
+	}
+	if st := b.steps(t, bad.Task.ID)["a"]; st.State != lifecycle.StepError || st.LastError != "no" || st.FinishedAt.IsZero() {
+		t.Fatalf("failed step = %+v", st)
+	}
+	if st := b.steps(t, lost.Task.ID)["a"]; st.State != lifecycle.StepInProgress {
+		t.Fatalf("the step of the stale outcome = %s, want still in_progress", st.State)
+	}
+	for id, want := range map[string]lifecycle.TaskState{ok.Task.ID: lifecycle.TaskComplete, again.Task.ID: lifecycle.TaskInProgress,
+		bad.Task.ID: lifecycle.TaskError, lost.Task.ID: lifecycle.TaskInProgress} {
+		if task := b.task(t, id); task.State != want {
+			t.Errorf("task %s = %s, want %s", id, task.State, want)
+		}
 	}
 }
 
