@@ -513,13 +513,9 @@ func (c *change) complete(ctx context.Context, tx pgx.Tx, p *store.StepCompleteM
 		seq, retryLimit int
 		state           string
 	}
-	type child struct {
-		task, name string
-		idx        int
-	}
 	var (
 		done  []doneRow
-		ready []child
+		ready []releasedChild
 		q     *queuedClaim
 	)
 	b := &pgx.Batch{}
@@ -539,7 +535,7 @@ func (c *change) complete(ctx context.Context, tx pgx.Tx, p *store.StepCompleteM
 			case kind == "d":
 				done = append(done, doneRow{ord: ords[ord-1], id: id, task: task, name: name, seq: seq, retryLimit: retryLimit, state: state})
 			case deps == 0 && state == string(lifecycle.StepPending):
-				ready = append(ready, child{task: task, name: name, idx: idx})
+				ready = append(ready, releasedChild{task: task, name: name, idx: idx})
 			}
 		}
 		return rows.Err()
@@ -581,22 +577,7 @@ func (c *change) complete(ctx context.Context, tx pgx.Tx, p *store.StepCompleteM
 			stale = append(stale, i)
 		}
 	}
-	slices.SortFunc(ready, func(a, b child) int {
-		if c := strings.Compare(a.task, b.task); c != 0 {
-			return c
-		}
-		return a.idx - b.idx
-	})
-	for i := 0; i < len(ready); {
-		j := i
-		var names []string
-		for ; j < len(ready) && ready[j].task == ready[i].task; j++ {
-			names = append(names, ready[j].name)
-		}
-		c.delta(ready[i].task, 0, len(names))
-		c.addReady(ready[i].task, names)
-		i = j
-	}
+	c.addReleased(ready)
 	if q == nil {
 		return stale, nil, nil
 	}

@@ -408,28 +408,17 @@ func (c *change) transitionTask(t *taskRow, to lifecycle.TaskState, meta store.M
 // change completed, in one round trip, and records which children became
 // ready. Reads that must see the change's own writes come after it.
 func (c *change) sync(ctx context.Context, tx pgx.Tx) error {
-	return c.syncWith(ctx, tx, nil)
-}
-
-// syncWith is sync with more statements, queued by then, in the same
-// round trip after the writes.
-func (c *change) syncWith(ctx context.Context, tx pgx.Tx, then func(*pgx.Batch)) error {
-	if len(c.writes) == 0 && len(c.released) == 0 && then == nil {
+	if len(c.writes) == 0 && len(c.released) == 0 {
 		return nil
 	}
 	b := &pgx.Batch{}
 	c.queueWrites(b)
-	type child struct {
-		task string
-		idx  int
-		name string
-	}
-	var ready []child
+	var ready []releasedChild
 	if len(c.released) > 0 {
 		b.Queue(releaseChildrenSQL, c.now, c.released).Query(func(rows pgx.Rows) error {
 			for rows.Next() {
 				var (
-					ch    child
+					ch    releasedChild
 					deps  int
 					state string
 				)
@@ -444,13 +433,24 @@ func (c *change) syncWith(ctx context.Context, tx pgx.Tx, then func(*pgx.Batch))
 		})
 		c.released = nil
 	}
-	if then != nil {
-		then(b)
-	}
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return err
 	}
-	slices.SortFunc(ready, func(a, b child) int {
+	c.addReleased(ready)
+	return nil
+}
+
+// releasedChild is a step whose last parent a change completed.
+type releasedChild struct {
+	task string
+	idx  int
+	name string
+}
+
+// addReleased records children that became ready, by task in template
+// order, and counts them open.
+func (c *change) addReleased(ready []releasedChild) {
+	slices.SortFunc(ready, func(a, b releasedChild) int {
 		if c := strings.Compare(a.task, b.task); c != 0 {
 			return c
 		}
@@ -466,7 +466,6 @@ func (c *change) syncWith(ctx context.Context, tx pgx.Tx, then func(*pgx.Batch))
 		c.addReady(ready[i].task, names)
 		i = j
 	}
-	return nil
 }
 
 // settle sends the change's queued writes and releases, then brings the
