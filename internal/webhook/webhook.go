@@ -156,24 +156,33 @@ func (d *Deliverer) Run(ctx context.Context) {
 		if err := d.Pass(ctx); err != nil && ctx.Err() == nil {
 			d.cfg.Logger.WarnContext(ctx, "webhooks: pass failed; trying again", slog.Any("error", err))
 		}
-		t := time.NewTimer(d.cfg.PollInterval)
-	wait:
+		if !d.wait(ctx) {
+			return
+		}
+	}
+}
+
+// wait waits for a wake-up or the poll interval, and reports false when
+// ctx ends. With no active subscription, committed events have nothing to
+// fan out to: wake-ups are ignored, and the timed pass still sends what is
+// due.
+func (d *Deliverer) wait(ctx context.Context) bool {
+	t := time.NewTimer(d.cfg.PollInterval)
+	defer t.Stop()
+	for {
 		select {
 		case <-ctx.Done():
-			t.Stop()
-			return
+			return false
+		case <-t.C:
+			return true
 		case <-d.wake:
-			// With no active subscription, committed events have nothing
-			// to fan out to: the timed pass still sends what is due.
 			d.mu.Lock()
 			idle := d.idle
 			d.mu.Unlock()
-			if idle {
-				goto wait
+			if !idle {
+				return true
 			}
-		case <-t.C:
 		}
-		t.Stop()
 	}
 }
 

@@ -183,3 +183,43 @@ func TestDeliveryRefusesPrivateDestinations(t *testing.T) {
 		t.Fatalf("delivery = %+v, %d calls", got, calls.Load())
 	}
 }
+
+// While no subscription is active, wake-ups (every commit) cost nothing;
+// a kick (a new subscription, a delivery queued again) runs a pass.
+func TestIdleDelivererIgnoresWakeUps(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "t.db"), sqlite.Options{Synchronous: "NORMAL"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	d := New(Config{Store: st, PollInterval: time.Hour})
+	done := make(chan struct{})
+	go func() { defer close(done); d.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	// The first pass finds no subscription.
+	settled := func() int64 {
+		for last := int64(-1); ; {
+			time.Sleep(50 * time.Millisecond)
+			n := st.Statements()
+			if n == last {
+				return n
+			}
+			last = n
+		}
+	}
+	before := settled()
+	for range 20 {
+		d.Wake()
+		time.Sleep(time.Millisecond)
+	}
+	if after := settled(); after != before {
+		t.Fatalf("wake-ups without a subscription ran %d statements, want none", after-before)
+	}
+	d.Kick()
+	if after := settled(); after == before {
+		t.Fatal("a kick ran no pass")
+	}
+}
