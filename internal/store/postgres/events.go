@@ -135,8 +135,8 @@ func (s *Store) EventList(ctx context.Context, p *store.EventListParams) ([]*sto
 
 // eventListQuery builds the query of EventList and its arguments, with
 // only the filters that are set, so that each variant gets a plan using its
-// index (events_task, events_step, or the primary key for the global
-// stream). The other filters are checked on the rows read in cursor order,
+// index (events_task, also for a step's events, or the primary key for the
+// global stream). The other filters are checked on the rows read in cursor order,
 // in SQL, so the limit counts matching rows. Name patterns are passed as
 // two arrays (exact names, LIKE prefixes): their number makes no variants.
 func eventListQuery(p *store.EventListParams) (string, []any, error) {
@@ -158,7 +158,13 @@ func eventListQuery(p *store.EventListParams) (string, []any, error) {
 		q += fmt.Sprintf(" AND e.task_id = $%d", arg(p.TaskID))
 	}
 	if p.StepID != "" {
-		q += fmt.Sprintf(" AND e.step_id = $%d", arg(p.StepID))
+		// A step's events are found among its task's (events_task): an
+		// index of their own would cost every log entry a third index entry.
+		n := arg(p.StepID)
+		if p.TaskID == "" {
+			q += fmt.Sprintf(" AND e.task_id = (SELECT task_id FROM steps WHERE id = $%d)", n)
+		}
+		q += fmt.Sprintf(" AND e.step_id = $%d", n)
 	}
 	if p.Namespace != "" {
 		q += fmt.Sprintf(" AND t.namespace = $%d", arg(p.Namespace))

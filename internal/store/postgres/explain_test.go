@@ -78,6 +78,7 @@ func TestHotQueriesUseTheirIndexes(t *testing.T) {
 		return q, args
 	}
 	taskHistory, taskHistoryArgs := eventList(&store.EventListParams{TaskID: taskID})
+	stepHistory, stepHistoryArgs := eventList(&store.EventListParams{StepID: stepID})
 	stream, streamArgs := eventList(&store.EventListParams{})
 	streamFiltered, streamFilteredArgs := eventList(&store.EventListParams{Namespace: "n", Names: []string{"step.*", "task.failed"},
 		Since: now.Add(-time.Hour), TransitionsOnly: true})
@@ -106,6 +107,7 @@ func TestHotQueriesUseTheirIndexes(t *testing.T) {
 		{"claim's dependencies", claimSQL, []any{now, []string{"h"}, nil, nil, nil, 10, "w", int64(1), now}, "step_edges_child", true},
 		{"leftover tasks", leftoverTasksSQL, []any{1000}, "tasks_state_created", false},
 		{"task history", taskHistory, taskHistoryArgs, "events_task", false},
+		{"step history", stepHistory, stepHistoryArgs, "events_task", false},
 		{"event stream", stream, streamArgs, "events_pkey", false},
 		{"filtered event stream", streamFiltered, streamFilteredArgs, "events_pkey", false},
 		{"task list", listAll, listAllArgs, "tasks_created", false},

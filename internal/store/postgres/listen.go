@@ -6,8 +6,10 @@ import (
 )
 
 // WakeUps returns a channel that receives a value whenever another process
-// (or this one) commits a change that made steps ready, using LISTEN on a
-// dedicated connection. The connection is re-established with backoff when
+// (or another store of this one) commits a change that made steps ready,
+// using LISTEN on a dedicated connection. This store's own changes are
+// left out while a commit hook is set (OnCommit): the hook has told this
+// process already, and a second wake-up would only cost an empty claim. The connection is re-established with backoff when
 // it breaks; the channel is closed when ctx is done. It returns nil when
 // LISTEN is disabled (Options.DisableListen). Notifications are hints:
 // workers also poll.
@@ -63,8 +65,12 @@ func (s *Store) listenOnce(ctx context.Context, signal func()) error {
 	}()
 	signal()
 	for {
-		if _, err := conn.Conn().WaitForNotification(ctx); err != nil {
+		n, err := conn.Conn().WaitForNotification(ctx)
+		if err != nil {
 			return err
+		}
+		if n.Payload == s.origin && s.hook.Load() != nil {
+			continue
 		}
 		signal()
 	}

@@ -27,6 +27,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -70,6 +71,10 @@ type Store struct {
 	commitMu sync.Mutex
 	hook     atomic.Pointer[func(*store.ChangeResult)]
 	channel  string
+	// origin marks this store's notifications, so that its own listener
+	// can tell them from other processes' (its commit hook has already
+	// announced those changes here).
+	origin string
 	// statements counts the statements sent (Statements).
 	statements *atomic.Int64
 }
@@ -114,7 +119,7 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	h := fnv.New64a()
 	h.Write([]byte("tasker events " + opts.Schema))
 	s := &Store{pool: pool, schema: opts.Schema, opts: opts, log: opts.Logger, lockKey: int64(h.Sum64() >> 1),
-		channel: "tasker_ready_" + opts.Schema, statements: statements}
+		channel: "tasker_ready_" + opts.Schema, origin: uuid.NewString(), statements: statements}
 	if !opts.SkipMigrate {
 		if err := s.Migrate(ctx); err != nil {
 			pool.Close()

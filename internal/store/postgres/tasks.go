@@ -516,7 +516,7 @@ func (c *change) finish(s *Store) (*pgx.Batch, error) {
 	c.queueWrites(b)
 	if len(c.events) > 0 {
 		if c.notify && c.readyLeft() {
-			b.Queue("SELECT pg_notify($1, '')", s.channel)
+			b.Queue("SELECT pg_notify($1, $2)", s.channel, s.origin)
 		}
 		b.Queue("SELECT pg_advisory_xact_lock($1)", s.lockKey)
 		if err := queueEvents(b, c.events); err != nil {

@@ -145,8 +145,8 @@ func (s *Store) EventList(ctx context.Context, p *store.EventListParams) ([]*sto
 }
 
 // eventListQuery builds the query of EventList with only the filters that
-// are set: the task and step filters use events_task and events_step, the
-// global stream the primary key; the other filters are checked on the rows
+// are set: the task and step filters use events_task (a step's events are
+// read among its task's), the global stream the primary key; the other filters are checked on the rows
 // read in cursor order, in SQL, so the limit counts matching rows.
 func eventListQuery(p *store.EventListParams) (string, []any, error) {
 	exact, prefixes, err := store.NamePatterns(p.Names)
@@ -164,6 +164,12 @@ func eventListQuery(p *store.EventListParams) (string, []any, error) {
 		args = append(args, p.TaskID)
 	}
 	if p.StepID != "" {
+		// A step's events are found among its task's (events_task): an
+		// index of their own would cost every log entry a third index entry.
+		if p.TaskID == "" {
+			q += " AND e.task_id = (SELECT task_id FROM steps WHERE id = ?)"
+			args = append(args, p.StepID)
+		}
 		q += " AND e.step_id = ?"
 		args = append(args, p.StepID)
 	}

@@ -64,6 +64,7 @@ func TestHotQueriesUseTheirIndexes(t *testing.T) {
 		{"ready queue depth", q(countReadySQL, []any{us(now)}), "steps_claim"},
 		{"claim", claim, "steps_claim"},
 		{"task history", q(eventList(&store.EventListParams{TaskID: "x"})), "events_task"},
+		{"step history", q(eventList(&store.EventListParams{StepID: "x"})), "events_task"},
 		{"event stream", q(eventList(&store.EventListParams{Namespace: "n", Names: []string{"step.*"}, Since: now})), "PRIMARY KEY"},
 		{"token by hash", q("SELECT "+tokenColumns+" FROM tokens WHERE hash = ?", []any{"h"}), "sqlite_autoindex_tokens_2"},
 	}
