@@ -128,6 +128,12 @@ type Client struct {
 	mu          sync.Mutex
 	started     bool
 	stopWebhook func()
+
+	// current caches, by namespace/name@version, the definition last read
+	// as current, for CreateTask: a creation checks in its own transaction
+	// that the definition is still current, and reads it again if not.
+	currentMu sync.Mutex
+	current   map[[3]string]*store.Template
 }
 
 // Open opens the database (applying migrations) and returns a client. Call
@@ -227,6 +233,7 @@ func (c *Client) RegisterTemplate(ctx context.Context, t *Template) error {
 		Name: t.Name, Version: t.Version, Definition: def, Now: c.clock.Now()}); err != nil {
 		return fmt.Errorf("tasker: %w", err)
 	}
+	c.forgetTemplate(t.Namespace, t.Name, t.Version)
 	if err := webhook.SyncTemplate(ctx, c.store, t, c.clock.Now()); err != nil {
 		return fmt.Errorf("tasker: record the subscriptions of %s: %w", t.Key(), err)
 	}
@@ -262,6 +269,40 @@ func (c *Client) Templates(ctx context.Context) ([]*Template, error) {
 		out = append(out, t)
 	}
 	return out, nil
+}
+
+// creationTemplate is currentTemplate for CreateTask: a definition asked
+// for by version is read once and kept (the creation checks that it is
+// still current); the highest version is looked up every time.
+func (c *Client) creationTemplate(ctx context.Context, namespace, name, version string) (*store.Template, error) {
+	if version == "" {
+		return c.currentTemplate(ctx, namespace, name, version)
+	}
+	key := [3]string{namespace, name, version}
+	c.currentMu.Lock()
+	rec := c.current[key]
+	c.currentMu.Unlock()
+	if rec != nil {
+		return rec, nil
+	}
+	rec, err := c.currentTemplate(ctx, namespace, name, version)
+	if err != nil {
+		return nil, err
+	}
+	c.currentMu.Lock()
+	if c.current == nil {
+		c.current = map[[3]string]*store.Template{}
+	}
+	c.current[key] = rec
+	c.currentMu.Unlock()
+	return rec, nil
+}
+
+// forgetTemplate drops the cached definition of namespace/name@version.
+func (c *Client) forgetTemplate(namespace, name, version string) {
+	c.currentMu.Lock()
+	delete(c.current, [3]string{namespace, name, version})
+	c.currentMu.Unlock()
 }
 
 func (c *Client) currentTemplate(ctx context.Context, namespace, name, version string) (*store.Template, error) {
@@ -324,7 +365,28 @@ func (c *Client) CreateTask(ctx context.Context, req TaskRequest) (*TaskCreated,
 			return nil, err
 		}
 	}
-	rec, err := c.currentTemplate(ctx, req.Namespace, req.Name, req.Version)
+	// The template read for the request may be replaced before the task is
+	// stored: the creation then stores nothing, and is made again with the
+	// new definition (validated against its own schema).
+	for try := 1; ; try++ {
+		created, err := c.createTask(ctx, req)
+		if !errors.Is(err, store.ErrTemplateReplaced) {
+			return created, err
+		}
+		c.forgetTemplate(req.Namespace, req.Name, req.Version)
+		if try == 3 {
+			return nil, fmt.Errorf("tasker: create task: template %s/%s@%s was replaced while the task was being created: %w",
+				req.Namespace, req.Name, orLatest(req.Version), ErrConflict)
+		}
+	}
+}
+
+// createTask creates the task from the definition of the template that is
+// current as far as this client knows; it fails with
+// store.ErrTemplateReplaced, storing nothing, if that definition was
+// replaced meanwhile.
+func (c *Client) createTask(ctx context.Context, req TaskRequest) (*TaskCreated, error) {
+	rec, err := c.creationTemplate(ctx, req.Namespace, req.Name, req.Version)
 	if errors.Is(err, ErrNotFound) {
 		return nil, fmt.Errorf("tasker: create task: no template %s/%s@%s is registered: %w", req.Namespace, req.Name, orLatest(req.Version), ErrInvalidRequest)
 	}
@@ -366,7 +428,10 @@ func (c *Client) CreateTask(ctx context.Context, req TaskRequest) (*TaskCreated,
 	}
 	res, err := c.store.TaskCreate(ctx, &store.TaskCreateParams{TemplateID: rec.ID, Namespace: t.Namespace, Name: t.Name,
 		Version: t.Version, Context: canonical, IdentityKey: identity, IdempotencyKey: req.IdempotencyKey, Steps: specs,
-		Actor: actorOf(ctx), Now: c.clock.Now()})
+		RequireCurrent: true, Actor: actorOf(ctx), Now: c.clock.Now()})
+	if errors.Is(err, store.ErrTemplateReplaced) {
+		return nil, err
+	}
 	if err != nil {
 		return nil, fmt.Errorf("tasker: %w", err)
 	}

@@ -5,11 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/tasker-go/tasker"
+	"github.com/tasker-go/tasker/internal/store/postgres/pgtest"
 )
 
 // Invalid templates are rejected with the file, line and step of every
@@ -247,6 +249,84 @@ func TestOperatorCancelAndRetry(t *testing.T) {
 		}
 		if _, err := b.client.Task(ctx, "00000000-0000-0000-0000-000000000000"); !errors.Is(err, tasker.ErrNotFound) {
 			t.Errorf("unknown task: err = %v", err)
+		}
+	})
+}
+
+// A client keeps the template it created tasks from; when another process
+// replaces that definition, the next task is created from the new one, is
+// validated against the new schema, and nothing is stored from the old.
+func TestCreateTaskFollowsAReplacedTemplate(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, backend string) {
+		ctx := context.Background()
+		db, schema := filepath.Join(t.TempDir(), "tasker.db"), ""
+		if backend == "postgres" {
+			db = pgtest.URL(t)
+			schema = pgtest.Schema(t, db)
+		}
+		open := func() *tasker.Client {
+			c, err := tasker.Open(ctx, tasker.Config{Database: db, Schema: schema, MaxConns: 4, SQLiteSynchronous: "NORMAL"})
+			if err != nil {
+				t.Fatalf("Open: %v", err)
+			}
+			t.Cleanup(func() { _ = c.Close() })
+			return c
+		}
+		creator, registrar := open(), open()
+		register := func(c *tasker.Client, yaml string) {
+			t.Helper()
+			tmpl, err := tasker.ParseTemplate("orders.yaml", []byte(yaml), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := c.RegisterTemplate(ctx, tmpl); err != nil {
+				t.Fatal(err)
+			}
+		}
+		const header = "namespace: shop\nname: order\nversion: 1.0.0\n"
+		register(creator, header+"steps:\n  - {name: a, handler: noop}\n")
+		create := func(context string) (*tasker.TaskCreated, error) {
+			return creator.CreateTask(ctx, tasker.TaskRequest{Namespace: "shop", Name: "order", Version: "1.0.0",
+				Context: json.RawMessage(context)})
+		}
+		stepNames := func(id string) []string {
+			t.Helper()
+			task, err := creator.Task(ctx, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var names []string
+			for _, s := range task.Steps {
+				names = append(names, s.Name)
+			}
+			return names
+		}
+		first, err := create(`{}`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := stepNames(first.Task.ID); fmt.Sprint(got) != "[a]" {
+			t.Fatalf("first task's steps = %v, want [a]", got)
+		}
+		register(registrar, header+`context_schema: {type: object, required: [order_id]}
+steps:
+  - {name: a, handler: noop}
+  - {name: b, handler: noop, depends_on: [a]}
+`)
+		if _, err := create(`{}`); !errors.Is(err, tasker.ErrInvalidRequest) {
+			t.Fatalf("a context the new schema rejects: %v, want ErrInvalidRequest", err)
+		}
+		second, err := create(`{"order_id": 7}`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := stepNames(second.Task.ID); fmt.Sprint(got) != "[a b]" {
+			t.Fatalf("task created after the replacement has steps %v, want the new definition's [a b]", got)
+		}
+		tasks, err := creator.Tasks(ctx, nil)
+		if err != nil || len(tasks) != 2 {
+			t.Fatalf("stored tasks = %d, %v; want 2", len(tasks), err)
 		}
 	})
 }

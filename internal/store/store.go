@@ -38,6 +38,10 @@ var (
 	// restarting, network trouble): retrying later may succeed, unlike a
 	// wrong password or a missing database.
 	ErrUnavailable = errors.New("database unavailable")
+	// ErrTemplateReplaced reports a task creation that asked for a template
+	// which is no longer the current definition of its key (a newer one was
+	// registered since it was read).
+	ErrTemplateReplaced = errors.New("template replaced")
 )
 
 // Store is the storage seam. Methods are noun-first and take one params
@@ -341,6 +345,12 @@ type TaskCreateParams struct {
 	IdentityKey    string
 	IdempotencyKey string
 	Steps          []StepSpec
+	// RequireCurrent makes the creation fail with ErrTemplateReplaced,
+	// storing nothing, unless TemplateID is still the current definition
+	// of its key when the task is stored; the check is part of the
+	// creation's transaction, so a caller may read the template from a
+	// cache. An existing task with the same identity is returned either way.
+	RequireCurrent bool
 	// Actor is who asked; recorded on the task's creation.
 	Actor string
 	Now   time.Time

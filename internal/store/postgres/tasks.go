@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -176,12 +177,15 @@ func createTask(ctx context.Context, tx pgx.Tx, p *store.TaskCreateParams, c *ch
 	// identity key may exist already).
 	b := &pgx.Batch{}
 	inserted := false
+	// With RequireCurrent the task is inserted only while its template is
+	// current (the primary key of templates finds it).
 	b.Queue(`INSERT INTO tasks (id, template_id, namespace, name, version, state, context,
 		identity_key, idempotency_key, steps_total, steps_done, steps_open, seq, created_at, updated_at, started_at)
-		VALUES ($1, $2, $3, $4, $5, 'in_progress', $6::json, $7, $8, $9, 0, $10, 2, $11, $11, $11)
+		SELECT $1, $2, $3, $4, $5, 'in_progress', $6::json, $7, $8, $9, 0, $10, 2, $11, $11, $11
+		WHERE NOT $12 OR EXISTS (SELECT 1 FROM templates WHERE id = $2 AND current)
 		ON CONFLICT (identity_key) DO NOTHING`,
 		taskID, p.TemplateID, p.Namespace, p.Name, p.Version, string(p.Context), nullString(p.IdentityKey),
-		nullString(p.IdempotencyKey), len(p.Steps), roots, now).Exec(func(tag pgconn.CommandTag) error {
+		nullString(p.IdempotencyKey), len(p.Steps), roots, now, p.RequireCurrent).Exec(func(tag pgconn.CommandTag) error {
 		inserted = tag.RowsAffected() == 1
 		return nil
 	})
@@ -201,7 +205,12 @@ func createTask(ctx context.Context, tx pgx.Tx, p *store.TaskCreateParams, c *ch
 		return nil, fmt.Errorf("insert task: %w", err)
 	}
 	if !inserted {
+		// Either a task with the same identity exists, or the template was
+		// replaced (RequireCurrent).
 		existing, err := scanTask(tx.QueryRow(ctx, "SELECT "+taskColumns+" FROM tasks WHERE identity_key = $1", p.IdentityKey))
+		if errors.Is(err, pgx.ErrNoRows) && p.RequireCurrent {
+			return nil, fmt.Errorf("template %s is no longer current: %w", p.TemplateID, store.ErrTemplateReplaced)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("load the existing task: %w", err)
 		}

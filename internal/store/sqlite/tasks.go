@@ -180,12 +180,21 @@ func createTask(ctx context.Context, tx *sql.Tx, p *store.TaskCreateParams) (*st
 			roots++
 		}
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO tasks (id, template_id, namespace, name, version, state, context,
+	// With RequireCurrent the task is inserted only while its template is
+	// current (the primary key of templates finds it).
+	r, err := tx.ExecContext(ctx, `INSERT INTO tasks (id, template_id, namespace, name, version, state, context,
 		identity_key, idempotency_key, steps_total, steps_done, steps_open, seq, created_at, updated_at, started_at)
-		VALUES (?, ?, ?, ?, ?, 'in_progress', ?, ?, ?, ?, 0, ?, 2, ?, ?, ?)`,
+		SELECT ?, ?, ?, ?, ?, 'in_progress', ?, ?, ?, ?, 0, ?, 2, ?, ?, ?
+		WHERE NOT ? OR EXISTS (SELECT 1 FROM templates WHERE id = ? AND current = 1)`,
 		taskID, p.TemplateID, p.Namespace, p.Name, p.Version, string(p.Context), nullString(p.IdentityKey),
-		nullString(p.IdempotencyKey), len(p.Steps), roots, us(now), us(now), us(now)); err != nil {
+		nullString(p.IdempotencyKey), len(p.Steps), roots, us(now), us(now), us(now), p.RequireCurrent, p.TemplateID)
+	if err != nil {
 		return nil, fmt.Errorf("insert task: %w", err)
+	}
+	if n, err := r.RowsAffected(); err != nil {
+		return nil, fmt.Errorf("insert task: %w", err)
+	} else if n == 0 {
+		return nil, fmt.Errorf("template %s is no longer current: %w", p.TemplateID, store.ErrTemplateReplaced)
 	}
 	const stepCols = 13
 	for start := 0; start < len(p.Steps); start += maxRowsPerInsert {

@@ -31,6 +31,7 @@ func Exercise(t *testing.T, newStore NewStore) {
 		{"TaskCreate", testTaskCreate},
 		{"TaskCreateIdentity", testTaskCreateIdentity},
 		{"TaskCreateIdentityConcurrent", testTaskCreateIdentityConcurrent},
+		{"TaskCreateRequireCurrent", testTaskCreateRequireCurrent},
 		{"TaskGetNotFound", testTaskGetNotFound},
 		{"TaskList", testTaskList},
 		{"StepClaimReadyOnly", testStepClaimReadyOnly},
@@ -430,6 +431,45 @@ func testTaskCreateIdentity(t *testing.T, b *bundle) {
 	unkeyed2 := b.create(t, single("x"), createOpts{})
 	if !other.Created || !unkeyed1.Created || !unkeyed2.Created || unkeyed1.Task.ID == unkeyed2.Task.ID {
 		t.Fatal("distinct or unkeyed requests must create distinct tasks")
+	}
+}
+
+// A creation that requires its template to be current stores nothing once
+// another definition replaced it; an existing task with the same identity
+// is still returned.
+func testTaskCreateRequireCurrent(t *testing.T, b *bundle) {
+	old := b.templateKey(t, "old", "ns", "orders", "1.0.0")
+	create := func(tp *store.Template, identity string, requireCurrent bool) (*store.TaskCreateResult, error) {
+		return b.s.TaskCreate(b.ctx, &store.TaskCreateParams{TemplateID: tp.ID, Namespace: tp.Namespace, Name: tp.Name,
+			Version: tp.Version, Context: json.RawMessage(`{}`), IdentityKey: identity, RequireCurrent: requireCurrent,
+			Steps: []store.StepSpec{{Name: "a", Handler: "work", MaxAttempts: 1, Timeout: time.Minute}}, Now: b.now})
+	}
+	first, err := create(old, "key-1", true)
+	if err != nil || !first.Created {
+		t.Fatalf("creation with the current template: %+v, %v", first, err)
+	}
+	replacement := b.templateKey(t, "new", "ns", "orders", "1.0.0")
+	for _, identity := range []string{"", "key-2"} {
+		if res, err := create(old, identity, true); !errors.Is(err, store.ErrTemplateReplaced) {
+			t.Fatalf("creation (identity %q) with a replaced template: %+v, %v; want ErrTemplateReplaced", identity, res, err)
+		}
+	}
+	all, err := b.s.TaskList(b.ctx, &store.TaskListParams{})
+	if err != nil || len(all) != 1 {
+		t.Fatalf("stored tasks = %d, %v; want only the first", len(all), err)
+	}
+	if n, err := b.s.StepCountReady(b.ctx, b.now); err != nil || n != 1 {
+		t.Fatalf("ready steps = %d, %v; want only the first task's", n, err)
+	}
+	dup, err := create(old, "key-1", true)
+	if err != nil || dup.Created || dup.Task.ID != first.Task.ID {
+		t.Fatalf("same identity with a replaced template: %+v, %v; want the existing task", dup, err)
+	}
+	if res, err := create(replacement, "", true); err != nil || !res.Created {
+		t.Fatalf("creation with the replacement: %+v, %v", res, err)
+	}
+	if res, err := create(old, "", false); err != nil || !res.Created {
+		t.Fatalf("creation with a replaced template, not required current: %+v, %v", res, err)
 	}
 }
 
