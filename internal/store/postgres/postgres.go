@@ -23,7 +23,6 @@ import (
 	"io/fs"
 	"log/slog"
 	"regexp"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -67,10 +66,10 @@ type Store struct {
 	opts    Options
 	log     *slog.Logger
 	lockKey int64
-	// commitMu orders this process's commit hooks like their commits.
-	commitMu sync.Mutex
-	hook     atomic.Pointer[func(*store.ChangeResult)]
-	channel  string
+	// order calls this process's commit hooks in commit order.
+	order   commitOrder
+	hook    atomic.Pointer[func(*store.ChangeResult)]
+	channel string
 	// origin marks this store's notifications, so that its own listener
 	// can tell them from other processes' (its commit hook has already
 	// announced those changes here).
@@ -253,19 +252,26 @@ func (s *Store) runOnce(ctx context.Context, now time.Time, fn txFunc) (*change,
 	}
 	// The events go last, under the log's advisory lock, and are announced
 	// in commit order.
-	s.commitMu.Lock()
-	defer s.commitMu.Unlock()
 	b, err := c.finish(s)
 	if err != nil {
 		return nil, err
 	}
+	t := s.order.begin()
 	if err := tx.commitWith(ctx, b); err != nil {
+		s.order.end(t, nil, s.currentHook)
 		return nil, err
 	}
-	if hook := s.hook.Load(); hook != nil {
-		(*hook)(c.result())
-	}
+	s.order.end(t, c, s.currentHook)
+	s.order.wait(ctx, t)
 	return c, nil
+}
+
+// currentHook returns the commit hook, or nil.
+func (s *Store) currentHook() func(*store.ChangeResult) {
+	if hook := s.hook.Load(); hook != nil {
+		return *hook
+	}
+	return nil
 }
 
 // classify marks errors that mean the server cannot be reached now with

@@ -503,8 +503,8 @@ func (c *change) settle(ctx context.Context, tx pgx.Tx) error {
 
 // finish returns the batch of what settle left, to be sent with the
 // commit: the task counters, the finalizer's transitions, the wake-up and
-// the events (under the log's advisory lock; the caller holds commitMu
-// when there are events).
+// the events (under the log's advisory lock; the caller announces them in
+// commit order, commitOrder).
 func (c *change) finish(s *Store) (*pgx.Batch, error) {
 	// A task the finalizer transitions gets its counters in the same
 	// statement: one new row version instead of two.
