@@ -426,9 +426,22 @@ func (c *Client) createTask(ctx context.Context, req TaskRequest) (*TaskCreated,
 			specs[i].MaxAttempts = 1
 		}
 	}
+	// A running engine with free slots claims the task's first steps in the
+	// creation's transaction: they start without a claim of their own.
+	// Templates with a concurrency limit are left to the dispatcher, which
+	// counts their slots.
+	var claim *store.StepClaimParams
+	if t.Concurrency == 0 {
+		claim = c.engine.ReserveClaim()
+	}
 	res, err := c.store.TaskCreate(ctx, &store.TaskCreateParams{TemplateID: rec.ID, Namespace: t.Namespace, Name: t.Name,
 		Version: t.Version, Context: canonical, IdentityKey: identity, IdempotencyKey: req.IdempotencyKey, Steps: specs,
-		RequireCurrent: true, Actor: actorOf(ctx), Now: c.clock.Now()})
+		RequireCurrent: true, Claim: claim, Actor: actorOf(ctx), Now: c.clock.Now()})
+	var claimed []*store.ClaimedStep
+	if err == nil {
+		claimed = res.Claimed
+	}
+	c.engine.EndClaim(claim, claimed)
 	if errors.Is(err, store.ErrTemplateReplaced) {
 		return nil, err
 	}

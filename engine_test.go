@@ -286,8 +286,72 @@ func TestParallelStepsAndConcurrencyLimits(t *testing.T) {
 			if peak := b.ledger.peak.Load(); peak != 2 {
 				t.Errorf("peak concurrency %d with a template limit of 2, want exactly 2", peak)
 			}
+			// The dispatcher counts a limited template's slots; creations
+			// leave its steps to it.
+			if n := b.client.Stats().ClaimedOnCreation; n != 0 {
+				t.Errorf("%d steps of a limited template claimed at creation, want 0", n)
+			}
 			b.checkAudit()
 		})
+	})
+}
+
+// On a running engine with free slots, a task's creation claims its first
+// steps in its own transaction, up to the free slots; without a running
+// engine the task waits for one, as before.
+func TestCreationClaimsFirstSteps(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, backend string) {
+		b := setup(t, bundleOpts{backend: backend, concurrency: 2, pollInterval: time.Hour})
+		tmpl := b.register(shapeTemplate("creation_claims", `
+  - {name: a, handler: work, timeout: 10s, config: {sleep: 500ms}}
+  - {name: b, handler: work, timeout: 10s, config: {sleep: 500ms}}
+  - {name: c, handler: work}
+  - {name: d, handler: work, depends_on: [a, b, c]}
+`))
+		ctx := context.Background()
+		// Not started: nothing is claimed; Start's first claim finds the task.
+		early := b.create(tmpl, `{}`)
+		if n := b.client.Stats().ClaimedOnCreation; n != 0 {
+			t.Fatalf("%d steps claimed at creation on an engine that is not running", n)
+		}
+		b.start()
+		if task := b.wait(early.ID, 10*time.Second); task.State != tasker.TaskComplete {
+			for _, s := range task.Steps {
+				t.Logf("step %s %s attempts %d err %q", s.Name, s.State, s.Attempts, s.LastError)
+			}
+			t.Fatalf("task created before Start = %s", task.State)
+		}
+		before := b.client.Stats()
+		task := b.create(tmpl, `{}`)
+		// Two free slots: a and b were claimed by the creation (c, over
+		// the limit, waits; the dispatcher polls hourly here, so it runs
+		// when a completion frees a slot).
+		after := b.client.Stats()
+		if got := after.ClaimedOnCreation - before.ClaimedOnCreation; got != 2 {
+			t.Fatalf("claimed at creation: %d, want 2", got)
+		}
+		if after.ClaimCalls != before.ClaimCalls {
+			t.Errorf("the dispatcher claimed %d times for a task whose creation claimed", after.ClaimCalls-before.ClaimCalls)
+		}
+		steps, err := b.client.Task(ctx, task.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		byName := stepsByName(steps)
+		if byName["a"].State != tasker.StepInProgress || byName["b"].State != tasker.StepInProgress || byName["c"].State != tasker.StepPending {
+			t.Fatalf("after creation: a %s, b %s, c %s; want a and b running, c pending", byName["a"].State, byName["b"].State, byName["c"].State)
+		}
+		if done := b.wait(task.ID, 10*time.Second); done.State != tasker.TaskComplete {
+			for _, s := range done.Steps {
+				t.Logf("step %s %s attempts %d err %q", s.Name, s.State, s.Attempts, s.LastError)
+			}
+			t.Fatalf("task = %s", done.State)
+		}
+		if peak := b.ledger.peak.Load(); peak > 2 {
+			t.Errorf("peak concurrency %d with a limit of 2", peak)
+		}
+		b.checkAudit()
 	})
 }
 

@@ -39,8 +39,11 @@ func checkCommon(t *testing.T, r *bench.Result, scenario string, n, steps int) {
 	if got := r.StepsPerSec / r.TasksPerSec; got < float64(steps)-0.01 || got > float64(steps)+0.01 {
 		t.Errorf("steps/s ÷ tasks/s = %v, want %d", got, steps)
 	}
-	if r.Engine.ClaimCalls <= 0 || r.Engine.CompleteCalls <= 0 || r.Engine.StepsPerClaim <= 0 || r.Engine.StepsPerComplete <= 0 {
-		t.Errorf("engine stats %+v: want positive calls and batch sizes", r.Engine)
+	// Steps are claimed by the dispatcher, by completions, or by the
+	// creation of their task on a running engine.
+	if r.Engine.Claimed+r.Engine.ClaimedOnCompletion+r.Engine.ClaimedOnCreation <= 0 || (r.Engine.ClaimCalls > 0) != (r.Engine.StepsPerClaim > 0) ||
+		r.Engine.CompleteCalls <= 0 || r.Engine.StepsPerComplete <= 0 {
+		t.Errorf("engine stats %+v: want claims, and positive calls and batch sizes", r.Engine)
 	}
 	// Every step is claimed and completed by a statement at least.
 	if r.Engine.Statements <= 0 || r.Engine.StatementsPerStep < 1 {
@@ -54,7 +57,7 @@ func checkCommon(t *testing.T, r *bench.Result, scenario string, n, steps int) {
 func checkBurnDown(t *testing.T, r *bench.Result, scenario string, n, steps int) {
 	t.Helper()
 	checkCommon(t, r, scenario, n, steps)
-	if claimed := r.Engine.Claimed + r.Engine.ClaimedOnCompletion; r.Engine.Completed != int64(n*steps) || claimed != int64(n*steps) {
+	if claimed := r.Engine.Claimed + r.Engine.ClaimedOnCompletion + r.Engine.ClaimedOnCreation; r.Engine.Completed != int64(n*steps) || claimed != int64(n*steps) {
 		t.Errorf("engine completed %d and claimed %d steps, want %d", r.Engine.Completed, claimed, n*steps)
 	}
 	if r.Insert == nil || r.Insert.Inserters != 4 || r.Insert.Duration <= 0 || r.Insert.TasksPerSec <= 0 || r.Insert.StepsPerSec <= 0 {
@@ -90,6 +93,12 @@ func TestChain(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkCommon(t, r, "chain", 2, 10)
+	// On an idle running engine, a chain's first step is claimed by its
+	// task's creation and every other by its parent's completion.
+	if e := r.Engine; e.ClaimedOnCreation != 2 || e.ClaimedOnCompletion != 18 || e.Claimed != 0 {
+		t.Errorf("claimed on creation %d, on completion %d, by the dispatcher %d; want 2, 18, 0", e.ClaimedOnCreation,
+			e.ClaimedOnCompletion, e.Claimed)
+	}
 	l := r.Latency
 	if l == nil {
 		t.Fatal("no latency")

@@ -129,6 +129,9 @@ type EngineStats struct {
 	// ClaimedOnCompletion counts the steps claimed by completion
 	// transactions (for the slots their outcomes freed).
 	ClaimedOnCompletion int64 `json:"claimed_on_completion"`
+	// ClaimedOnCreation counts the steps claimed by the transactions that
+	// created their tasks (on a running engine with free slots).
+	ClaimedOnCreation int64 `json:"claimed_on_creation"`
 	// CompleteCalls counts completion transactions; Completed counts the
 	// outcomes they applied.
 	CompleteCalls int64 `json:"complete_calls"`
@@ -145,7 +148,7 @@ type EngineStats struct {
 
 func engineStats(s tasker.Stats) EngineStats {
 	e := EngineStats{ClaimCalls: s.ClaimCalls, Claimed: s.Claimed, ClaimedOnCompletion: s.ClaimedOnCompletion,
-		CompleteCalls: s.CompleteCalls, Completed: s.Completed}
+		ClaimedOnCreation: s.ClaimedOnCreation, CompleteCalls: s.CompleteCalls, Completed: s.Completed}
 	if s.ClaimCalls > 0 {
 		e.StepsPerClaim = float64(s.Claimed) / float64(s.ClaimCalls)
 	}
@@ -170,7 +173,7 @@ func newResult(scenario string, cfg Config, n, steps int) *Result {
 // TableHeader returns the column names of Row.
 func TableHeader() []string {
 	return []string{"scenario", "store", "sync", "conc", "tasks", "steps", "duration", "tasks/s", "steps/s",
-		"insert tasks/s", "p50", "p95", "p99", "max", "p50/step", "steps/claim", "claimed on completion", "steps/complete", "stmts/step", "tx/step", "rss"}
+		"insert tasks/s", "p50", "p95", "p99", "max", "p50/step", "steps/claim", "claimed on completion", "claimed on creation", "steps/complete", "stmts/step", "tx/step", "rss"}
 }
 
 // Row returns the result as table cells in the order of TableHeader; "-"
@@ -196,11 +199,12 @@ func (r *Result) Row() []string {
 	default:
 		row = append(row, "-", "-", "-", "-", "-")
 	}
-	onCompletion := "-"
-	if all := r.Engine.Claimed + r.Engine.ClaimedOnCompletion; all > 0 {
+	onCompletion, onCreation := "-", "-"
+	if all := r.Engine.Claimed + r.Engine.ClaimedOnCompletion + r.Engine.ClaimedOnCreation; all > 0 {
 		onCompletion = fmt.Sprintf("%.0f%%", 100*float64(r.Engine.ClaimedOnCompletion)/float64(all))
+		onCreation = fmt.Sprintf("%.0f%%", 100*float64(r.Engine.ClaimedOnCreation)/float64(all))
 	}
-	row = append(row, fmt.Sprintf("%.1f", r.Engine.StepsPerClaim), onCompletion, fmt.Sprintf("%.1f", r.Engine.StepsPerComplete),
+	row = append(row, fmt.Sprintf("%.1f", r.Engine.StepsPerClaim), onCompletion, onCreation, fmt.Sprintf("%.1f", r.Engine.StepsPerComplete),
 		fmt.Sprintf("%.1f", r.Engine.StatementsPerStep))
 	if r.DBTxPerStep > 0 {
 		row = append(row, fmt.Sprintf("%.2f", r.DBTxPerStep))

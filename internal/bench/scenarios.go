@@ -263,6 +263,7 @@ func diffStats(after, before tasker.Stats) tasker.Stats {
 		ClaimCalls:          after.ClaimCalls - before.ClaimCalls,
 		Claimed:             after.Claimed - before.Claimed,
 		ClaimedOnCompletion: after.ClaimedOnCompletion - before.ClaimedOnCompletion,
+		ClaimedOnCreation:   after.ClaimedOnCreation - before.ClaimedOnCreation,
 		HandlerRuns:         after.HandlerRuns - before.HandlerRuns,
 		Completed:           after.Completed - before.Completed,
 		Stale:               after.Stale - before.Stale,

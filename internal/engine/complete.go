@@ -73,7 +73,10 @@ func (e *Engine) record(ctx context.Context, batch []*attempt) {
 	// the children they release start without a claim of their own.
 	claim := e.reserveClaim()
 	var claimed []*store.ClaimedStep
-	defer func() { e.endClaim(claim, claimed) }()
+	defer func() {
+		e.stats.claimedOnCompletion.Add(int64(len(claimed)))
+		e.endClaim(claim, claimed)
+	}()
 	tried := false
 	e.retryStore(ctx, "complete", func() error {
 		e.stats.completeCalls.Add(1)

@@ -178,9 +178,9 @@ func (e *Engine) claimParams(p *store.StepClaimParams) {
 }
 
 // reserveClaim reserves the free slots for a claim made in a completion
-// transaction, counted in e.handlers already so that Stop waits for what
-// it claims; it returns nil when no slot is free or the engine is
-// stopping. Templates with a concurrency limit are left to the
+// or creation transaction, counted in e.handlers already so that Stop
+// waits for what it claims; it returns nil when no slot is free or the
+// engine is not running or stopping. Templates with a concurrency limit are left to the
 // dispatcher, which counts their slots. The caller gives the reservation
 // back with endClaim.
 func (e *Engine) reserveClaim() *store.StepClaimParams {
@@ -188,7 +188,7 @@ func (e *Engine) reserveClaim() *store.StepClaimParams {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	free := e.cfg.Concurrency - e.running - e.reserved
-	if e.stopping || free <= 0 {
+	if !e.live || e.stopping || free <= 0 {
 		return nil
 	}
 	n := min(free, e.cfg.ClaimBatch)
@@ -202,13 +202,31 @@ func (e *Engine) reserveClaim() *store.StepClaimParams {
 	return p
 }
 
+// ReserveClaim reserves this engine's free slots for a claim made by the
+// transaction that creates a task (store.TaskCreateParams.Claim), so that
+// the task's first steps start without a claim of their own. It returns nil
+// when the engine is not running, is stopping, or has no free slot. Give
+// the reservation back with EndClaim, with the steps the creation claimed
+// (none if it failed).
+func (e *Engine) ReserveClaim() *store.StepClaimParams {
+	return e.reserveClaim()
+}
+
+// EndClaim starts the steps a creation claimed with a ReserveClaim
+// reservation and gives back the rest of it. A nil reservation is a no-op.
+func (e *Engine) EndClaim(p *store.StepClaimParams, claimed []*store.ClaimedStep) {
+	if p != nil {
+		e.stats.claimedOnCreation.Add(int64(len(claimed)))
+	}
+	e.endClaim(p, claimed)
+}
+
 // endClaim starts the steps claimed with a reservation and gives back the
 // rest of it.
 func (e *Engine) endClaim(p *store.StepClaimParams, claimed []*store.ClaimedStep) {
 	if p == nil {
 		return
 	}
-	e.stats.claimedOnCompletion.Add(int64(len(claimed)))
 	for _, cs := range claimed {
 		e.launch(cs)
 	}

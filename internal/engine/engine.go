@@ -137,6 +137,9 @@ type Stats struct {
 	// ClaimCalls counts claim queries; Claimed counts the steps they returned.
 	ClaimCalls int64
 	Claimed    int64
+	// ClaimedOnCreation counts the steps claimed by the transactions that
+	// created their tasks (ReserveClaim).
+	ClaimedOnCreation int64
 	// ClaimedOnCompletion counts the steps claimed by completion
 	// transactions, for the slots their outcomes freed.
 	ClaimedOnCompletion int64
@@ -196,6 +199,7 @@ type Engine struct {
 	blocked     bool                  // dispatcher is waiting for a free slot, guarded by mu
 	reserved    int                   // slots reserved for a claim made with completions, guarded by mu
 	stopping    bool                  // Stop has begun: no claims with completions, guarded by mu
+	live        bool                  // started and not stopping: creations may claim, guarded by mu
 	inflight    map[*attempt]struct{} // running attempts, guarded by mu
 
 	closeOnce sync.Once
@@ -212,7 +216,7 @@ type Engine struct {
 	completer      sync.WaitGroup
 
 	stats struct {
-		dispatchCycles, claimCalls, claimed, claimedOnCompletion, handlerRuns, completed, stale, completeCalls,
+		dispatchCycles, claimCalls, claimed, claimedOnCompletion, claimedOnCreation, handlerRuns, completed, stale, completeCalls,
 		finalized, rescued, released, leasesLost, deleted atomic.Int64
 	}
 }
@@ -275,8 +279,8 @@ func (e *Engine) Stats() Stats {
 	return Stats{
 		StoreStatements: statements,
 		DispatchCycles:  e.stats.dispatchCycles.Load(), ClaimCalls: e.stats.claimCalls.Load(), Claimed: e.stats.claimed.Load(),
-		ClaimedOnCompletion: e.stats.claimedOnCompletion.Load(),
-		HandlerRuns:         e.stats.handlerRuns.Load(), Completed: e.stats.completed.Load(), Stale: e.stats.stale.Load(),
+		ClaimedOnCompletion: e.stats.claimedOnCompletion.Load(), ClaimedOnCreation: e.stats.claimedOnCreation.Load(),
+		HandlerRuns: e.stats.handlerRuns.Load(), Completed: e.stats.completed.Load(), Stale: e.stats.stale.Load(),
 		CompleteCalls: e.stats.completeCalls.Load(), Finalized: e.stats.finalized.Load(), Rescued: e.stats.rescued.Load(),
 		Released: e.stats.released.Load(), Running: int64(running), LeasesLost: e.stats.leasesLost.Load(),
 		Deleted: e.stats.deleted.Load(), Leader: e.leader.Load(),
@@ -300,10 +304,11 @@ func (e *Engine) Start(ctx context.Context) error {
 		return fmt.Errorf("engine: initial sweep: %w", err)
 	}
 	e.outcomes = make(chan *attempt, e.cfg.Concurrency*2)
+	e.runCtx, e.runCancel = context.WithCancel(context.WithoutCancel(ctx))
 	e.mu.Lock()
 	e.stopping = false
+	e.live = true
 	e.mu.Unlock()
-	e.runCtx, e.runCancel = context.WithCancel(context.WithoutCancel(ctx))
 	loopCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	e.stopLoops = stop
 	e.completer.Add(1)
@@ -336,6 +341,7 @@ func (e *Engine) Stop(ctx context.Context) error {
 	}
 	e.mu.Lock()
 	e.stopping = true
+	e.live = false
 	e.mu.Unlock()
 	e.stopLoops()
 	e.loops.Wait()

@@ -3,7 +3,9 @@ package store
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
+	"time"
 
 	"github.com/tasker-go/tasker/internal/lifecycle"
 )
@@ -71,6 +73,62 @@ func CreationEvents(task *Task, steps []StepSpec, stepIDs []string, actor string
 	events = append(events, subject(&Event{Name: d.Event, Seq: 2, From: string(lifecycle.TaskPending),
 		To: string(lifecycle.TaskInProgress)}))
 	return events, ready, nil
+}
+
+// CreationClaim is what a creation with TaskCreateParams.Claim claims: for
+// each claimed step (its index in Steps), the step as stored, running under
+// the claim's lease, and its claim's log entry, which follows the creation's.
+type CreationClaim struct {
+	Index   []int
+	Steps   []*ClaimedStep
+	Events  []*Event
+	Expires time.Time
+}
+
+// Claimed reports whether step i is claimed.
+func (c *CreationClaim) Claimed(i int) bool { return slices.Contains(c.Index, i) }
+
+// ClaimAtCreation decides which roots of a new task p.Claim claims (none
+// when p.Claim is nil), in step order, and returns them with their claim's
+// log entries. task is the new task, stepIDs the ids of its steps.
+func ClaimAtCreation(task *Task, p *TaskCreateParams, stepIDs []string) (*CreationClaim, error) {
+	out := &CreationClaim{}
+	cl := p.Claim
+	if cl == nil || cl.Limit <= 0 || len(cl.TaskIDs) > 0 ||
+		(len(cl.TemplateIDs) > 0 && !slices.Contains(cl.TemplateIDs, p.TemplateID)) ||
+		slices.Contains(cl.ExcludeTemplateIDs, p.TemplateID) {
+		return out, nil
+	}
+	if err := ValidateClaim(cl); err != nil {
+		return nil, fmt.Errorf("create task: claim: %w", err)
+	}
+	d, err := lifecycle.Step(lifecycle.StepPending, lifecycle.StepInProgress)
+	if err != nil {
+		return nil, err
+	}
+	now := task.CreatedAt.UTC().Truncate(time.Microsecond)
+	out.Expires = now.Add(cl.LeaseTTL)
+	for i, st := range p.Steps {
+		if len(out.Index) == cl.Limit {
+			break
+		}
+		if len(st.Parents) > 0 || (len(cl.Handlers) > 0 && !slices.Contains(cl.Handlers, st.Handler)) {
+			continue
+		}
+		out.Index = append(out.Index, i)
+		step := &Step{ID: stepIDs[i], TaskID: task.ID, Index: i, Name: st.Name, TemplateID: p.TemplateID, Handler: st.Handler,
+			State: lifecycle.StepInProgress, Attempts: 1, MaxAttempts: st.MaxAttempts, RetryLimit: st.MaxAttempts,
+			Timeout: st.Timeout, LeaseOwner: cl.Worker, LeaseToken: cl.LeaseToken, LeaseExpiresAt: out.Expires, Seq: 2,
+			CreatedAt: now, UpdatedAt: now, StartedAt: now}
+		out.Steps = append(out.Steps, &ClaimedStep{Step: step, Namespace: task.Namespace, TaskName: task.Name,
+			Version: task.Version, Context: task.Context})
+		out.Events = append(out.Events, &Event{TaskID: task.ID, Namespace: task.Namespace, TaskName: task.Name,
+			Version: task.Version, OccurredAt: now, StepID: step.ID, StepName: st.Name, Name: d.Event, Seq: 2,
+			From: string(lifecycle.StepPending), To: string(lifecycle.StepInProgress),
+			Metadata: Metadata{Attempt: 1, RetryLimit: st.MaxAttempts, Worker: cl.Worker, LeaseToken: cl.LeaseToken,
+				LeaseExpiresAt: out.Expires}})
+	}
+	return out, nil
 }
 
 // FailureMetadata is the metadata of the finalizer's task.failed, given the

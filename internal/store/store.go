@@ -351,6 +351,13 @@ type TaskCreateParams struct {
 	// creation's transaction, so a caller may read the template from a
 	// cache. An existing task with the same identity is returned either way.
 	RequireCurrent bool
+	// Claim, when set, claims up to Claim.Limit of the new task's ready
+	// steps (its roots, in step order) in the creation's transaction, for
+	// the worker and lease it names: they are stored already running, and
+	// their claim follows the creation in the log. Its Handlers and
+	// template filters apply; a claim restricted to TaskIDs claims nothing
+	// (the new task cannot be among them). Claim.Now is ignored (Now is used).
+	Claim *StepClaimParams
 	// Actor is who asked; recorded on the task's creation.
 	Actor string
 	Now   time.Time
@@ -365,6 +372,9 @@ type TaskCreateResult struct {
 	Events []*Event
 	// Ready lists the steps that became ready.
 	Ready []Ready
+	// Claimed are the steps claimed with TaskCreateParams.Claim, in step
+	// order.
+	Claimed []*ClaimedStep
 }
 
 // Ready reports steps of one task that became ready to run.

@@ -147,6 +147,18 @@ func createTask(ctx context.Context, tx pgx.Tx, p *store.TaskCreateParams, c *ch
 	}
 	n := len(p.Steps)
 	ids := make([]string, n)
+	for i := range p.Steps {
+		ids[i] = uuid.Must(uuid.NewV7()).String()
+	}
+	task := &store.Task{
+		ID: taskID, TemplateID: p.TemplateID, Namespace: p.Namespace, Name: p.Name, Version: p.Version,
+		State: lifecycle.TaskInProgress, Context: p.Context, IdentityKey: p.IdentityKey, IdempotencyKey: p.IdempotencyKey,
+		StepsTotal: n, StepsOpen: roots, Seq: 2, CreatedAt: now, UpdatedAt: now, StartedAt: now,
+	}
+	claim, err := store.ClaimAtCreation(task, p, ids)
+	if err != nil {
+		return nil, err
+	}
 	idx := make([]int32, n)
 	names := make([]string, n)
 	handlers := make([]string, n)
@@ -154,17 +166,16 @@ func createTask(ctx context.Context, tx pgx.Tx, p *store.TaskCreateParams, c *ch
 	timeouts := make([]int64, n)
 	deps := make([]int32, n)
 	runAts := make([]*time.Time, n)
+	claimed := make([]bool, n)
 	var parents, children []string
-	for i := range p.Steps {
-		ids[i] = uuid.Must(uuid.NewV7()).String()
-	}
 	for i, st := range p.Steps {
 		idx[i] = int32(i)
 		names[i], handlers[i] = st.Name, st.Handler
 		maxAttempts[i] = int32(st.MaxAttempts)
 		timeouts[i] = st.Timeout.Microseconds()
 		deps[i] = int32(len(st.Parents))
-		if len(st.Parents) == 0 {
+		claimed[i] = claim.Claimed(i)
+		if len(st.Parents) == 0 && !claimed[i] {
 			runAts[i] = &now
 		}
 		for _, par := range st.Parents {
@@ -189,13 +200,24 @@ func createTask(ctx context.Context, tx pgx.Tx, p *store.TaskCreateParams, c *ch
 		inserted = tag.RowsAffected() == 1
 		return nil
 	})
-	b.Queue(`INSERT INTO steps (id, task_id, idx, name, template_id, handler, state, max_attempts, retry_limit,
-			timeout_us, deps_remaining, run_at, seq, created_at, updated_at)
-		SELECT id, $2, i, n, $3, h, 'pending', m, m, t, d, r, 1, $4, $4
-		FROM unnest($1::text[], $5::int[], $6::text[], $7::text[], $8::int[], $9::bigint[], $10::int[], $11::timestamptz[])
-			AS u(id, i, n, h, m, t, d, r)
+	// Steps claimed at creation are stored running, under the claim's lease.
+	var worker *string
+	var token *int64
+	var expires *time.Time
+	if len(claim.Index) > 0 {
+		worker, token, expires = &p.Claim.Worker, &p.Claim.LeaseToken, &claim.Expires
+	}
+	b.Queue(`INSERT INTO steps (id, task_id, idx, name, template_id, handler, state, attempts, max_attempts, retry_limit,
+			timeout_us, deps_remaining, run_at, seq, created_at, updated_at, lease_owner, lease_token, lease_expires_at, started_at)
+		SELECT id, $2, i, n, $3, h, CASE WHEN c THEN 'in_progress' ELSE 'pending' END, CASE WHEN c THEN 1 ELSE 0 END,
+			m, m, t, d, r, CASE WHEN c THEN 2 ELSE 1 END, $4, $4,
+			CASE WHEN c THEN $13::text END, CASE WHEN c THEN $14::bigint END, CASE WHEN c THEN $15::timestamptz END,
+			CASE WHEN c THEN $4::timestamptz END
+		FROM unnest($1::text[], $5::int[], $6::text[], $7::text[], $8::int[], $9::bigint[], $10::int[], $11::timestamptz[], $12::bool[])
+			AS u(id, i, n, h, m, t, d, r, c)
 		WHERE EXISTS (SELECT 1 FROM tasks WHERE id = $2)`,
-		ids, taskID, p.TemplateID, now, idx, names, handlers, maxAttempts, timeouts, deps, runAts)
+		ids, taskID, p.TemplateID, now, idx, names, handlers, maxAttempts, timeouts, deps, runAts, claimed,
+		worker, token, expires)
 	if len(parents) > 0 {
 		b.Queue(`INSERT INTO step_edges (parent_id, child_id, task_id)
 			SELECT p, c, $3 FROM unnest($1::text[], $2::text[]) AS u(p, c)
@@ -217,23 +239,21 @@ func createTask(ctx context.Context, tx pgx.Tx, p *store.TaskCreateParams, c *ch
 		return &store.TaskCreateResult{Task: existing}, nil
 	}
 
-	task := &store.Task{
-		ID: taskID, TemplateID: p.TemplateID, Namespace: p.Namespace, Name: p.Name, Version: p.Version,
-		State: lifecycle.TaskInProgress, Context: p.Context, IdentityKey: p.IdentityKey, IdempotencyKey: p.IdempotencyKey,
-		StepsTotal: n, StepsOpen: roots, Seq: 2, CreatedAt: now, UpdatedAt: now, StartedAt: now,
-	}
 	t := &taskRow{Task: *task}
 	evs, ready, err := store.CreationEvents(task, p.Steps, ids, p.Actor)
 	if err != nil {
 		return nil, err
 	}
-	for _, e := range evs {
+	for _, e := range append(evs, claim.Events...) {
 		c.event(t, e)
+	}
+	for _, cs := range claim.Steps {
+		c.claimedReady[taskID+"/"+cs.Step.Name] = true
 	}
 	c.ready = append(c.ready, ready)
 	c.notify = true
 	c.count = 1
-	return &store.TaskCreateResult{Task: task, Created: true, Events: c.events, Ready: c.ready}, nil
+	return &store.TaskCreateResult{Task: task, Created: true, Events: c.events, Ready: c.ready, Claimed: claim.Steps}, nil
 }
 
 // taskRow is a task locked inside a transaction, kept up to date in memory.

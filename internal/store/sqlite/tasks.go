@@ -161,7 +161,7 @@ func (s *Store) TaskCreate(ctx context.Context, p *store.TaskCreateParams) (*sto
 			return nil, err
 		}
 		res = r
-		return &store.ChangeResult{Events: r.Events, Ready: r.Ready, Count: 1}, nil
+		return &store.ChangeResult{Events: r.Events, Ready: r.Ready, Count: 1, ClaimedReady: len(r.Claimed)}, nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create task %s/%s@%s: %w", p.Namespace, p.Name, p.Version, err)
@@ -196,25 +196,47 @@ func createTask(ctx context.Context, tx *sql.Tx, p *store.TaskCreateParams) (*st
 	} else if n == 0 {
 		return nil, fmt.Errorf("template %s is no longer current: %w", p.TemplateID, store.ErrTemplateReplaced)
 	}
-	const stepCols = 13
+	task := &store.Task{
+		ID: taskID, TemplateID: p.TemplateID, Namespace: p.Namespace, Name: p.Name, Version: p.Version,
+		State: lifecycle.TaskInProgress, Context: p.Context, IdentityKey: p.IdentityKey, IdempotencyKey: p.IdempotencyKey,
+		StepsTotal: len(p.Steps), StepsOpen: roots, Seq: 2, CreatedAt: now, UpdatedAt: now, StartedAt: now,
+	}
+	claim, err := store.ClaimAtCreation(task, p, stepIDs)
+	if err != nil {
+		return nil, err
+	}
+	const stepCols = 18
 	for start := 0; start < len(p.Steps); start += maxRowsPerInsert {
 		end := min(start+maxRowsPerInsert, len(p.Steps))
 		var b strings.Builder
-		b.WriteString(`INSERT INTO steps (id, task_id, idx, name, template_id, handler, state, max_attempts, retry_limit,
-			timeout_us, deps_remaining, run_at, seq, created_at, updated_at) VALUES `)
+		b.WriteString(`INSERT INTO steps (id, task_id, idx, name, template_id, handler, state, attempts, max_attempts, retry_limit,
+			timeout_us, deps_remaining, run_at, seq, created_at, updated_at, lease_owner, lease_token, lease_expires_at,
+			started_at) VALUES `)
 		args := make([]any, 0, (end-start)*stepCols)
 		for i := start; i < end; i++ {
 			st := p.Steps[i]
 			if i > start {
 				b.WriteString(", ")
 			}
-			b.WriteString("(?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, 1, ?, ?)")
-			var runAt sql.NullInt64
-			if len(st.Parents) == 0 {
+			b.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+			// A step claimed at creation is stored running, under the
+			// claim's lease.
+			state, attempts, seq := "pending", 0, 1
+			var runAt, token, expires, started sql.NullInt64
+			var owner sql.NullString
+			switch {
+			case claim.Claimed(i):
+				state, attempts, seq = string(lifecycle.StepInProgress), 1, 2
+				owner = sql.NullString{String: p.Claim.Worker, Valid: true}
+				token = sql.NullInt64{Int64: p.Claim.LeaseToken, Valid: true}
+				expires = sql.NullInt64{Int64: us(claim.Expires), Valid: true}
+				started = sql.NullInt64{Int64: us(now), Valid: true}
+			case len(st.Parents) == 0:
 				runAt = sql.NullInt64{Int64: us(now), Valid: true}
 			}
-			args = append(args, stepIDs[i], taskID, i, st.Name, p.TemplateID, st.Handler, st.MaxAttempts, st.MaxAttempts,
-				st.Timeout.Microseconds(), len(st.Parents), runAt, us(now), us(now))
+			args = append(args, stepIDs[i], taskID, i, st.Name, p.TemplateID, st.Handler, state, attempts, st.MaxAttempts,
+				st.MaxAttempts, st.Timeout.Microseconds(), len(st.Parents), runAt, seq, us(now), us(now), owner, token,
+				expires, started)
 		}
 		if _, err := tx.ExecContext(ctx, b.String(), args...); err != nil {
 			return nil, fmt.Errorf("insert steps: %w", err)
@@ -240,19 +262,16 @@ func createTask(ctx context.Context, tx *sql.Tx, p *store.TaskCreateParams) (*st
 		}
 	}
 
-	task := &store.Task{
-		ID: taskID, TemplateID: p.TemplateID, Namespace: p.Namespace, Name: p.Name, Version: p.Version,
-		State: lifecycle.TaskInProgress, Context: p.Context, IdentityKey: p.IdentityKey, IdempotencyKey: p.IdempotencyKey,
-		StepsTotal: len(p.Steps), StepsOpen: roots, Seq: 2, CreatedAt: now, UpdatedAt: now, StartedAt: now,
-	}
 	events, ready, err := store.CreationEvents(task, p.Steps, stepIDs, p.Actor)
 	if err != nil {
 		return nil, err
 	}
+	events = append(events, claim.Events...)
 	if err := appendEvents(ctx, tx, events); err != nil {
 		return nil, err
 	}
-	return &store.TaskCreateResult{Task: task, Created: true, Events: events, Ready: []store.Ready{ready}}, nil
+	return &store.TaskCreateResult{Task: task, Created: true, Events: events, Ready: []store.Ready{ready},
+		Claimed: claim.Steps}, nil
 }
 
 // change collects what one write operation did, for its result.

@@ -39,6 +39,7 @@ func Exercise(t *testing.T, newStore NewStore) {
 		{"StepClaimConcurrentNoDoubleClaim", testStepClaimConcurrent},
 		{"DiamondRunsToComplete", testDiamond},
 		{"CompleteAndClaim", testCompleteAndClaim},
+		{"CreateAndClaim", testCreateAndClaim},
 		{"StaleOutcomeDiscarded", testStaleOutcome},
 		{"DuplicateOutcomeInBatch", testDuplicateOutcome},
 		{"MixedOutcomesInBatch", testMixedOutcomes},
@@ -715,6 +716,84 @@ func testDiamond(t *testing.T, b *bundle) {
 // testCompleteAndClaim: a completion that also claims takes the children
 // its outcomes made ready, in the same transaction, with their parents'
 // results, and records the claim after the completion.
+// A creation with a claim stores the roots it claims already running,
+// logs their claim after the creation, and leaves the rest ready.
+func testCreateAndClaim(t *testing.T, b *bundle) {
+	tp := b.template(t, "t1")
+	create := func(claim *store.StepClaimParams) *store.TaskCreateResult {
+		t.Helper()
+		res, err := b.s.TaskCreate(b.ctx, &store.TaskCreateParams{TemplateID: tp.ID, Namespace: tp.Namespace, Name: tp.Name,
+			Version: tp.Version, Context: json.RawMessage(`{"n":1}`), Claim: claim, Now: b.now,
+			Steps: []store.StepSpec{
+				{Name: "a", Handler: "work", MaxAttempts: 3, Timeout: time.Minute},
+				{Name: "b", Handler: "other", MaxAttempts: 3, Timeout: time.Minute},
+				{Name: "c", Handler: "work", MaxAttempts: 2, Timeout: time.Minute},
+				{Name: "d", Handler: "work", MaxAttempts: 3, Timeout: time.Minute, Parents: []int{0}},
+			}})
+		if err != nil {
+			t.Fatalf("TaskCreate: %v", err)
+		}
+		return res
+	}
+	if _, err := b.s.TaskCreate(b.ctx, &store.TaskCreateParams{TemplateID: tp.ID, Namespace: tp.Namespace, Name: tp.Name,
+		Version: tp.Version, Context: json.RawMessage(`{}`), Claim: &store.StepClaimParams{Limit: 1}, Now: b.now,
+		Steps: []store.StepSpec{{Name: "a", Handler: "work", MaxAttempts: 1, Timeout: time.Minute}}}); err == nil {
+		t.Fatal("a claim without worker and lease TTL was accepted")
+	}
+	token := b.token()
+	claim := &store.StepClaimParams{Worker: "w1", LeaseToken: token, LeaseTTL: time.Minute, Limit: 1, Handlers: []string{"work"}}
+	res := create(claim)
+	// The limit and the handler filter hold: a (not b, another handler's;
+	// not c, over the limit; not d, not ready).
+	if len(res.Claimed) != 1 || res.Claimed[0].Step.Name != "a" {
+		t.Fatalf("claimed %v, want [a]", res.Claimed)
+	}
+	cs := res.Claimed[0]
+	if cs.Step.State != lifecycle.StepInProgress || cs.Step.LeaseToken != token || cs.Step.LeaseOwner != "w1" ||
+		cs.Step.Attempts != 1 || cs.TaskName != tp.Name || string(cs.Context) != `{"n":1}` || len(cs.Dependencies) != 0 {
+		t.Fatalf("claimed a = %+v (%+v)", cs.Step, cs)
+	}
+	stored := b.steps(t, res.Task.ID)
+	a := stored["a"]
+	if a.State != lifecycle.StepInProgress || a.LeaseToken != token || a.LeaseOwner != "w1" || a.Attempts != 1 || a.Seq != 2 ||
+		!a.RunAt.IsZero() || !a.LeaseExpiresAt.Equal(b.now.Add(time.Minute)) || !a.StartedAt.Equal(b.now) {
+		t.Fatalf("stored a = %+v", a)
+	}
+	if stored["b"].State != lifecycle.StepPending || stored["b"].RunAt.IsZero() || stored["c"].RunAt.IsZero() {
+		t.Fatalf("b and c are not left ready: %+v %+v", stored["b"], stored["c"])
+	}
+	last := res.Events[len(res.Events)-1]
+	if last.StepName != "a" || last.Name != event.StepExecutionRequested || last.From != string(lifecycle.StepPending) ||
+		last.To != string(lifecycle.StepInProgress) || last.Seq != 2 || last.Metadata.Worker != "w1" ||
+		last.Metadata.LeaseToken != token || last.Metadata.Attempt != 1 || last.Cursor == 0 {
+		t.Fatalf("last log entry of the creation = %+v, want a's claim", last)
+	}
+	if n, err := b.s.StepCountReady(b.ctx, b.now); err != nil || n != 2 {
+		t.Fatalf("ready steps = %d, %v; want b and c", n, err)
+	}
+	// The claim's lease is a lease like any other: the outcome counts and
+	// releases d.
+	r := b.complete(t, outcome(cs, store.OutcomeComplete))
+	if len(r.Stale) != 0 {
+		t.Fatalf("the outcome under the creation's lease is stale")
+	}
+	if d := b.steps(t, res.Task.ID)["d"]; d.RunAt.IsZero() {
+		t.Fatalf("d is not ready after a completed: %+v", d)
+	}
+	// Claims that cannot include the new task claim nothing.
+	for name, cl := range map[string]*store.StepClaimParams{
+		"other tasks":       {TaskIDs: []string{"x"}},
+		"excluded template": {ExcludeTemplateIDs: []string{tp.ID}},
+		"other templates":   {TemplateIDs: []string{"t2"}},
+	} {
+		cl.Worker, cl.LeaseToken, cl.LeaseTTL, cl.Limit = "w1", b.token(), time.Minute, 4
+		if res := create(cl); len(res.Claimed) != 0 {
+			t.Fatalf("a claim for %s claimed %v", name, res.Claimed)
+		}
+	}
+	b.checkInvariants(t)
+}
+
 func testCompleteAndClaim(t *testing.T, b *bundle) {
 	res := b.create(t, diamond(), createOpts{})
 	other := b.create(t, single("x"), createOpts{})
