@@ -432,7 +432,13 @@ func (c *Client) createTask(ctx context.Context, req TaskRequest) (*TaskCreated,
 	// counts their slots.
 	var claim *store.StepClaimParams
 	if t.Concurrency == 0 {
-		claim = c.engine.ReserveClaim()
+		roots := 0
+		for _, s := range t.Steps {
+			if len(s.Parents) == 0 {
+				roots++
+			}
+		}
+		claim = c.engine.ReserveClaim(roots)
 	}
 	res, err := c.store.TaskCreate(ctx, &store.TaskCreateParams{TemplateID: rec.ID, Namespace: t.Namespace, Name: t.Name,
 		Version: t.Version, Context: canonical, IdentityKey: identity, IdempotencyKey: req.IdempotencyKey, Steps: specs,

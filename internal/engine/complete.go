@@ -70,8 +70,21 @@ func (e *Engine) record(ctx context.Context, batch []*attempt) {
 		outs[i] = a.outcome
 	}
 	// The slots these attempts freed are filled in the same transaction:
-	// the children they release start without a claim of their own.
-	claim := e.reserveClaim()
+	// the children they release start without a claim of their own. The
+	// claim reserves a slot per outcome, or per child a completed step may
+	// release if it has more; other free slots stay with the dispatcher and
+	// with task creations meanwhile.
+	want := 0
+	for _, a := range done {
+		n := 1
+		if a.outcome.Kind == store.OutcomeComplete && a.tmpl != nil {
+			if i := a.cs.Step.Index; i >= 0 && i < len(a.tmpl.Steps) {
+				n = max(n, len(a.tmpl.Steps[i].Children))
+			}
+		}
+		want += n
+	}
+	claim := e.reserveClaim(want)
 	var claimed []*store.ClaimedStep
 	defer func() {
 		e.stats.claimedOnCompletion.Add(int64(len(claimed)))

@@ -177,13 +177,13 @@ func (e *Engine) claimParams(p *store.StepClaimParams) {
 	p.TaskIDs = e.cfg.TaskIDs
 }
 
-// reserveClaim reserves the free slots for a claim made in a completion
-// or creation transaction, counted in e.handlers already so that Stop
-// waits for what it claims; it returns nil when no slot is free or the
-// engine is not running or stopping. Templates with a concurrency limit are left to the
-// dispatcher, which counts their slots. The caller gives the reservation
-// back with endClaim.
-func (e *Engine) reserveClaim() *store.StepClaimParams {
+// reserveClaim reserves up to want free slots for a claim made in a
+// completion or creation transaction, counted in e.handlers already so
+// that Stop waits for what it claims; it returns nil when no slot is free
+// or the engine is not running or stopping. Templates with a concurrency
+// limit are left to the dispatcher, which counts their slots. The caller
+// gives the reservation back with endClaim.
+func (e *Engine) reserveClaim(want int) *store.StepClaimParams {
 	limits := e.tmpl.limited()
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -191,7 +191,10 @@ func (e *Engine) reserveClaim() *store.StepClaimParams {
 	if !e.live || e.stopping || free <= 0 {
 		return nil
 	}
-	n := min(free, e.cfg.ClaimBatch)
+	n := min(free, e.cfg.ClaimBatch, want)
+	if n <= 0 {
+		return nil
+	}
 	e.reserved += n
 	e.handlers.Add(n)
 	p := &store.StepClaimParams{Limit: n}
@@ -202,14 +205,15 @@ func (e *Engine) reserveClaim() *store.StepClaimParams {
 	return p
 }
 
-// ReserveClaim reserves this engine's free slots for a claim made by the
-// transaction that creates a task (store.TaskCreateParams.Claim), so that
-// the task's first steps start without a claim of their own. It returns nil
+// ReserveClaim reserves up to want of this engine's free slots for a claim
+// made by the transaction that creates a task (store.TaskCreateParams.Claim;
+// want is its number of roots), so that the task's first steps start
+// without a claim of their own. It returns nil
 // when the engine is not running, is stopping, or has no free slot. Give
 // the reservation back with EndClaim, with the steps the creation claimed
 // (none if it failed).
-func (e *Engine) ReserveClaim() *store.StepClaimParams {
-	return e.reserveClaim()
+func (e *Engine) ReserveClaim(want int) *store.StepClaimParams {
+	return e.reserveClaim(want)
 }
 
 // EndClaim starts the steps a creation claimed with a ReserveClaim
