@@ -3,7 +3,9 @@ package postgres
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -91,5 +93,60 @@ func TestCommitOrderAnnouncesInCursorOrder(t *testing.T) {
 	o.end(i, committed(40), hook)
 	if fmt.Sprint(got) != "[40 41]" {
 		t.Fatalf("announced %v, want [40 41]", got)
+	}
+}
+
+// Under concurrency, with commits ordered like the log's advisory lock
+// orders them and answers arriving in any order, every commit is announced
+// once, in cursor order, and every waiter returns.
+func TestCommitOrderUnderConcurrency(t *testing.T) {
+	var o commitOrder
+	var mu sync.Mutex
+	var got []int64
+	hook := func() func(*store.ChangeResult) {
+		return func(r *store.ChangeResult) {
+			mu.Lock()
+			got = append(got, r.Events[0].Cursor)
+			mu.Unlock()
+		}
+	}
+	var server sync.Mutex // the advisory lock: cursors in commit order
+	var next int64
+	const workers, each = 8, 200
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(uint64(w), 1))
+			for i := range each {
+				tk := o.begin()
+				time.Sleep(time.Duration(rng.IntN(50)) * time.Microsecond)
+				if i%17 == 0 { // a failed commit
+					o.end(tk, nil, hook)
+					continue
+				}
+				server.Lock()
+				next += 2
+				c := newChange(time.Now())
+				c.events = []*store.Event{{Cursor: next - 1}, {Cursor: next}}
+				server.Unlock()
+				// The answer travels back, slower or faster.
+				time.Sleep(time.Duration(rng.IntN(100)) * time.Microsecond)
+				o.end(tk, c, hook)
+				o.wait(context.Background(), tk)
+			}
+		})
+	}
+	wg.Wait()
+	wantN := 0
+	for i := range each {
+		if i%17 != 0 {
+			wantN += workers
+		}
+	}
+	if len(got) != wantN || !slices.IsSorted(got) {
+		t.Fatalf("announced %d commits (want %d), sorted %v", len(got), wantN, slices.IsSorted(got))
+	}
+	if len(o.pending) != 0 || len(o.inflight) != 0 {
+		t.Fatalf("left %d pending, %d in flight", len(o.pending), len(o.inflight))
 	}
 }
