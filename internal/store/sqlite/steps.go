@@ -195,7 +195,8 @@ func (c *change) applyStep(ctx context.Context, tx *sql.Tx, t *taskRow, st *step
 	if ch.to == lifecycle.StepPending && st.DepsRemaining == 0 {
 		c.addReady(t.ID, []string{st.Name})
 	}
-	if done == 1 {
+	// A one-step task has no edges: nothing to release.
+	if done == 1 && t.StepsTotal > 1 {
 		ready, err := c.releaseChildren(ctx, tx, st.ID)
 		if err != nil {
 			return err
@@ -339,6 +340,13 @@ func claimIn(ctx context.Context, tx *sql.Tx, c *change, p *store.StepClaimParam
 	if n, _ := r.RowsAffected(); int(n) != len(ids) {
 		return nil, fmt.Errorf("claim: %d of %d steps changed state concurrently: %w", len(ids)-int(n), len(ids), store.ErrConflict)
 	}
+	taskIDs := make([]string, len(steps))
+	for i, st := range steps {
+		taskIDs[i] = st.TaskID
+	}
+	if err := c.preloadTasks(ctx, tx, taskIDs); err != nil {
+		return nil, err
+	}
 	var out []*store.ClaimedStep
 	for _, st := range steps {
 		t, err := c.task(ctx, tx, st.TaskID)
@@ -367,7 +375,17 @@ func claimIn(ctx context.Context, tx *sql.Tx, c *change, p *store.StepClaimParam
 		out = append(out, &store.ClaimedStep{Step: &st.Step, Namespace: t.Namespace, TaskName: t.Name,
 			Version: t.Version, Context: t.Context})
 	}
-	deps, err := dependencyResults(ctx, tx, ids)
+	// Steps of one-step tasks have no parents to read results from.
+	var withParents []string
+	for _, st := range steps {
+		if c.tasks[st.TaskID].StepsTotal > 1 {
+			withParents = append(withParents, st.ID)
+		}
+	}
+	if len(withParents) == 0 {
+		return out, nil
+	}
+	deps, err := dependencyResults(ctx, tx, withParents)
 	if err != nil {
 		return nil, err
 	}
@@ -459,8 +477,13 @@ func (s *Store) StepCompleteMany(ctx context.Context, p *store.StepCompleteManyP
 			return nil, err
 		}
 		byID := make(map[string]*stepRow, len(rows))
+		taskIDs := make([]string, 0, len(rows))
 		for _, r := range rows {
 			byID[r.ID] = r
+			taskIDs = append(taskIDs, r.TaskID)
+		}
+		if err := c.preloadTasks(ctx, tx, taskIDs); err != nil {
+			return nil, err
 		}
 		for i, o := range p.Outcomes {
 			st := byID[o.StepID]

@@ -287,6 +287,8 @@ type change struct {
 	// operator is the reason and actor of an operator's change, recorded on
 	// the finalizer's transitions too.
 	operator store.Metadata
+	// preloaded are tasks read ahead by preloadTasks, not touched yet.
+	preloaded map[string]*taskRow
 }
 
 type taskDelta struct{ done, open int }
@@ -299,13 +301,54 @@ func (c *change) task(ctx context.Context, tx *sql.Tx, id string) (*taskRow, err
 	if t, ok := c.tasks[id]; ok {
 		return t, nil
 	}
-	t, err := loadTask(ctx, tx, id)
-	if err != nil {
-		return nil, err
+	t, ok := c.preloaded[id]
+	if ok {
+		delete(c.preloaded, id)
+	} else {
+		var err error
+		if t, err = loadTask(ctx, tx, id); err != nil {
+			return nil, err
+		}
 	}
 	c.tasks[id] = t
 	c.order = append(c.order, id)
 	return t, nil
+}
+
+// preloadTasks reads, in one statement, the tasks among ids that this
+// change has not read yet, for c.task to take in first-touch order: a
+// batch of outcomes or claims touching N tasks costs one read, not N.
+func (c *change) preloadTasks(ctx context.Context, tx *sql.Tx, ids []string) error {
+	var want []string
+	seen := map[string]bool{}
+	for _, id := range ids {
+		if _, ok := c.tasks[id]; !ok && c.preloaded[id] == nil && !seen[id] {
+			seen[id] = true
+			want = append(want, id)
+		}
+	}
+	if len(want) < 2 {
+		return nil // c.task reads a single task as well
+	}
+	rows, err := tx.QueryContext(ctx, "SELECT "+taskColumns+" FROM tasks WHERE id IN ("+placeholders(len(want))+")", idArgs(want)...)
+	if err != nil {
+		return fmt.Errorf("load tasks: %w", err)
+	}
+	defer rows.Close()
+	if c.preloaded == nil {
+		c.preloaded = map[string]*taskRow{}
+	}
+	for rows.Next() {
+		t, err := scanTask(rows)
+		if err != nil {
+			return fmt.Errorf("load tasks: %w", err)
+		}
+		c.preloaded[t.ID] = t
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("load tasks: %w", err)
+	}
+	return nil
 }
 
 func (c *change) delta(taskID string, done, open int) {
