@@ -657,7 +657,8 @@ func (c *Client) CancelTask(ctx context.Context, id, reason string) (*Task, erro
 }
 
 // RetryTask resets the failed steps of a task in error, each with a fresh
-// retry budget, and resumes the task.
+// retry budget, and resumes the task. It returns the task as read after
+// the retry: a running engine may have moved it on already.
 func (c *Client) RetryTask(ctx context.Context, id, reason string) (*Task, error) {
 	if err := checkText("reason", reason, 1000); err != nil {
 		return nil, err
