@@ -274,20 +274,22 @@ func (c *Client) Templates(ctx context.Context) ([]*Template, error) {
 // creationTemplate is currentTemplate for CreateTask: a definition asked
 // for by version is read once and kept (the creation checks that it is
 // still current); the highest version is looked up every time.
-func (c *Client) creationTemplate(ctx context.Context, namespace, name, version string) (*store.Template, error) {
+// It reports whether the definition is the kept one.
+func (c *Client) creationTemplate(ctx context.Context, namespace, name, version string) (*store.Template, bool, error) {
 	if version == "" {
-		return c.currentTemplate(ctx, namespace, name, version)
+		rec, err := c.currentTemplate(ctx, namespace, name, version)
+		return rec, false, err
 	}
 	key := [3]string{namespace, name, version}
 	c.currentMu.Lock()
 	rec := c.current[key]
 	c.currentMu.Unlock()
 	if rec != nil {
-		return rec, nil
+		return rec, true, nil
 	}
 	rec, err := c.currentTemplate(ctx, namespace, name, version)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	c.currentMu.Lock()
 	if c.current == nil {
@@ -295,7 +297,7 @@ func (c *Client) creationTemplate(ctx context.Context, namespace, name, version 
 	}
 	c.current[key] = rec
 	c.currentMu.Unlock()
-	return rec, nil
+	return rec, false, nil
 }
 
 // forgetTemplate drops the cached definition of namespace/name@version.
@@ -369,7 +371,16 @@ func (c *Client) CreateTask(ctx context.Context, req TaskRequest) (*TaskCreated,
 	// stored: the creation then stores nothing, and is made again with the
 	// new definition (validated against its own schema).
 	for try := 1; ; try++ {
-		created, err := c.createTask(ctx, req)
+		created, cached, err := c.createTask(ctx, req)
+		// A kept definition that rejects the request or finds an existing
+		// task decides by its schema and identity strategy, which a newer
+		// definition may have changed: the request is decided again on the
+		// current one.
+		var ce *ContextError
+		if cached && try < 3 && (errors.Is(err, ErrInvalidRequest) || errors.As(err, &ce) || (err == nil && !created.Created)) {
+			c.forgetTemplate(req.Namespace, req.Name, req.Version)
+			continue
+		}
 		if !errors.Is(err, store.ErrTemplateReplaced) {
 			return created, err
 		}
@@ -382,17 +393,24 @@ func (c *Client) CreateTask(ctx context.Context, req TaskRequest) (*TaskCreated,
 }
 
 // createTask creates the task from the definition of the template that is
-// current as far as this client knows; it fails with
+// current as far as this client knows, and reports whether that
+// definition was the one kept from an earlier request; it fails with
 // store.ErrTemplateReplaced, storing nothing, if that definition was
 // replaced meanwhile.
-func (c *Client) createTask(ctx context.Context, req TaskRequest) (*TaskCreated, error) {
-	rec, err := c.creationTemplate(ctx, req.Namespace, req.Name, req.Version)
+func (c *Client) createTask(ctx context.Context, req TaskRequest) (created *TaskCreated, cached bool, err error) {
+	rec, cached, err := c.creationTemplate(ctx, req.Namespace, req.Name, req.Version)
 	if errors.Is(err, ErrNotFound) {
-		return nil, fmt.Errorf("tasker: create task: no template %s/%s@%s is registered: %w", req.Namespace, req.Name, orLatest(req.Version), ErrInvalidRequest)
+		return nil, false, fmt.Errorf("tasker: create task: no template %s/%s@%s is registered: %w", req.Namespace, req.Name, orLatest(req.Version), ErrInvalidRequest)
 	}
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
+	created, err = c.createFrom(ctx, req, rec)
+	return created, cached, err
+}
+
+// createFrom creates the task of req from the stored template rec.
+func (c *Client) createFrom(ctx context.Context, req TaskRequest, rec *store.Template) (*TaskCreated, error) {
 	t, err := c.engine.Template(ctx, rec.ID)
 	if err != nil {
 		return nil, fmt.Errorf("tasker: template %s/%s@%s: %w", rec.Namespace, rec.Name, rec.Version, err)
@@ -440,7 +458,14 @@ func (c *Client) createTask(ctx context.Context, req TaskRequest) (*TaskCreated,
 		}
 		claim = c.engine.ReserveClaim(roots)
 	}
-	res, err := c.store.TaskCreate(ctx, &store.TaskCreateParams{TemplateID: rec.ID, Namespace: t.Namespace, Name: t.Name,
+	// With a claim, the creation is not abandoned half-way: a commit that
+	// succeeded while its caller gave up would leave the claimed steps
+	// running under a lease nobody renews, charged an attempt when rescued.
+	createCtx := ctx
+	if claim != nil {
+		createCtx = context.WithoutCancel(ctx)
+	}
+	res, err := c.store.TaskCreate(createCtx, &store.TaskCreateParams{TemplateID: rec.ID, Namespace: t.Namespace, Name: t.Name,
 		Version: t.Version, Context: canonical, IdentityKey: identity, IdempotencyKey: req.IdempotencyKey, Steps: specs,
 		RequireCurrent: true, Claim: claim, Actor: actorOf(ctx), Now: c.clock.Now()})
 	var claimed []*store.ClaimedStep

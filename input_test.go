@@ -326,9 +326,19 @@ steps:
 		if got := stepNames(second.Task.ID); fmt.Sprint(got) != "[a b]" {
 			t.Fatalf("task created after the replacement has steps %v, want the new definition's [a b]", got)
 		}
+		// A looser definition from the other process: a request the kept
+		// definition would reject is decided on the current one.
+		register(registrar, header+"steps:\n  - {name: c, handler: noop}\n")
+		third, err := create(`{}`)
+		if err != nil {
+			t.Fatalf("a context the current definition accepts: %v", err)
+		}
+		if got := stepNames(third.Task.ID); fmt.Sprint(got) != "[c]" {
+			t.Fatalf("task created after the second replacement has steps %v, want [c]", got)
+		}
 		tasks, err := creator.Tasks(ctx, nil)
-		if err != nil || len(tasks) != 2 {
-			t.Fatalf("stored tasks = %d, %v; want 2", len(tasks), err)
+		if err != nil || len(tasks) != 3 {
+			t.Fatalf("stored tasks = %d, %v; want 3", len(tasks), err)
 		}
 	})
 }

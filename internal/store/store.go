@@ -186,8 +186,11 @@ type Store interface {
 	Ping(ctx context.Context) error
 
 	// OnCommit registers fn, called after every committed change that
-	// produced events, in commit order, before the writing method returns.
-	// fn runs on the store's commit path: it must be quick and never block.
+	// produced events, in commit order, before the writing method returns
+	// (unless the method's context ends while it waits for the commits
+	// before its own to be announced: fn then runs later, still in order).
+	// fn runs on the store's commit path, possibly on the goroutine of
+	// another write: it must be quick and never block.
 	// Registering again replaces fn; nil unregisters it.
 	OnCommit(fn func(*ChangeResult))
 

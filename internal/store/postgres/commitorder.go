@@ -83,15 +83,22 @@ func (o *commitOrder) end(t *commitTicket, c *change, hook func() func(*store.Ch
 			}
 		}
 		o.pending = append(o.pending[:first], o.pending[first+1:]...)
-		if h := hook(); h != nil {
-			h(p.change.result())
-		}
-		close(p.announced)
+		o.announce(p, hook)
 	}
 }
 
-// wait returns once the hook has run for t (or ctx is done: it then runs
-// later, still in order).
+// announce runs the hook for p and releases p's waiter, even if the hook
+// panics (the panic goes on to the caller; the next end announces the
+// rest).
+func (o *commitOrder) announce(p *commitTicket, hook func() func(*store.ChangeResult)) {
+	defer close(p.announced)
+	if h := hook(); h != nil {
+		h(p.change.result())
+	}
+}
+
+// wait returns once the hook has run for t, or when ctx is done: the hook
+// then runs later, still in order, possibly after the write has returned.
 func (o *commitOrder) wait(ctx context.Context, t *commitTicket) {
 	select {
 	case <-t.announced:

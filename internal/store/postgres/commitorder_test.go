@@ -150,3 +150,44 @@ func TestCommitOrderUnderConcurrency(t *testing.T) {
 		t.Fatalf("left %d pending, %d in flight", len(o.pending), len(o.inflight))
 	}
 }
+
+// A hook that panics releases its own waiter, and the next commit's end
+// announces what is left.
+func TestCommitOrderSurvivesAPanickingHook(t *testing.T) {
+	var o commitOrder
+	var got []int64
+	hook := func() func(*store.ChangeResult) {
+		return func(r *store.ChangeResult) {
+			if r.Events[0].Cursor == 1 {
+				panic("hook failed")
+			}
+			got = append(got, r.Events[0].Cursor)
+		}
+	}
+	committed := func(cursor int64) *change {
+		c := newChange(time.Now())
+		c.events = []*store.Event{{Cursor: cursor}}
+		return c
+	}
+	a, b := o.begin(), o.begin()
+	o.end(b, committed(2), hook) // waits for a
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Error("the hook's panic did not reach the caller")
+			}
+		}()
+		o.end(a, committed(1), hook)
+	}()
+	select {
+	case <-a.announced:
+	default:
+		t.Fatal("the panicking hook's waiter is not released")
+	}
+	c := o.begin()
+	o.end(c, committed(3), hook)
+	o.wait(context.Background(), b)
+	if fmt.Sprint(got) != "[2 3]" {
+		t.Fatalf("announced %v after the panic, want [2 3]", got)
+	}
+}

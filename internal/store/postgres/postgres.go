@@ -256,8 +256,18 @@ func (s *Store) runOnce(ctx context.Context, now time.Time, fn txFunc) (*change,
 	if err != nil {
 		return nil, err
 	}
+	// Every ticket is ended, even if sending the batch panics: a ticket
+	// left in flight would hold back the hooks of every later commit.
 	t := s.order.begin()
-	if err := tx.commitWith(ctx, b); err != nil {
+	ended := false
+	defer func() {
+		if !ended {
+			s.order.end(t, nil, s.currentHook)
+		}
+	}()
+	err = tx.commitWith(ctx, b)
+	ended = true
+	if err != nil {
 		s.order.end(t, nil, s.currentHook)
 		return nil, err
 	}
