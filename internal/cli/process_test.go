@@ -80,12 +80,12 @@ var taskIDRE = regexp.MustCompile(`task ([0-9a-f-]{36})`)
 
 // startRun starts "tasker run" and waits until the ledger shows that
 // doneBefore steps finished and the next one started.
-func startRun(t *testing.T, bin, tmpl, db, ledger string, doneBefore int, extra ...string) (*exec.Cmd, *bytes.Buffer, string) {
+func startRun(t *testing.T, bin, tmpl, db, ledger string, doneBefore int, extra ...string) (*exec.Cmd, *lockedBuffer, string) {
 	t.Helper()
-	var stderr bytes.Buffer
+	stderr := &lockedBuffer{}
 	cmd := exec.Command(bin, append([]string{"run", tmpl, "--db", db}, extra...)...)
 	cmd.Stdout = &bytes.Buffer{}
-	cmd.Stderr = &stderr
+	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +107,26 @@ func startRun(t *testing.T, bin, tmpl, db, ledger string, doneBefore int, extra 
 		cmd.Process.Kill()
 		t.Fatalf("no task id on stderr: %q", stderr.String())
 	}
-	return cmd, &stderr, m[1]
+	return cmd, stderr, m[1]
+}
+
+// lockedBuffer collects a process's output and can be read while the
+// process still writes to it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // stepStates reads the steps of a task from the database without running it.
