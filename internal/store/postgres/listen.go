@@ -9,7 +9,9 @@ import (
 // (or another store of this one) commits a change that made steps ready,
 // using LISTEN on a dedicated connection. This store's own changes are
 // left out while a commit hook is set (OnCommit): the hook has told this
-// process already, and a second wake-up would only cost an empty claim. The connection is re-established with backoff when
+// process already, and a second wake-up would only cost an empty claim;
+// after a commit that failed without telling whether it committed, the
+// next notification of this store's own wakes this process again. The connection is re-established with backoff when
 // it breaks; the channel is closed when ctx is done. It returns nil when
 // LISTEN is disabled (Options.DisableListen). Notifications are hints:
 // workers also poll.
@@ -69,10 +71,25 @@ func (s *Store) listenOnce(ctx context.Context, signal func()) error {
 		if err != nil {
 			return err
 		}
-		if n.Payload == s.origin && s.hook.Load() != nil {
+		if n.Payload == s.origin && s.hook.Load() != nil && !s.takeUnannounced() {
 			continue
 		}
 		signal()
+	}
+}
+
+// takeUnannounced reports whether a commit of this store failed without
+// telling whether it committed, and counts one off: its notification, if
+// it committed, must wake this process, which its hook did not.
+func (s *Store) takeUnannounced() bool {
+	for {
+		n := s.unannounced.Load()
+		if n <= 0 {
+			return false
+		}
+		if s.unannounced.CompareAndSwap(n, n-1) {
+			return true
+		}
 	}
 }
 

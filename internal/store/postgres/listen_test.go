@@ -70,6 +70,21 @@ func TestWakeUpsLeaveOutOwnChanges(t *testing.T) {
 		t.Fatal("another store's ready step did not wake this store's listener")
 	}
 
+	// After a commit whose outcome was lost, the hook announced nothing:
+	// the next notification of this store's own wakes it.
+	mine.unannounced.Add(1)
+	create(mine)
+	<-announced
+	select {
+	case <-wakes:
+	case <-time.After(10 * time.Second):
+		t.Fatal("this store's notification after a lost commit answer did not wake its listener")
+	}
+	quiet("the notification after the lost answer was counted off")
+	create(mine)
+	<-announced
+	quiet("this store's own ready step, once the lost answer was counted off")
+
 	// Without a commit hook nothing here has been told: the listener
 	// signals this store's own changes too.
 	mine.OnCommit(nil)

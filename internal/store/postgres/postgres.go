@@ -74,6 +74,10 @@ type Store struct {
 	// can tell them from other processes' (its commit hook has already
 	// announced those changes here).
 	origin string
+	// unannounced counts commits of this store that failed without telling
+	// whether they committed: their own notification, if any, still wakes
+	// this process, since the commit hook did not announce them.
+	unannounced atomic.Int64
 	// statements counts the statements sent (Statements).
 	statements *atomic.Int64
 }
@@ -268,6 +272,9 @@ func (s *Store) runOnce(ctx context.Context, now time.Time, fn txFunc) (*change,
 	err = tx.commitWith(ctx, b)
 	ended = true
 	if err != nil {
+		if c.notify {
+			s.unannounced.Add(1)
+		}
 		s.order.end(t, nil, s.currentHook)
 		return nil, err
 	}
