@@ -166,12 +166,19 @@ func (c *change) applyStep(ctx context.Context, tx *sql.Tx, t *taskRow, st *step
 		where += " AND lease_token = ? AND attempts = ?"
 		args = append(args, st.LeaseToken, st.Attempts)
 	}
-	r, err := tx.ExecContext(ctx, "UPDATE steps SET "+strings.Join(set, ", ")+" WHERE "+where, args...)
-	if err != nil {
-		return fmt.Errorf("transition step %s: %w", st.ID, err)
-	}
-	if n, _ := r.RowsAffected(); n != 1 {
-		return fmt.Errorf("transition step %s %s → %s: state changed concurrently: %w", st.ID, from, ch.to, store.ErrConflict)
+	if c.batchCompletions && from == lifecycle.StepInProgress && ch.to == lifecycle.StepComplete &&
+		ch.errMsg == "" && ch.errClass == "" && !ch.raiseLimit && !ch.refund {
+		// Written with the batch's other completions (writeCompletions).
+		c.completions = append(c.completions, completionWrite{id: st.ID, results: nullString(string(ch.results)),
+			token: st.LeaseToken, attempts: st.Attempts})
+	} else {
+		r, err := tx.ExecContext(ctx, "UPDATE steps SET "+strings.Join(set, ", ")+" WHERE "+where, args...)
+		if err != nil {
+			return fmt.Errorf("transition step %s: %w", st.ID, err)
+		}
+		if n, _ := r.RowsAffected(); n != 1 {
+			return fmt.Errorf("transition step %s %s → %s: state changed concurrently: %w", st.ID, from, ch.to, store.ErrConflict)
+		}
 	}
 	st.State = ch.to
 	st.seq++
@@ -254,6 +261,41 @@ func (c *change) releaseChildren(ctx context.Context, tx *sql.Tx, stepID string)
 		names[i] = ch.name
 	}
 	return names, nil
+}
+
+// completionWrite is a running step's completion, written with the others
+// of its batch.
+type completionWrite struct {
+	id       string
+	results  sql.NullString
+	token    int64
+	attempts int
+}
+
+// writeCompletions writes the completions applyStep collected, in one
+// statement per chunk, guarded like applyStep's own write (still running,
+// same lease and attempt).
+func (c *change) writeCompletions(ctx context.Context, tx *sql.Tx) error {
+	for start := 0; start < len(c.completions); start += maxRowsPerInsert {
+		chunk := c.completions[start:min(start+maxRowsPerInsert, len(c.completions))]
+		args := []any{us(c.now), us(c.now)}
+		for _, w := range chunk {
+			args = append(args, w.id, w.results, w.token, w.attempts)
+		}
+		r, err := tx.ExecContext(ctx, `UPDATE steps SET state = 'complete', seq = seq + 1, updated_at = ?, run_at = NULL,
+			lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, results = v.column2, finished_at = ?
+			FROM (VALUES `+strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?), ", len(chunk)), ", ")+`) AS v
+			WHERE steps.id = v.column1 AND steps.state = 'in_progress' AND steps.lease_token = v.column3
+				AND steps.attempts = v.column4`, args...)
+		if err != nil {
+			return fmt.Errorf("complete steps: %w", err)
+		}
+		if n, _ := r.RowsAffected(); int(n) != len(chunk) {
+			return fmt.Errorf("complete steps: %d of %d changed state concurrently: %w", len(chunk)-int(n), len(chunk), store.ErrConflict)
+		}
+	}
+	c.completions = nil
+	return nil
 }
 
 // transitionStep is applyStep for operator and sweep transitions.
@@ -468,6 +510,7 @@ func (s *Store) StepCompleteMany(ctx context.Context, p *store.StepCompleteManyP
 	err := s.writeChange(ctx, func(ctx context.Context, tx *sql.Tx) (*store.ChangeResult, error) {
 		res = &store.StepCompleteManyResult{}
 		c := newChange(p.Now)
+		c.batchCompletions = true
 		ids := make([]string, len(p.Outcomes))
 		for i, o := range p.Outcomes {
 			ids[i] = o.StepID
@@ -522,6 +565,9 @@ func (s *Store) StepCompleteMany(ctx context.Context, p *store.StepCompleteManyP
 				c.event(t, &store.Event{StepID: st.ID, StepName: st.Name, Name: event.Name(ce.Name), Payload: ce.Payload})
 			}
 			c.count++
+		}
+		if err := c.writeCompletions(ctx, tx); err != nil {
+			return nil, err
 		}
 		if err := c.settle(ctx, tx); err != nil {
 			return nil, err

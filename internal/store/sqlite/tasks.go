@@ -289,6 +289,10 @@ type change struct {
 	operator store.Metadata
 	// preloaded are tasks read ahead by preloadTasks, not touched yet.
 	preloaded map[string]*taskRow
+	// batchCompletions makes applyStep collect the completions of running
+	// steps in completions, for writeCompletions to write in one statement.
+	batchCompletions bool
+	completions      []completionWrite
 }
 
 type taskDelta struct{ done, open int }
@@ -432,8 +436,17 @@ func (c *change) flush(ctx context.Context, tx *sql.Tx) error {
 // settle writes the counter deltas and finalizes tasks left with nothing
 // open; flush also appends the events.
 func (c *change) settle(ctx context.Context, tx *sql.Tx) error {
+	var completed []taskCompletion
 	for _, id := range c.order {
 		t := c.tasks[id]
+		if c.batchCompletions {
+			if tc, ok, err := c.completeTask(t, c.deltas[id]); err != nil {
+				return err
+			} else if ok {
+				completed = append(completed, tc)
+				continue
+			}
+		}
 		if d := c.deltas[id]; d != nil && (d.done != 0 || d.open != 0) {
 			if _, err := tx.ExecContext(ctx,
 				"UPDATE tasks SET steps_done = steps_done + ?, steps_open = steps_open + ?, updated_at = ? WHERE id = ?",
@@ -446,6 +459,71 @@ func (c *change) settle(ctx context.Context, tx *sql.Tx) error {
 		}
 		if err := c.finalize(ctx, tx, t); err != nil {
 			return err
+		}
+	}
+	return writeTaskCompletions(ctx, tx, c.now, completed)
+}
+
+// taskCompletion is a task that its counter deltas complete, written with
+// the others of its batch.
+type taskCompletion struct {
+	id          string
+	done, opens int
+}
+
+// completeTask records, without writing it, the completion of an
+// in-progress task whose deltas leave every step done: its counters and
+// its transition then go in one row version (writeTaskCompletions).
+// It reports false, changing nothing, for any other task.
+func (c *change) completeTask(t *taskRow, d *taskDelta) (taskCompletion, bool, error) {
+	if t.State != lifecycle.TaskInProgress {
+		return taskCompletion{}, false, nil
+	}
+	var done, opens int
+	if d != nil {
+		done, opens = d.done, d.open
+	}
+	to, final := lifecycle.Finalize(t.StepsTotal, t.StepsDone+done, t.StepsOpen+opens)
+	if !final || to != lifecycle.TaskComplete {
+		return taskCompletion{}, false, nil
+	}
+	tr, err := lifecycle.Task(t.State, to)
+	if err != nil {
+		return taskCompletion{}, false, err
+	}
+	if d != nil {
+		d.done, d.open = 0, 0
+	}
+	t.StepsDone += done
+	t.StepsOpen += opens
+	from := t.State
+	t.State = to
+	t.seq++
+	t.Seq = t.seq
+	c.event(t, &store.Event{Name: tr.Event, Seq: t.seq, From: string(from), To: string(to),
+		Metadata: store.Metadata{Reason: c.operator.Reason, Actor: c.operator.Actor}})
+	c.finalized = append(c.finalized, store.Finalized{TaskID: t.ID, State: to, StepsDone: t.StepsDone, StepsTotal: t.StepsTotal})
+	return taskCompletion{id: t.ID, done: done, opens: opens}, true, nil
+}
+
+// writeTaskCompletions writes the completions completeTask recorded, in
+// one statement per chunk, guarded by the tasks' state.
+func writeTaskCompletions(ctx context.Context, tx *sql.Tx, now time.Time, completed []taskCompletion) error {
+	for start := 0; start < len(completed); start += maxRowsPerInsert {
+		chunk := completed[start:min(start+maxRowsPerInsert, len(completed))]
+		args := []any{us(now), us(now)}
+		for _, tc := range chunk {
+			args = append(args, tc.id, tc.done, tc.opens)
+		}
+		r, err := tx.ExecContext(ctx, `UPDATE tasks SET state = 'complete', seq = seq + 1, updated_at = ?, finished_at = ?,
+			steps_done = steps_done + v.column2, steps_open = steps_open + v.column3
+			FROM (VALUES `+strings.TrimSuffix(strings.Repeat("(?, ?, ?), ", len(chunk)), ", ")+`) AS v
+			WHERE tasks.id = v.column1 AND tasks.state = 'in_progress'`, args...)
+		if err != nil {
+			return fmt.Errorf("complete tasks: %w", err)
+		}
+		if n, _ := r.RowsAffected(); int(n) != len(chunk) {
+			return fmt.Errorf("complete tasks: %d of %d changed state concurrently: %w", len(chunk)-int(n), len(chunk), store.ErrConflict)
 		}
 	}
 	return nil
