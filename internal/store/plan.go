@@ -75,6 +75,19 @@ func CreationEvents(task *Task, steps []StepSpec, stepIDs []string, actor string
 	return events, ready, nil
 }
 
+// ClaimEvent is the log entry of a step's claim: from its state before to
+// in_progress, for the step as it is once claimed (attempt, lease). It
+// carries no task identity; the store's change adds it.
+func ClaimEvent(st *Step, from lifecycle.StepState) (*Event, error) {
+	d, err := lifecycle.Step(from, lifecycle.StepInProgress)
+	if err != nil {
+		return nil, err
+	}
+	return &Event{StepID: st.ID, StepName: st.Name, Name: d.Event, Seq: st.Seq, From: string(from),
+		To: string(lifecycle.StepInProgress), Metadata: Metadata{Attempt: st.Attempts, RetryLimit: st.RetryLimit,
+			Worker: st.LeaseOwner, LeaseToken: st.LeaseToken, LeaseExpiresAt: st.LeaseExpiresAt}}, nil
+}
+
 // CreationClaim is what a creation with TaskCreateParams.Claim claims: for
 // each claimed step (its index in Steps), the step as stored, running under
 // the claim's lease, and its claim's log entry, which follows the creation's.
@@ -102,10 +115,6 @@ func ClaimAtCreation(task *Task, p *TaskCreateParams, stepIDs []string) (*Creati
 	if err := ValidateClaim(cl); err != nil {
 		return nil, fmt.Errorf("create task: claim: %w", err)
 	}
-	d, err := lifecycle.Step(lifecycle.StepPending, lifecycle.StepInProgress)
-	if err != nil {
-		return nil, err
-	}
 	now := task.CreatedAt.UTC().Truncate(time.Microsecond)
 	out.Expires = now.Add(cl.LeaseTTL)
 	for i, st := range p.Steps {
@@ -122,11 +131,12 @@ func ClaimAtCreation(task *Task, p *TaskCreateParams, stepIDs []string) (*Creati
 			CreatedAt: now, UpdatedAt: now, StartedAt: now}
 		out.Steps = append(out.Steps, &ClaimedStep{Step: step, Namespace: task.Namespace, TaskName: task.Name,
 			Version: task.Version, Context: task.Context})
-		out.Events = append(out.Events, &Event{TaskID: task.ID, Namespace: task.Namespace, TaskName: task.Name,
-			Version: task.Version, OccurredAt: now, StepID: step.ID, StepName: st.Name, Name: d.Event, Seq: 2,
-			From: string(lifecycle.StepPending), To: string(lifecycle.StepInProgress),
-			Metadata: Metadata{Attempt: 1, RetryLimit: st.MaxAttempts, Worker: cl.Worker, LeaseToken: cl.LeaseToken,
-				LeaseExpiresAt: out.Expires}})
+		e, err := ClaimEvent(step, lifecycle.StepPending)
+		if err != nil {
+			return nil, err
+		}
+		e.TaskID, e.Namespace, e.TaskName, e.Version, e.OccurredAt = task.ID, task.Namespace, task.Name, task.Version, now
+		out.Events = append(out.Events, e)
 	}
 	return out, nil
 }

@@ -254,14 +254,12 @@ func (c *change) claimed(q *queuedClaim, p *store.StepClaimParams) ([]*store.Cla
 		if t == nil {
 			return nil, fmt.Errorf("claim: task %s of step %s: %w", g.st.TaskID, g.st.ID, store.ErrNotFound)
 		}
-		d, err := lifecycle.Step(g.from, lifecycle.StepInProgress)
+		e, err := store.ClaimEvent(g.st, g.from)
 		if err != nil {
 			return nil, err
 		}
 		c.claimedReady[g.st.TaskID+"/"+g.st.Name] = true
-		c.event(t, &store.Event{StepID: g.st.ID, StepName: g.st.Name, Name: d.Event, Seq: g.st.Seq, From: string(g.from),
-			To: string(lifecycle.StepInProgress), Metadata: store.Metadata{Attempt: g.st.Attempts, RetryLimit: g.st.RetryLimit,
-				Worker: p.Worker, LeaseToken: p.LeaseToken, LeaseExpiresAt: g.st.LeaseExpiresAt}})
+		c.event(t, e)
 		out = append(out, &store.ClaimedStep{Step: g.st, Namespace: t.Namespace, TaskName: t.Name,
 			Version: t.Version, Context: t.Context, Dependencies: q.deps[g.st.ID]})
 	}
@@ -353,15 +351,7 @@ func (c *change) queueLockTasks(b *pgx.Batch, stepIDs []string) {
 	}
 	b.Queue("SELECT "+taskColumns+" FROM tasks WHERE id IN (SELECT task_id FROM steps WHERE id = ANY($1)) AND NOT (id = ANY($2)) ORDER BY id FOR UPDATE",
 		stepIDs, known).Query(func(rows pgx.Rows) error {
-		tasks, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*store.Task, error) { return scanTask(r) })
-		if err != nil {
-			return fmt.Errorf("lock tasks: %w", err)
-		}
-		for _, t := range tasks {
-			c.tasks[t.ID] = &taskRow{Task: *t}
-			c.order = append(c.order, t.ID)
-		}
-		return nil
+		return c.keepLocked(rows)
 	})
 }
 

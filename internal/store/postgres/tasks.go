@@ -354,6 +354,11 @@ func (c *change) lockTasks(ctx context.Context, tx pgx.Tx, ids []string) error {
 	if err != nil {
 		return fmt.Errorf("lock tasks: %w", err)
 	}
+	return c.keepLocked(rows)
+}
+
+// keepLocked keeps the tasks a locking query returned, in its order.
+func (c *change) keepLocked(rows pgx.Rows) error {
 	tasks, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*store.Task, error) { return scanTask(r) })
 	if err != nil {
 		return fmt.Errorf("lock tasks: %w", err)

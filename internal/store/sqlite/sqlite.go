@@ -374,6 +374,16 @@ func placeholders(n int) string {
 	return strings.Repeat("?, ", n-1) + "?"
 }
 
+// valueRows returns n rows of cols placeholders, "(?, ?), (?, ?)", for a
+// multi-row VALUES list.
+func valueRows(n, cols int) string {
+	if n <= 0 {
+		return ""
+	}
+	row := "(" + placeholders(cols) + ")"
+	return strings.Repeat(row+", ", n-1) + row
+}
+
 // Statements returns how many statements the store has run since it was
 // opened, BEGIN and COMMIT included.
 func (s *Store) Statements() int64 { return s.statements.Load() }

@@ -284,7 +284,7 @@ func (c *change) writeCompletions(ctx context.Context, tx *sql.Tx) error {
 		}
 		r, err := tx.ExecContext(ctx, `UPDATE steps SET state = 'complete', seq = seq + 1, updated_at = ?, run_at = NULL,
 			lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, results = v.column2, finished_at = ?
-			FROM (VALUES `+strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?), ", len(chunk)), ", ")+`) AS v
+			FROM (VALUES `+valueRows(len(chunk), 4)+`) AS v
 			WHERE steps.id = v.column1 AND steps.state = 'in_progress' AND steps.lease_token = v.column3
 				AND steps.attempts = v.column4`, args...)
 		if err != nil {
@@ -395,10 +395,6 @@ func claimIn(ctx context.Context, tx *sql.Tx, c *change, p *store.StepClaimParam
 		if err != nil {
 			return nil, err
 		}
-		d, err := lifecycle.Step(st.State, lifecycle.StepInProgress)
-		if err != nil {
-			return nil, err
-		}
 		from := st.State
 		st.State = lifecycle.StepInProgress
 		st.Attempts++
@@ -411,9 +407,11 @@ func claimIn(ctx context.Context, tx *sql.Tx, c *change, p *store.StepClaimParam
 			st.StartedAt = now
 		}
 		st.FinishedAt = time.Time{}
-		c.event(t, &store.Event{StepID: st.ID, StepName: st.Name, Name: d.Event, Seq: st.seq, From: string(from),
-			To: string(lifecycle.StepInProgress), Metadata: store.Metadata{Attempt: st.Attempts, RetryLimit: st.RetryLimit,
-				Worker: p.Worker, LeaseToken: p.LeaseToken, LeaseExpiresAt: st.LeaseExpiresAt}})
+		e, err := store.ClaimEvent(&st.Step, from)
+		if err != nil {
+			return nil, err
+		}
+		c.event(t, e)
 		out = append(out, &store.ClaimedStep{Step: &st.Step, Namespace: t.Namespace, TaskName: t.Name,
 			Version: t.Version, Context: t.Context})
 	}

@@ -256,7 +256,7 @@ func createTask(ctx context.Context, tx *sql.Tx, p *store.TaskCreateParams) (*st
 			args = append(args, e.parent, e.child, taskID)
 		}
 		q := "INSERT INTO step_edges (parent_id, child_id, task_id) VALUES " +
-			strings.TrimSuffix(strings.Repeat("(?, ?, ?), ", len(chunk)), ", ")
+			valueRows(len(chunk), 3)
 		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
 			return nil, fmt.Errorf("insert edges: %w", err)
 		}
@@ -517,7 +517,7 @@ func writeTaskCompletions(ctx context.Context, tx *sql.Tx, now time.Time, comple
 		}
 		r, err := tx.ExecContext(ctx, `UPDATE tasks SET state = 'complete', seq = seq + 1, updated_at = ?, finished_at = ?,
 			steps_done = steps_done + v.column2, steps_open = steps_open + v.column3
-			FROM (VALUES `+strings.TrimSuffix(strings.Repeat("(?, ?, ?), ", len(chunk)), ", ")+`) AS v
+			FROM (VALUES `+valueRows(len(chunk), 3)+`) AS v
 			WHERE tasks.id = v.column1 AND tasks.state = 'in_progress'`, args...)
 		if err != nil {
 			return fmt.Errorf("complete tasks: %w", err)
