@@ -112,7 +112,12 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		opts.BusyTimeout.Milliseconds(), strings.ToUpper(opts.Synchronous))
 	drv := &sqlite.Driver{}
 	statements := &atomic.Int64{}
-	wdb := sql.OpenDB(&connector{dsn: base + "?" + common + "&_txlock=immediate", drv: drv, statements: statements})
+	// The writer keeps its temporary files in memory: a batch runs each
+	// operation in a savepoint, and SQLite saves the original of every page
+	// a savepoint changes to a statement journal, a temporary file by
+	// default (a write system call per page). Those journals are bounded
+	// by the pages one batch changes.
+	wdb := sql.OpenDB(&connector{dsn: base + "?" + common + "&_txlock=immediate&_pragma=temp_store(MEMORY)", drv: drv, statements: statements})
 	wdb.SetMaxOpenConns(1)
 	wdb.SetMaxIdleConns(1)
 	wdb.SetConnMaxLifetime(0)

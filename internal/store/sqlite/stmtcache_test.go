@@ -79,3 +79,24 @@ func TestCachedStatements(t *testing.T) {
 		}
 	}
 }
+
+// The writer keeps statement journals (one per savepoint of a batch) in
+// memory; the readers keep SQLite's default.
+func TestWriterTempStoreInMemory(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(ctx, filepath.Join(t.TempDir(), "w.db"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var w, r int
+	if err := s.wdb.QueryRowContext(ctx, "PRAGMA temp_store").Scan(&w); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.rdb.QueryRowContext(ctx, "PRAGMA temp_store").Scan(&r); err != nil {
+		t.Fatal(err)
+	}
+	if w != 2 || r != 0 {
+		t.Fatalf("temp_store: writer %d, readers %d; want 2 (MEMORY) and 0 (DEFAULT)", w, r)
+	}
+}
