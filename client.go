@@ -315,14 +315,13 @@ func (c *Client) currentTemplate(ctx context.Context, namespace, name, version s
 		}
 		return rec, nil
 	}
-	recs, err := c.store.TemplateList(ctx)
+	recs, err := c.store.TemplateVersions(ctx, namespace, name)
 	if err != nil {
 		return nil, fmt.Errorf("tasker: %w", err)
 	}
 	var best *store.Template
 	for _, r := range recs {
-		if r.Current && r.Namespace == namespace && r.Name == name &&
-			(best == nil || semver.Compare("v"+r.Version, "v"+best.Version) > 0) {
+		if best == nil || semver.Compare("v"+r.Version, "v"+best.Version) > 0 {
 			best = r
 		}
 	}

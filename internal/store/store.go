@@ -57,6 +57,9 @@ type Store interface {
 	TemplateGetCurrent(ctx context.Context, namespace, name, version string) (*Template, error)
 	// TemplateList returns every stored definition, current ones and replaced ones.
 	TemplateList(ctx context.Context) ([]*Template, error)
+	// TemplateVersions returns the current definition of every version of
+	// namespace/name, in no particular order; none is an empty list.
+	TemplateVersions(ctx context.Context, namespace, name string) ([]*Template, error)
 
 	// TaskCreate creates a task with its steps and edges and starts it, in
 	// one transaction. A task with the same identity key is returned instead

@@ -78,6 +78,21 @@ func (s *Store) TemplateGetCurrent(ctx context.Context, namespace, name, version
 	return t, nil
 }
 
+// TemplateVersions returns the current definitions of namespace/name
+// (templates_current_key).
+func (s *Store) TemplateVersions(ctx context.Context, namespace, name string) ([]*store.Template, error) {
+	rows, err := s.pool.Query(ctx, "SELECT "+templateColumns+" FROM templates WHERE namespace = $1 AND name = $2 AND current",
+		namespace, name)
+	if err != nil {
+		return nil, fmt.Errorf("versions of template %s/%s: %w", namespace, name, err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*store.Template, error) { return scanTemplate(r) })
+	if err != nil {
+		return nil, fmt.Errorf("versions of template %s/%s: %w", namespace, name, err)
+	}
+	return out, nil
+}
+
 // TemplateList returns every stored definition.
 func (s *Store) TemplateList(ctx context.Context) ([]*store.Template, error) {
 	rows, err := s.pool.Query(ctx, "SELECT "+templateColumns+" FROM templates ORDER BY namespace, name, version, registered_at")

@@ -99,18 +99,34 @@ func (s *Store) TemplateGetCurrent(ctx context.Context, namespace, name, version
 
 // TemplateList returns every stored definition.
 func (s *Store) TemplateList(ctx context.Context) ([]*store.Template, error) {
-	rows, err := s.rdb.QueryContext(ctx, "SELECT "+templateColumns+" FROM templates ORDER BY namespace, name, version, registered_at")
+	return s.templates(ctx, "list templates",
+		"SELECT "+templateColumns+" FROM templates ORDER BY namespace, name, version, registered_at")
+}
+
+// TemplateVersions returns the current definitions of namespace/name
+// (templates_current_key).
+func (s *Store) TemplateVersions(ctx context.Context, namespace, name string) ([]*store.Template, error) {
+	return s.templates(ctx, fmt.Sprintf("versions of template %s/%s", namespace, name),
+		"SELECT "+templateColumns+" FROM templates WHERE namespace = ? AND name = ? AND current = 1", namespace, name)
+}
+
+// templates reads the definitions a query selects; what names it in errors.
+func (s *Store) templates(ctx context.Context, what, query string, args ...any) ([]*store.Template, error) {
+	rows, err := s.rdb.QueryContext(ctx, query, args...)
 	if err != nil {
-		return nil, fmt.Errorf("list templates: %w", err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	defer rows.Close()
 	var out []*store.Template
 	for rows.Next() {
 		t, err := scanTemplate(rows)
 		if err != nil {
-			return nil, fmt.Errorf("list templates: %w", err)
+			return nil, fmt.Errorf("%s: %w", what, err)
 		}
 		out = append(out, t)
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	return out, nil
 }

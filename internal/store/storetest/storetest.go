@@ -372,6 +372,31 @@ func testTemplateRegister(t *testing.T, b *bundle) {
 	if _, err := b.s.TemplateGetCurrent(b.ctx, "ns", "nope", "1.0.0"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("TemplateGetCurrent(unknown) err = %v, want ErrNotFound", err)
 	}
+	// The versions of a template are its current definitions, one per
+	// version: not the replaced ones, not other templates'.
+	if _, err := b.s.TemplateRegister(b.ctx, &store.TemplateRegisterParams{ID: "d3", Namespace: "ns", Name: "tmpl-d1",
+		Version: "1.10.0", Definition: json.RawMessage(`{"id":"d3"}`), Now: b.now}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.s.TemplateRegister(b.ctx, &store.TemplateRegisterParams{ID: "d4", Namespace: "other", Name: "tmpl-d1",
+		Version: "9.0.0", Definition: json.RawMessage(`{"id":"d4"}`), Now: b.now}); err != nil {
+		t.Fatal(err)
+	}
+	versions, err := b.s.TemplateVersions(b.ctx, "ns", "tmpl-d1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, v := range versions {
+		ids = append(ids, v.ID+"@"+v.Version)
+	}
+	slices.Sort(ids)
+	if !slices.Equal(ids, []string{"d2@1.0.0", "d3@1.10.0"}) {
+		t.Fatalf("TemplateVersions = %v; want d2@1.0.0 and d3@1.10.0", ids)
+	}
+	if none, err := b.s.TemplateVersions(b.ctx, "ns", "nope"); err != nil || len(none) != 0 {
+		t.Fatalf("TemplateVersions(unknown) = %d, %v; want none", len(none), err)
+	}
 }
 
 func testTaskCreate(t *testing.T, b *bundle) {
