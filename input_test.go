@@ -350,44 +350,28 @@ func TestCreateTaskWithoutVersionTakesTheHighest(t *testing.T) {
 	t.Parallel()
 	forEachBackend(t, func(t *testing.T, backend string) {
 		ctx := context.Background()
-		db, schema := filepath.Join(t.TempDir(), "tasker.db"), ""
-		if backend == "postgres" {
-			db = pgtest.URL(t)
-			schema = pgtest.Schema(t, db)
-		}
-		c, err := tasker.Open(ctx, tasker.Config{Database: db, Schema: schema, MaxConns: 4, SQLiteSynchronous: "NORMAL"})
-		if err != nil {
-			t.Fatalf("Open: %v", err)
-		}
-		t.Cleanup(func() { _ = c.Close() })
+		b := setup(t, bundleOpts{backend: backend})
 		register := func(namespace, version, step string) {
-			t.Helper()
-			yaml := fmt.Sprintf("namespace: %s\nname: order\nversion: %s\nsteps:\n  - {name: %s, handler: noop}\n", namespace, version, step)
-			tmpl, err := tasker.ParseTemplate("order.yaml", []byte(yaml), nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := c.RegisterTemplate(ctx, tmpl); err != nil {
-				t.Fatal(err)
-			}
+			b.register(fmt.Sprintf("namespace: %s\nname: order\nversion: %s\nsteps:\n  - {name: %s, handler: noop}\n",
+				namespace, version, step))
 		}
 		register("shop", "1.9.0", "nine")
 		register("shop", "1.10.0", "ten_replaced")
 		register("shop", "1.10.0", "ten")
 		register("shop", "1.2.0", "two")
 		register("other", "2.0.0", "elsewhere")
-		created, err := c.CreateTask(ctx, tasker.TaskRequest{Namespace: "shop", Name: "order"})
+		created, err := b.client.CreateTask(ctx, tasker.TaskRequest{Namespace: "shop", Name: "order"})
 		if err != nil {
 			t.Fatal(err)
 		}
-		task, err := c.Task(ctx, created.Task.ID)
+		task, err := b.client.Task(ctx, created.Task.ID)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if task.Version != "1.10.0" || len(task.Steps) != 1 || task.Steps[0].Name != "ten" {
 			t.Fatalf("task of version %s with steps %+v; want 1.10.0's current definition (step ten)", task.Version, task.Steps)
 		}
-		if _, err := c.CreateTask(ctx, tasker.TaskRequest{Namespace: "shop", Name: "nope"}); !errors.Is(err, tasker.ErrInvalidRequest) {
+		if _, err := b.client.CreateTask(ctx, tasker.TaskRequest{Namespace: "shop", Name: "nope"}); !errors.Is(err, tasker.ErrInvalidRequest) {
 			t.Fatalf("unknown template: %v, want ErrInvalidRequest", err)
 		}
 	})

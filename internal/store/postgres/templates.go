@@ -81,27 +81,25 @@ func (s *Store) TemplateGetCurrent(ctx context.Context, namespace, name, version
 // TemplateVersions returns the current definitions of namespace/name
 // (templates_current_key).
 func (s *Store) TemplateVersions(ctx context.Context, namespace, name string) ([]*store.Template, error) {
-	rows, err := s.pool.Query(ctx, "SELECT "+templateColumns+" FROM templates WHERE namespace = $1 AND name = $2 AND current",
-		namespace, name)
-	if err != nil {
-		return nil, fmt.Errorf("versions of template %s/%s: %w", namespace, name, err)
-	}
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*store.Template, error) { return scanTemplate(r) })
-	if err != nil {
-		return nil, fmt.Errorf("versions of template %s/%s: %w", namespace, name, err)
-	}
-	return out, nil
+	return s.templates(ctx, fmt.Sprintf("versions of template %s/%s", namespace, name),
+		"SELECT "+templateColumns+" FROM templates WHERE namespace = $1 AND name = $2 AND current", namespace, name)
 }
 
 // TemplateList returns every stored definition.
 func (s *Store) TemplateList(ctx context.Context) ([]*store.Template, error) {
-	rows, err := s.pool.Query(ctx, "SELECT "+templateColumns+" FROM templates ORDER BY namespace, name, version, registered_at")
+	return s.templates(ctx, "list templates",
+		"SELECT "+templateColumns+" FROM templates ORDER BY namespace, name, version, registered_at")
+}
+
+// templates reads the definitions a query selects; what names it in errors.
+func (s *Store) templates(ctx context.Context, what, query string, args ...any) ([]*store.Template, error) {
+	rows, err := s.pool.Query(ctx, query, args...)
 	if err != nil {
-		return nil, fmt.Errorf("list templates: %w", err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*store.Template, error) { return scanTemplate(r) })
 	if err != nil {
-		return nil, fmt.Errorf("list templates: %w", err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	return out, nil
 }
