@@ -140,7 +140,7 @@ func (s *Store) Export(ctx context.Context, batchSize int, fn func(*store.Dump) 
 }
 
 func loadTaskPage(ctx context.Context, tx *sql.Tx, after string, limit int) ([]*taskRow, error) {
-	rows, err := tx.QueryContext(ctx, "SELECT "+taskColumns+" FROM tasks WHERE id > ? ORDER BY id LIMIT ?", after, limit)
+	rows, err := tx.QueryContext(ctx, "SELECT "+taskColumns+" FROM tasks WHERE id > ? ORDER BY id"+limitClause(limit), after)
 	if err != nil {
 		return nil, fmt.Errorf("export tasks: %w", err)
 	}

@@ -207,8 +207,8 @@ func eventListQuery(p *store.EventListParams) (string, []any, error) {
 	if p.TransitionsOnly {
 		q += " AND e.to_state IS NOT NULL"
 	}
-	q += " ORDER BY e.cursor LIMIT ?"
-	return q, append(args, limit), nil
+	q += " ORDER BY e.cursor" + limitClause(limit)
+	return q, args, nil
 }
 
 // EventCursorAt returns the cursor to read after for events from t on.

@@ -54,7 +54,7 @@ func (s *Store) TaskDeleteFinished(ctx context.Context, p *store.TaskDeleteFinis
 	var n int
 	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		rows, err := tx.QueryContext(ctx, `SELECT id FROM tasks WHERE state IN ('complete', 'cancelled', 'resolved_manually')
-			AND finished_at < ? ORDER BY finished_at LIMIT ?`, us(p.Before), limit)
+			AND finished_at < ? ORDER BY finished_at`+limitClause(limit), us(p.Before))
 		if err != nil {
 			return err
 		}

@@ -440,7 +440,7 @@ func claimIn(ctx context.Context, tx *sql.Tx, c *change, p *store.StepClaimParam
 // query stops after limit rows.
 func claimFilter(now time.Time, handlers, templates, excluded, tasks []string, limit int) (string, []any) {
 	where, args := readyFilter(now, handlers, templates, excluded, tasks)
-	return where + " ORDER BY run_at, idx LIMIT ?", append(args, limit)
+	return where + " ORDER BY run_at, idx" + limitClause(limit), args
 }
 
 func readyFilter(now time.Time, handlers, templates, excluded, tasks []string) (string, []any) {
@@ -608,8 +608,7 @@ func (s *Store) StepRescue(ctx context.Context, p *store.StepRescueParams) (*sto
 			where += " OR lease_owner IN (" + placeholders(len(p.DeadOwners)) + ")"
 			args = append(args, idArgs(p.DeadOwners)...)
 		}
-		where += ") ORDER BY lease_expires_at LIMIT ?"
-		args = append(args, limit)
+		where += ") ORDER BY lease_expires_at" + limitClause(limit)
 		steps, err := loadStepsOrdered(ctx, tx, where, args...)
 		if err != nil {
 			return nil, err
@@ -638,7 +637,7 @@ func (s *Store) StepRescue(ctx context.Context, p *store.StepRescueParams) (*sto
 			}
 			c.count++
 		}
-		stuck, err := tx.QueryContext(ctx, "SELECT id FROM tasks WHERE state = 'in_progress' AND steps_open = 0 LIMIT ?", limit)
+		stuck, err := tx.QueryContext(ctx, "SELECT id FROM tasks WHERE state = 'in_progress' AND steps_open = 0"+limitClause(limit))
 		if err != nil {
 			return nil, fmt.Errorf("find tasks to finalize: %w", err)
 		}

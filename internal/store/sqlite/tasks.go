@@ -135,7 +135,7 @@ func taskListQuery(p *store.TaskListParams) (string, []any) {
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
-	return q + " ORDER BY created_at DESC, id DESC LIMIT ?", append(args, limit)
+	return q + " ORDER BY created_at DESC, id DESC" + limitClause(limit), args
 }
 
 // TaskCreate creates and starts a task in one transaction.

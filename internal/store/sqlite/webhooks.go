@@ -189,8 +189,8 @@ func (s *Store) DeliveryClaim(ctx context.Context, p *store.DeliveryClaimParams)
 	var out []*store.Delivery
 	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		rows, err := tx.QueryContext(ctx, `UPDATE deliveries SET attempts = attempts + 1, next_attempt_at = ?, updated_at = ?
-			WHERE id IN (SELECT id FROM deliveries WHERE state = 'pending' AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?)
-			RETURNING `+deliveryColumns, us(p.Now.Add(p.Lease)), us(p.Now), us(p.Now), limit)
+			WHERE id IN (SELECT id FROM deliveries WHERE state = 'pending' AND next_attempt_at <= ? ORDER BY next_attempt_at, id`+limitClause(limit)+`)
+			RETURNING `+deliveryColumns, us(p.Now.Add(p.Lease)), us(p.Now), us(p.Now))
 		if err != nil {
 			return err
 		}
@@ -258,7 +258,7 @@ func (s *Store) DeliveryList(ctx context.Context, p *store.DeliveryListParams) (
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
-	rows, err := s.rdb.QueryContext(ctx, q+" ORDER BY id DESC LIMIT ?", append(args, limit)...)
+	rows, err := s.rdb.QueryContext(ctx, q+" ORDER BY id DESC"+limitClause(limit), args...)
 	if err != nil {
 		return nil, fmt.Errorf("list deliveries: %w", err)
 	}
