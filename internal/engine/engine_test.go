@@ -255,3 +255,36 @@ func TestStopGraceKeepsLeasesRenewed(t *testing.T) {
 		t.Fatalf("attempts = %d, want 1", steps[0].Attempts)
 	}
 }
+
+// The steps of a template with a concurrency limit are claimed by the
+// dispatcher alone: the end of one of them wakes it for the next, so a
+// backlog does not wait for the poll interval between steps.
+func TestTemplateLimitBacklogRunsWithoutPolling(t *testing.T) {
+	t.Parallel()
+	var running, most atomic.Int32
+	quick := handler.Func(func(ctx context.Context, in *handler.Input) (any, error) {
+		n := running.Add(1)
+		defer running.Add(-1)
+		for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+		}
+		time.Sleep(5 * time.Millisecond)
+		return nil, nil
+	})
+	// With a poll interval of a minute, a backlog that waited for polls
+	// would miss waitTask's deadline.
+	b := setup(t, engine.Config{Handlers: map[string]handler.Handler{"quick": quick}, Concurrency: 4, PollInterval: time.Minute},
+		"namespace: e\nname: limited\nversion: 1.0.0\nconcurrency: 1\nsteps:\n  - {name: a, handler: quick}\n")
+	ids := make([]string, 6)
+	for i := range ids {
+		ids[i] = b.create(t)
+	}
+	if err := b.eng.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range ids {
+		b.waitTask(t, id, lifecycle.TaskComplete)
+	}
+	if m := most.Load(); m != 1 {
+		t.Fatalf("%d steps of a template limited to 1 ran at once", m)
+	}
+}

@@ -115,13 +115,28 @@ func (e *Engine) launch(cs *store.ClaimedStep) {
 		e.running--
 		e.perTemplate[cs.Step.TemplateID]--
 		delete(e.inflight, a)
-		wake := e.blocked
+		wake := e.freedSlotWakes(a)
 		e.mu.Unlock()
 		e.outcomes <- a
 		if wake {
 			e.Wake()
 		}
 	}()
+}
+
+// freedSlotWakes reports whether the slot a finished attempt frees wakes
+// the dispatcher; the caller holds e.mu. The steps of a template with a
+// concurrency limit are claimed by the dispatcher alone, so the end of one
+// of its attempts always wakes it: the template's next step may wait for
+// just this slot. Other slots wake a dispatcher that waits for one.
+func (e *Engine) freedSlotWakes(a *attempt) bool {
+	if a.release {
+		return e.blocked
+	}
+	if a.tmpl != nil && a.tmpl.Concurrency > 0 {
+		return true
+	}
+	return e.blocked
 }
 
 // overTemplateLimit reports whether running this attempt now would exceed
