@@ -177,6 +177,18 @@ type statementCounter interface {
 	Statements() int64
 }
 
+// serialWriter is a store whose write transactions commit one after
+// another, each with its own sync (SQLite's single writer). On such a
+// store a transaction saved is a commit taken off the writer's path, so
+// the engine leaves the slot a handler frees to the completion that
+// records its outcome, which claims for it in the same transaction,
+// instead of waking the dispatcher for a claim transaction of its own.
+// On a store whose transactions run side by side (PostgreSQL) the two
+// overlap, and the dispatcher claims at once.
+type serialWriter interface {
+	SerialWrites() bool
+}
+
 // Engine orchestrates tasks stored in a Store.
 type Engine struct {
 	cfg   Config
@@ -187,6 +199,9 @@ type Engine struct {
 	tmpl  *templateCache
 
 	handlerNames []string
+	// fillOnCompletion: a slot freed by a handler is filled by the claim
+	// of the completion recording its outcome (see serialWriter).
+	fillOnCompletion bool
 
 	wake     chan struct{}
 	outcomes chan *attempt
@@ -238,6 +253,9 @@ func New(st store.Store, bus *eventbus.Bus, cfg Config) *Engine {
 	}
 	for name := range cfg.Handlers {
 		e.handlerNames = append(e.handlerNames, name)
+	}
+	if sw, ok := st.(serialWriter); ok {
+		e.fillOnCompletion = sw.SerialWrites()
 	}
 	st.OnCommit(e.announce)
 	go e.runPublisher()

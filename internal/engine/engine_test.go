@@ -256,6 +256,44 @@ func TestStopGraceKeepsLeasesRenewed(t *testing.T) {
 	}
 }
 
+// On SQLite (a store whose writes commit one at a time) the slot a
+// finished handler frees is filled by the claim of the completion that
+// records its outcome, not by a claim transaction of the dispatcher: a
+// backlog is worked off almost entirely by completions.
+func TestCompletionsFillFreedSlotsOnSerialStore(t *testing.T) {
+	t.Parallel()
+	var runs atomic.Int32
+	quick := handler.Func(func(ctx context.Context, in *handler.Input) (any, error) {
+		runs.Add(1)
+		return nil, nil
+	})
+	b := setup(t, engine.Config{Handlers: map[string]handler.Handler{"quick": quick}, Concurrency: 4,
+		PollInterval: 10 * time.Second},
+		"namespace: e\nname: backlog\nversion: 1.0.0\nsteps:\n  - {name: a, handler: quick}\n")
+	const n = 200
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = b.create(t)
+	}
+	if err := b.eng.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range ids {
+		b.waitTask(t, id, lifecycle.TaskComplete)
+	}
+	s := b.eng.Stats()
+	if runs.Load() != n || s.Claimed+s.ClaimedOnCompletion != n {
+		t.Fatalf("handler runs %d, claimed %d by the dispatcher and %d by completions; want %d in all",
+			runs.Load(), s.Claimed, s.ClaimedOnCompletion, n)
+	}
+	// The dispatcher claims the first batch; completions claim the rest
+	// (a dispatcher woken for every freed slot claimed about half).
+	if s.ClaimedOnCompletion < n*9/10 {
+		t.Fatalf("completions claimed %d of %d steps (dispatcher %d in %d calls); want at least 90%%",
+			s.ClaimedOnCompletion, n, s.Claimed, s.ClaimCalls)
+	}
+}
+
 // The steps of a template with a concurrency limit are claimed by the
 // dispatcher alone: the end of one of them wakes it for the next, so a
 // backlog does not wait for the poll interval between steps.

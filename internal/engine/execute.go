@@ -128,7 +128,10 @@ func (e *Engine) launch(cs *store.ClaimedStep) {
 // the dispatcher; the caller holds e.mu. The steps of a template with a
 // concurrency limit are claimed by the dispatcher alone, so the end of one
 // of its attempts always wakes it: the template's next step may wait for
-// just this slot. Other slots wake a dispatcher that waits for one.
+// just this slot. Other slots wake a dispatcher that waits for one, unless
+// the completion recording the outcome claims for it (fillOnCompletion;
+// a completion that cannot use its reservation wakes the dispatcher in
+// endClaim). An attempt released at Stop frees a slot nobody claims.
 func (e *Engine) freedSlotWakes(a *attempt) bool {
 	if a.release {
 		return e.blocked
@@ -136,7 +139,7 @@ func (e *Engine) freedSlotWakes(a *attempt) bool {
 	if a.tmpl != nil && a.tmpl.Concurrency > 0 {
 		return true
 	}
-	return e.blocked
+	return e.blocked && !e.fillOnCompletion
 }
 
 // overTemplateLimit reports whether running this attempt now would exceed

@@ -207,6 +207,12 @@ func (s *Store) Ping(ctx context.Context) error {
 	return nil
 }
 
+// SerialWrites reports that the store's write transactions commit one
+// after another, each with its own sync: the engine then prefers fewer,
+// larger transactions (it lets a completion claim the slots its outcomes
+// free instead of claiming them in a transaction of their own).
+func (s *Store) SerialWrites() bool { return true }
+
 // OnCommit registers the function called after each committed change
 // that produced events, in commit order, on the writer goroutine.
 func (s *Store) OnCommit(fn func(*store.ChangeResult)) {
