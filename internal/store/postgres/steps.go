@@ -349,7 +349,7 @@ func (c *change) queueLockTasks(b *pgx.Batch, stepIDs []string) {
 	for id := range c.tasks {
 		known = append(known, id)
 	}
-	b.Queue("SELECT "+taskColumns+" FROM tasks WHERE id IN (SELECT task_id FROM steps WHERE id = ANY($1)) AND NOT (id = ANY($2)) ORDER BY id FOR UPDATE",
+	b.Queue("SELECT "+lockedTaskColumns+" FROM tasks WHERE id IN (SELECT task_id FROM steps WHERE id = ANY($1)) AND NOT (id = ANY($2)) ORDER BY id FOR UPDATE",
 		stepIDs, known).Query(func(rows pgx.Rows) error {
 		return c.keepLocked(rows)
 	})

@@ -19,6 +19,13 @@ import (
 const taskColumns = `id, template_id, namespace, name, version, state, context::text, identity_key, idempotency_key,
 	steps_total, steps_done, steps_open, seq, created_at, updated_at, started_at, finished_at`
 
+// lockedTaskColumns are the columns of scanTask for the tasks a write
+// locks, with an empty context: no change needs the context (a claim reads
+// it in the claiming statement), and reading it would take it out of
+// TOAST storage and convert it to text for every task each write locks.
+const lockedTaskColumns = `id, template_id, namespace, name, version, state, '', identity_key, idempotency_key,
+	steps_total, steps_done, steps_open, seq, created_at, updated_at, started_at, finished_at`
+
 func scanTask(row pgx.Row) (*store.Task, error) {
 	var (
 		t                 store.Task
@@ -258,7 +265,7 @@ func createTask(ctx context.Context, tx pgx.Tx, p *store.TaskCreateParams, c *ch
 
 // taskRow is a task locked inside a transaction, kept up to date in memory.
 type taskRow struct {
-	store.Task
+	store.Task // Context is empty for a task a write locked (lockedTaskColumns)
 }
 
 // change collects what one transaction did.
@@ -350,7 +357,7 @@ func (c *change) lockTasks(ctx context.Context, tx pgx.Tx, ids []string) error {
 	if len(want) == 0 {
 		return nil
 	}
-	rows, err := tx.Query(ctx, "SELECT "+taskColumns+" FROM tasks WHERE id = ANY($1) ORDER BY id FOR UPDATE", want)
+	rows, err := tx.Query(ctx, "SELECT "+lockedTaskColumns+" FROM tasks WHERE id = ANY($1) ORDER BY id FOR UPDATE", want)
 	if err != nil {
 		return fmt.Errorf("lock tasks: %w", err)
 	}
