@@ -80,6 +80,7 @@ func (s *Store) TaskDeleteFinished(ctx context.Context, p *store.TaskDeleteFinis
 			"DELETE FROM events WHERE task_id IN " + in,
 			"DELETE FROM step_edges WHERE task_id IN " + in,
 			"DELETE FROM steps WHERE task_id IN " + in,
+			"DELETE FROM task_contexts WHERE task_id IN " + in,
 			"DELETE FROM tasks WHERE id IN " + in,
 		} {
 			if _, err := tx.ExecContext(ctx, q, args...); err != nil {

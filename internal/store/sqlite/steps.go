@@ -362,7 +362,7 @@ func loadStepsOrdered(ctx context.Context, q queryer, whereAndOrder string, args
 func claimIn(ctx context.Context, tx *sql.Tx, c *change, p *store.StepClaimParams) ([]*store.ClaimedStep, error) {
 	now := c.now
 	q, args := claimFilter(now, p.Handlers, p.TemplateIDs, p.ExcludeTemplateIDs, p.TaskIDs, p.Limit)
-	steps, err := loadStepsOrdered(ctx, tx, q, args...)
+	steps, contexts, err := loadClaimable(ctx, tx, q, args...)
 	if err != nil || len(steps) == 0 {
 		return nil, err
 	}
@@ -413,7 +413,7 @@ func claimIn(ctx context.Context, tx *sql.Tx, c *change, p *store.StepClaimParam
 		}
 		c.event(t, e)
 		out = append(out, &store.ClaimedStep{Step: &st.Step, Namespace: t.Namespace, TaskName: t.Name,
-			Version: t.Version, Context: t.Context})
+			Version: t.Version, Context: contexts[st.TaskID]})
 	}
 	// Steps of one-step tasks have no parents to read results from.
 	var withParents []string
@@ -434,6 +434,41 @@ func claimIn(ctx context.Context, tx *sql.Tx, c *change, p *store.StepClaimParam
 	}
 	return out, nil
 }
+
+// loadClaimable reads the steps a claim takes, in claim order, with their
+// tasks' contexts (a claim hands its steps their task's context; the tasks a
+// write reads leave it out, writeTaskColumns).
+func loadClaimable(ctx context.Context, tx *sql.Tx, whereAndOrder string, args ...any) ([]*stepRow, map[string]json.RawMessage, error) {
+	rows, err := tx.QueryContext(ctx, "SELECT "+stepColumns+", (SELECT context FROM task_contexts WHERE task_id = steps.task_id) FROM steps WHERE "+
+		whereAndOrder, args...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("load steps: %w", err)
+	}
+	defer rows.Close()
+	var out []*stepRow
+	contexts := map[string]json.RawMessage{}
+	for rows.Next() {
+		var c sql.NullString
+		st, err := scanStep(withExtra{rows, []any{&c}})
+		if err != nil {
+			return nil, nil, fmt.Errorf("load steps: %w", err)
+		}
+		if !c.Valid {
+			return nil, nil, fmt.Errorf("context of task %s: %w", st.TaskID, store.ErrNotFound)
+		}
+		contexts[st.TaskID] = json.RawMessage(c.String)
+		out = append(out, st)
+	}
+	return out, contexts, rows.Err()
+}
+
+// withExtra scans a row's further columns after those of the wrapped scan.
+type withExtra struct {
+	sc    interface{ Scan(...any) error }
+	extra []any
+}
+
+func (w withExtra) Scan(dest ...any) error { return w.sc.Scan(append(dest, w.extra...)...) }
 
 // claimFilter is the condition and order of a claim: up to limit ready
 // steps in (run_at, idx) order, the order of the steps_claim index, so the

@@ -14,11 +14,22 @@ import (
 	"github.com/tasker-go/tasker/internal/store"
 )
 
-const taskColumns = `id, template_id, namespace, name, version, state, context, identity_key, idempotency_key,
+// taskColumns are the columns of scanTask, read from tasks; the context
+// comes from task_contexts.
+const taskColumns = `id, template_id, namespace, name, version, state,
+	(SELECT context FROM task_contexts WHERE task_id = tasks.id), identity_key, idempotency_key,
+	steps_total, steps_done, steps_open, seq, created_at, updated_at, started_at, finished_at`
+
+// writeTaskColumns are taskColumns with an empty context, for the tasks a
+// write reads: no change needs the context (a claim reads it separately,
+// claimContexts), which is stored apart so that a task's transitions do not
+// write it again (migration 00008).
+const writeTaskColumns = `id, template_id, namespace, name, version, state, '', identity_key, idempotency_key,
 	steps_total, steps_done, steps_open, seq, created_at, updated_at, started_at, finished_at`
 
 // taskRow is a task loaded inside a write transaction, kept up to date in
-// memory as the transaction changes it.
+// memory as the transaction changes it. Its Context is empty
+// (writeTaskColumns).
 type taskRow struct {
 	store.Task
 	seq int
@@ -45,8 +56,8 @@ func scanTask(sc interface{ Scan(...any) error }) (*taskRow, error) {
 	return &t, nil
 }
 
-func loadTask(ctx context.Context, q queryer, id string) (*taskRow, error) {
-	t, err := scanTask(q.QueryRowContext(ctx, "SELECT "+taskColumns+" FROM tasks WHERE id = ?", id))
+func loadTask(ctx context.Context, q queryer, columns, id string) (*taskRow, error) {
+	t, err := scanTask(q.QueryRowContext(ctx, "SELECT "+columns+" FROM tasks WHERE id = ?", id))
 	if err != nil {
 		return nil, notFound(err, "task "+id)
 	}
@@ -55,7 +66,7 @@ func loadTask(ctx context.Context, q queryer, id string) (*taskRow, error) {
 
 // TaskGet returns one task.
 func (s *Store) TaskGet(ctx context.Context, id string) (*store.Task, error) {
-	t, err := loadTask(ctx, s.rdb, id)
+	t, err := loadTask(ctx, s.rdb, taskColumns, id)
 	if err != nil {
 		return nil, err
 	}
@@ -182,11 +193,11 @@ func createTask(ctx context.Context, tx *sql.Tx, p *store.TaskCreateParams) (*st
 	}
 	// With RequireCurrent the task is inserted only while its template is
 	// current (the primary key of templates finds it).
-	r, err := tx.ExecContext(ctx, `INSERT INTO tasks (id, template_id, namespace, name, version, state, context,
+	r, err := tx.ExecContext(ctx, `INSERT INTO tasks (id, template_id, namespace, name, version, state,
 		identity_key, idempotency_key, steps_total, steps_done, steps_open, seq, created_at, updated_at, started_at)
-		SELECT ?, ?, ?, ?, ?, 'in_progress', ?, ?, ?, ?, 0, ?, 2, ?, ?, ?
+		SELECT ?, ?, ?, ?, ?, 'in_progress', ?, ?, ?, 0, ?, 2, ?, ?, ?
 		WHERE NOT ? OR EXISTS (SELECT 1 FROM templates WHERE id = ? AND current = 1)`,
-		taskID, p.TemplateID, p.Namespace, p.Name, p.Version, string(p.Context), nullString(p.IdentityKey),
+		taskID, p.TemplateID, p.Namespace, p.Name, p.Version, nullString(p.IdentityKey),
 		nullString(p.IdempotencyKey), len(p.Steps), roots, us(now), us(now), us(now), p.RequireCurrent, p.TemplateID)
 	if err != nil {
 		return nil, fmt.Errorf("insert task: %w", err)
@@ -195,6 +206,9 @@ func createTask(ctx context.Context, tx *sql.Tx, p *store.TaskCreateParams) (*st
 		return nil, fmt.Errorf("insert task: %w", err)
 	} else if n == 0 {
 		return nil, fmt.Errorf("template %s is no longer current: %w", p.TemplateID, store.ErrTemplateReplaced)
+	}
+	if _, err := tx.ExecContext(ctx, "INSERT INTO task_contexts (task_id, context) VALUES (?, ?)", taskID, string(p.Context)); err != nil {
+		return nil, fmt.Errorf("insert task context: %w", err)
 	}
 	task := &store.Task{
 		ID: taskID, TemplateID: p.TemplateID, Namespace: p.Namespace, Name: p.Name, Version: p.Version,
@@ -310,7 +324,7 @@ func (c *change) task(ctx context.Context, tx *sql.Tx, id string) (*taskRow, err
 		delete(c.preloaded, id)
 	} else {
 		var err error
-		if t, err = loadTask(ctx, tx, id); err != nil {
+		if t, err = loadTask(ctx, tx, writeTaskColumns, id); err != nil {
 			return nil, err
 		}
 	}
@@ -334,7 +348,7 @@ func (c *change) preloadTasks(ctx context.Context, tx *sql.Tx, ids []string) err
 	if len(want) < 2 {
 		return nil // c.task reads a single task as well
 	}
-	rows, err := tx.QueryContext(ctx, "SELECT "+taskColumns+" FROM tasks WHERE id IN ("+placeholders(len(want))+")", idArgs(want)...)
+	rows, err := tx.QueryContext(ctx, "SELECT "+writeTaskColumns+" FROM tasks WHERE id IN ("+placeholders(len(want))+")", idArgs(want)...)
 	if err != nil {
 		return fmt.Errorf("load tasks: %w", err)
 	}
