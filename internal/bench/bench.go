@@ -38,6 +38,9 @@ const (
 	DefaultConcurrency = 16
 	DefaultInserters   = 8
 	DefaultSynchronous = "FULL"
+	// MaxContextBytes is the largest Config.ContextBytes, well within the
+	// client's default cap on a task context (1 MiB).
+	MaxContextBytes = 512 << 10
 )
 
 // Config configures a scenario. Zero fields take the defaults above.
@@ -68,6 +71,10 @@ type Config struct {
 	// burn-down, so that the store's group commit can batch them.
 	// Default 8.
 	Inserters int `json:"inserters,omitempty"`
+	// ContextBytes pads the context of every task of a burn-down, diamond
+	// or fanout scenario with a string of this many bytes ({"pad":"…"}), for
+	// the cost of realistic task inputs. Default 0: the context is {}.
+	ContextBytes int `json:"context_bytes,omitempty"`
 	// Rate is the steady scenario's task creation rate, per second.
 	// Default 100.
 	Rate float64 `json:"rate,omitempty"`
@@ -126,6 +133,9 @@ func (c Config) validate() error {
 	}
 	if c.Inserters < 1 {
 		problems = append(problems, fmt.Sprintf("inserters must be at least 1, not %d", c.Inserters))
+	}
+	if c.ContextBytes < 0 || c.ContextBytes > MaxContextBytes {
+		problems = append(problems, fmt.Sprintf("context bytes must be between 0 and %d, not %d", MaxContextBytes, c.ContextBytes))
 	}
 	if c.Synchronous != "FULL" && c.Synchronous != "NORMAL" {
 		problems = append(problems, fmt.Sprintf("synchronous must be FULL or NORMAL, not %q", c.Synchronous))

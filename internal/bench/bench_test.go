@@ -10,7 +10,9 @@ import (
 	"time"
 
 	"github.com/tasker-go/tasker/internal/bench"
+	"github.com/tasker-go/tasker/internal/store"
 	"github.com/tasker-go/tasker/internal/store/postgres/pgtest"
+	"github.com/tasker-go/tasker/internal/store/sqlite"
 )
 
 // These tests run every scenario at a tiny size so the scenarios keep
@@ -131,6 +133,35 @@ func TestKeptDatabase(t *testing.T) {
 	}
 }
 
+// ContextBytes pads every task's context with a string of that length.
+func TestContextBytes(t *testing.T) {
+	t.Parallel()
+	cfg := tiny(t)
+	cfg.DB = filepath.Join(t.TempDir(), "kept.db")
+	cfg.N, cfg.ContextBytes = 5, 3000
+	if _, err := bench.BurnDown(ctx(t), cfg); err != nil {
+		t.Fatal(err)
+	}
+	s, err := sqlite.Open(ctx(t), cfg.DB, sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	tasks, err := s.TaskList(ctx(t), &store.TaskListParams{Limit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tasks) != 5 {
+		t.Fatalf("%d tasks, want 5", len(tasks))
+	}
+	for _, task := range tasks {
+		var c struct{ Pad string }
+		if err := json.Unmarshal(task.Context, &c); err != nil || len(c.Pad) != 3000 {
+			t.Fatalf("context of %s: %d bytes of pad (%v), want 3000", task.ID, len(c.Pad), err)
+		}
+	}
+}
+
 func TestConfigErrors(t *testing.T) {
 	t.Parallel()
 	for _, cfg := range []bench.Config{
@@ -138,6 +169,8 @@ func TestConfigErrors(t *testing.T) {
 		{Synchronous: "OFF"},
 		{Steps: 10001},
 		{Concurrency: -2},
+		{ContextBytes: -1},
+		{ContextBytes: bench.MaxContextBytes + 1},
 	} {
 		if _, err := bench.BurnDown(ctx(t), cfg); err == nil || !strings.HasPrefix(err.Error(), "bench: ") {
 			t.Errorf("BurnDown(%+v) = %v, want a bench: error", cfg, err)

@@ -2,8 +2,10 @@ package bench
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -47,7 +49,7 @@ func burnDown(ctx context.Context, cfg Config, scenario, yaml string, steps int)
 	res = newResult(scenario, cfg, cfg.N, steps)
 
 	// Insert phase: every task is stored before the engine starts.
-	ins, err := insert(ctx, c, t, cfg.N, cfg.Inserters)
+	ins, err := insert(ctx, c, t, cfg.N, cfg.Inserters, cfg.ContextBytes)
 	if err != nil {
 		return nil, err
 	}
@@ -87,12 +89,30 @@ func burnDown(ctx context.Context, cfg Config, scenario, yaml string, steps int)
 	return res, nil
 }
 
-// insert creates n tasks of t from the given number of goroutines and
-// returns how long it took.
-func insert(ctx context.Context, c *tasker.Client, t *tasker.Template, n, workers int) (time.Duration, error) {
+// paddedContext returns {"pad":"…"} with a string of n random letters and
+// digits: JSON that the benchmark's templates (which have no context
+// schema) accept, and that does not compress to nothing (PostgreSQL
+// compresses large values it stores out of line).
+func paddedContext(n int) json.RawMessage {
+	const alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+	rng := rand.New(rand.NewPCG(uint64(n), 1))
+	b := make([]byte, 0, n+10)
+	b = append(b, `{"pad":"`...)
+	for range n {
+		b = append(b, alphabet[rng.IntN(len(alphabet))])
+	}
+	return append(b, `"}`...)
+}
+
+// insert creates n tasks of t from the given number of goroutines, with
+// contexts padded to about pad bytes, and returns how long it took.
+func insert(ctx context.Context, c *tasker.Client, t *tasker.Template, n, workers, pad int) (time.Duration, error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	req := tasker.TaskRequest{Namespace: t.Namespace, Name: t.Name, Version: t.Version}
+	if pad > 0 {
+		req.Context = paddedContext(pad)
+	}
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	start := time.Now()

@@ -24,6 +24,7 @@ type benchFlags struct {
 	runs        int
 	concurrency int
 	inserters   int
+	ctxBytes    int
 	synchronous string
 	jsonOut     bool
 	cpuProfile  string
@@ -94,11 +95,12 @@ and measures how long it takes to complete all of them.
   tasker bench burn-down --synchronous NORMAL --json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runBench(cmd, e, f, bench.Config{N: f.n, Inserters: f.inserters}, bench.BurnDown)
+			return runBench(cmd, e, f, bench.Config{N: f.n, Inserters: f.inserters, ContextBytes: f.ctxBytes}, bench.BurnDown)
 		},
 	}
 	burn.Flags().IntVarP(&f.n, "n", "n", bench.DefaultN, "number of tasks")
 	burn.Flags().IntVar(&f.inserters, "inserters", bench.DefaultInserters, "goroutines creating the tasks")
+	burn.Flags().IntVar(&f.ctxBytes, "context-bytes", 0, "pad each task's context with a string of this many bytes (0: the context is {})")
 
 	diamond := &cobra.Command{
 		Use:   "diamond",
@@ -112,11 +114,12 @@ measurement.
   tasker bench diamond -n 5000 --synchronous NORMAL`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runBench(cmd, e, f, bench.Config{N: f.n, Inserters: f.inserters}, bench.Diamond)
+			return runBench(cmd, e, f, bench.Config{N: f.n, Inserters: f.inserters, ContextBytes: f.ctxBytes}, bench.Diamond)
 		},
 	}
 	diamond.Flags().IntVarP(&f.n, "n", "n", bench.DefaultN, "number of tasks")
 	diamond.Flags().IntVar(&f.inserters, "inserters", bench.DefaultInserters, "goroutines creating the tasks")
+	diamond.Flags().IntVar(&f.ctxBytes, "context-bytes", 0, "pad each task's context with a string of this many bytes (0: the context is {})")
 
 	chain := &cobra.Command{
 		Use:   "chain",
@@ -150,12 +153,13 @@ steps that depend on it, and a join step that depends on them all.
   tasker bench fanout -n 50 --width 200`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runBench(cmd, e, f, bench.Config{N: f.fanoutN, Steps: f.width, Inserters: f.inserters}, bench.Fanout)
+			return runBench(cmd, e, f, bench.Config{N: f.fanoutN, Steps: f.width, Inserters: f.inserters, ContextBytes: f.ctxBytes}, bench.Fanout)
 		},
 	}
 	fanout.Flags().IntVarP(&f.fanoutN, "n", "n", bench.DefaultFanoutN, "number of tasks")
 	fanout.Flags().IntVar(&f.width, "width", bench.DefaultFanoutWidth, "parallel steps between the root and the join")
 	fanout.Flags().IntVar(&f.inserters, "inserters", bench.DefaultInserters, "goroutines creating the tasks")
+	fanout.Flags().IntVar(&f.ctxBytes, "context-bytes", 0, "pad each task's context with a string of this many bytes (0: the context is {})")
 
 	big := &cobra.Command{
 		Use:   "big",
@@ -263,7 +267,11 @@ func runBench(cmd *cobra.Command, e *env, f benchFlags, cfg bench.Config,
 	case cfg.DB != "":
 		where = redact(cfg.DB)
 	}
-	fmt.Fprintf(e.stderr, "tasker: bench %s on %s (synchronous %s, concurrency %d)\n", cmd.Name(), where, cfg.Synchronous, cfg.Concurrency)
+	padded := ""
+	if cfg.ContextBytes > 0 {
+		padded = fmt.Sprintf(", contexts padded with %d bytes", cfg.ContextBytes)
+	}
+	fmt.Fprintf(e.stderr, "tasker: bench %s on %s (synchronous %s, concurrency %d%s)\n", cmd.Name(), where, cfg.Synchronous, cfg.Concurrency, padded)
 	res, err := scenario(ctx, cfg)
 	if err != nil {
 		if ctx.Err() != nil {
