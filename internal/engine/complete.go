@@ -96,9 +96,10 @@ func (e *Engine) record(ctx context.Context, batch []*attempt) {
 		now := e.clock.Now()
 		p := &store.StepCompleteManyParams{Worker: e.cfg.WorkerID, Now: now, Outcomes: outs}
 		// A write that is tried again claims nothing: if the failed one
-		// committed after all (its answer lost), what it claimed is not
-		// known here, and a second claim would strand more steps until
-		// their leases expire. The dispatcher fills the slots instead.
+		// committed after all (its answer lost, and the store could not
+		// find out that it committed), what it claimed is not known here,
+		// and a second claim would strand more steps until their leases
+		// expire. The dispatcher fills the slots instead.
 		if claim != nil && !tried {
 			claim.Now = now
 			p.Claim = claim

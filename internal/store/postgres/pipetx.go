@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"errors"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -17,6 +18,19 @@ type pipeTx struct {
 	conn   *pgx.Conn
 	begun  bool
 	closed bool
+	// xid is the transaction's id once a batch has seen one assigned (0
+	// before): with it, a commit whose answer was lost can be looked up
+	// (resolveCommit).
+	xid int64
+}
+
+// keepXID records the transaction id a statement of tx returned
+// (txid_current()) on a batch that was sent before it was known; such a
+// statement spares the batches after it the question for the id.
+func keepXID(tx pgx.Tx, xid int64) {
+	if t, ok := tx.(*pipeTx); ok && xid != 0 {
+		t.xid = xid
+	}
 }
 
 var _ pgx.Tx = (*pipeTx)(nil)
@@ -79,7 +93,7 @@ func (t *pipeTx) commitWith(ctx context.Context, b *pgx.Batch) error {
 		return errPipeTxClosed
 	}
 	b.Queue("COMMIT").Exec(commitTag)
-	if err := t.SendBatch(ctx, b).Close(); err != nil {
+	if err := t.send(ctx, b).Close(); err != nil {
 		return err
 	}
 	t.closed = true
@@ -99,8 +113,42 @@ func (t *pipeTx) Rollback(ctx context.Context) error {
 	return err
 }
 
-// SendBatch sends b, with BEGIN in front if the transaction has not begun.
+// SendBatch sends b, with BEGIN in front if the transaction has not begun
+// and, after b, a question for the transaction's id if it has one by then
+// (a transaction gets one at its first write), which the transaction
+// keeps (xid). A batch with a statement that returns the id itself
+// (txid_current(), passed to keepXID) is sent without the question.
 func (t *pipeTx) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
+	if t.closed {
+		return errBatch{errPipeTxClosed}
+	}
+	if t.xid == 0 && !asksXID(b) {
+		b.Queue("SELECT txid_current_if_assigned()").QueryRow(func(row pgx.Row) error {
+			var xid *int64
+			if err := row.Scan(&xid); err != nil {
+				return err
+			}
+			if xid != nil {
+				t.xid = *xid
+			}
+			return nil
+		})
+	}
+	return t.send(ctx, b)
+}
+
+// asksXID reports whether a statement of b returns the transaction id.
+func asksXID(b *pgx.Batch) bool {
+	for _, q := range b.QueuedQueries {
+		if strings.Contains(q.SQL, "txid_current()") {
+			return true
+		}
+	}
+	return false
+}
+
+// send sends b, with BEGIN in front if the transaction has not begun.
+func (t *pipeTx) send(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
 	if t.closed {
 		return errBatch{errPipeTxClosed}
 	}

@@ -249,7 +249,7 @@ func (s *Store) runOnce(ctx context.Context, now time.Time, fn txFunc) (*change,
 		if err != nil {
 			return nil, err
 		}
-		if err := tx.commitWith(ctx, b); err != nil {
+		if err := s.resolveCommit(ctx, tx, tx.commitWith(ctx, b)); err != nil {
 			return nil, err
 		}
 		return c, nil
@@ -269,7 +269,7 @@ func (s *Store) runOnce(ctx context.Context, now time.Time, fn txFunc) (*change,
 			s.order.end(t, nil, s.currentHook)
 		}
 	}()
-	err = tx.commitWith(ctx, b)
+	err = s.resolveCommit(ctx, tx, tx.commitWith(ctx, b))
 	ended = true
 	if err != nil {
 		if c.notify {
@@ -281,6 +281,57 @@ func (s *Store) runOnce(ctx context.Context, now time.Time, fn txFunc) (*change,
 	s.order.end(t, c, s.currentHook)
 	s.order.wait(ctx, t)
 	return c, nil
+}
+
+// resolveWait bounds how long resolveCommit waits for the server to settle
+// a transaction whose commit lost its answer.
+const resolveWait = 5 * time.Second
+
+// resolveCommit returns nil if err is the loss of a commit's answer (the
+// connection broke after COMMIT was sent) and the transaction committed
+// after all, and err otherwise. It asks the server, on another connection,
+// for the status of the transaction's id (txid_status), waiting while the
+// transaction is still in progress. Without this a caller would take a
+// committed change for a failed one: a claim's steps would wait for their
+// lease to expire, a retried creation would create its task twice. A
+// transaction whose id is not known (it wrote nothing before its last
+// round trip), or whose status cannot be read, keeps its error.
+func (s *Store) resolveCommit(ctx context.Context, tx *pipeTx, err error) error {
+	if err == nil || tx.xid == 0 || !commitOutcomeUnknown(err) {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), resolveWait)
+	defer cancel()
+	for {
+		var status *string
+		qerr := s.pool.QueryRow(ctx, "SELECT txid_status($1)", tx.xid).Scan(&status)
+		switch {
+		case qerr != nil:
+			return errors.Join(err, fmt.Errorf("look up the outcome of transaction %d: %w", tx.xid, qerr))
+		case status != nil && *status == "committed":
+			s.log.Warn("postgres: the answer to a commit was lost; the transaction committed", slog.Int64("xid", tx.xid),
+				slog.String("error", err.Error()))
+			return nil
+		case status == nil || *status != "in progress":
+			return fmt.Errorf("transaction %d was rolled back: %w", tx.xid, err)
+		}
+		select {
+		case <-ctx.Done():
+			return errors.Join(err, fmt.Errorf("transaction %d still in progress: %w", tx.xid, ctx.Err()))
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// commitOutcomeUnknown reports whether a commit that failed with err may
+// have committed: the server did not answer (a server's error means the
+// transaction failed), and the request may have reached it.
+func commitOutcomeUnknown(err error) bool {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) || errors.Is(err, pgx.ErrTxCommitRollback) || errors.Is(err, errPipeTxClosed) {
+		return false
+	}
+	return !pgconn.SafeToRetry(err)
 }
 
 // currentHook returns the commit hook, or nil.

@@ -10,7 +10,6 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/tasker-go/tasker/internal/lifecycle"
 	"github.com/tasker-go/tasker/internal/store"
@@ -201,11 +200,19 @@ func createTask(ctx context.Context, tx pgx.Tx, p *store.TaskCreateParams, c *ch
 		identity_key, idempotency_key, steps_total, steps_done, steps_open, seq, created_at, updated_at, started_at)
 		SELECT $1, $2, $3, $4, $5, 'in_progress', $6::json, $7, $8, $9, 0, $10, 2, $11, $11, $11
 		WHERE NOT $12 OR EXISTS (SELECT 1 FROM templates WHERE id = $2 AND current)
-		ON CONFLICT (identity_key) DO NOTHING`,
+		ON CONFLICT (identity_key) DO NOTHING
+		RETURNING txid_current()`,
 		taskID, p.TemplateID, p.Namespace, p.Name, p.Version, string(p.Context), nullString(p.IdentityKey),
-		nullString(p.IdempotencyKey), len(p.Steps), roots, now, p.RequireCurrent).Exec(func(tag pgconn.CommandTag) error {
-		inserted = tag.RowsAffected() == 1
-		return nil
+		nullString(p.IdempotencyKey), len(p.Steps), roots, now, p.RequireCurrent).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			var xid int64
+			if err := rows.Scan(&xid); err != nil {
+				return err
+			}
+			inserted = true
+			keepXID(tx, xid)
+		}
+		return rows.Err()
 	})
 	// Steps claimed at creation are stored running, under the claim's lease.
 	var worker *string
