@@ -68,6 +68,22 @@ func (b *bundle) create(t *testing.T) string {
 	return res.Task.ID
 }
 
+// workOff creates n tasks, starts the engine and waits until all are
+// complete.
+func (b *bundle) workOff(t *testing.T, n int) {
+	t.Helper()
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = b.create(t)
+	}
+	if err := b.eng.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range ids {
+		b.waitTask(t, id, lifecycle.TaskComplete)
+	}
+}
+
 func (b *bundle) waitTask(t *testing.T, id string, want lifecycle.TaskState) *store.Task {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
@@ -271,16 +287,7 @@ func TestCompletionsFillFreedSlotsOnSerialStore(t *testing.T) {
 		PollInterval: 10 * time.Second},
 		"namespace: e\nname: backlog\nversion: 1.0.0\nsteps:\n  - {name: a, handler: quick}\n")
 	const n = 200
-	ids := make([]string, n)
-	for i := range ids {
-		ids[i] = b.create(t)
-	}
-	if err := b.eng.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	for _, id := range ids {
-		b.waitTask(t, id, lifecycle.TaskComplete)
-	}
+	b.workOff(t, n)
 	s := b.eng.Stats()
 	if runs.Load() != n || s.Claimed+s.ClaimedOnCompletion != n {
 		t.Fatalf("handler runs %d, claimed %d by the dispatcher and %d by completions; want %d in all",
@@ -312,16 +319,7 @@ func TestTemplateLimitBacklogRunsWithoutPolling(t *testing.T) {
 	// would miss waitTask's deadline.
 	b := setup(t, engine.Config{Handlers: map[string]handler.Handler{"quick": quick}, Concurrency: 4, PollInterval: time.Minute},
 		"namespace: e\nname: limited\nversion: 1.0.0\nconcurrency: 1\nsteps:\n  - {name: a, handler: quick}\n")
-	ids := make([]string, 6)
-	for i := range ids {
-		ids[i] = b.create(t)
-	}
-	if err := b.eng.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	for _, id := range ids {
-		b.waitTask(t, id, lifecycle.TaskComplete)
-	}
+	b.workOff(t, 6)
 	if m := most.Load(); m != 1 {
 		t.Fatalf("%d steps of a template limited to 1 ran at once", m)
 	}
