@@ -51,7 +51,7 @@ func TestHotQueriesUseTheirIndexes(t *testing.T) {
 	}
 	q := func(sql string, args []any) query { return query{sql, args} }
 	claimWhere, claimArgs := claimFilter(now, []string{"noop"}, nil, nil, nil, 10)
-	claim := q("SELECT "+stepColumns+" FROM steps WHERE "+claimWhere, claimArgs)
+	claim := q(claimSelect(claimWhere), claimArgs)
 	tests := []struct {
 		name  string
 		q     query

@@ -439,8 +439,7 @@ func claimIn(ctx context.Context, tx *sql.Tx, c *change, p *store.StepClaimParam
 // tasks' contexts (a claim hands its steps their task's context; the tasks a
 // write reads leave it out, writeTaskColumns).
 func loadClaimable(ctx context.Context, tx *sql.Tx, whereAndOrder string, args ...any) ([]*stepRow, map[string]json.RawMessage, error) {
-	rows, err := tx.QueryContext(ctx, "SELECT "+stepColumns+", (SELECT context FROM task_contexts WHERE task_id = steps.task_id) FROM steps WHERE "+
-		whereAndOrder, args...)
+	rows, err := tx.QueryContext(ctx, claimSelect(whereAndOrder), args...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("load steps: %w", err)
 	}
@@ -460,6 +459,13 @@ func loadClaimable(ctx context.Context, tx *sql.Tx, whereAndOrder string, args .
 		out = append(out, st)
 	}
 	return out, contexts, rows.Err()
+}
+
+// claimSelect is the statement that reads the steps a claim takes: a step's
+// columns and its task's context.
+func claimSelect(whereAndOrder string) string {
+	return "SELECT " + stepColumns + ", (SELECT context FROM task_contexts WHERE task_id = steps.task_id) FROM steps WHERE " +
+		whereAndOrder
 }
 
 // withExtra scans a row's further columns after those of the wrapped scan.
