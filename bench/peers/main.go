@@ -10,6 +10,9 @@
 //     its task and step rows and a full audit trail (7 log entries).
 //   - Tasker diamonds: N/4 four-step diamond tasks, the same number of
 //     steps as River's jobs.
+//   - With -model, the one-row model (model.go): not a product, a bound on
+//     what a one-step task kept in one row, with the same audit trail as
+//     Tasker's work phase, costs on this database.
 //
 // It lives in its own Go module so that Tasker does not depend on River.
 // Run it from this directory:
@@ -73,6 +76,7 @@ func main() {
 	workers := flag.Int("workers", 16, "workers (River MaxWorkers, Tasker concurrency)")
 	rounds := flag.Int("rounds", 2, "rounds; the order of the systems alternates")
 	jsonOut := flag.Bool("json", false, "print a JSON report")
+	model := flag.Bool("model", false, "also run the one-row model (model.go): a one-step task as one row, with the log entries of Tasker's work phase")
 	flag.Parse()
 	if *db == "" {
 		fmt.Fprintln(os.Stderr, "peers: give -db postgres://... (or set TASKER_TEST_POSTGRES_URL)")
@@ -88,6 +92,9 @@ func main() {
 		}
 		if r%2 == 0 {
 			runs[0], runs[1] = runs[1], runs[0]
+		}
+		if *model {
+			runs = append(runs, func() (Figure, error) { return runModel(ctx, *db, *n, *workers) })
 		}
 		for _, run := range runs {
 			f, err := run()
@@ -113,6 +120,11 @@ func main() {
 		"ratio_tasks_to_river":         best["tasker tasks"].PerSec / river.PerSec,
 		"ratio_diamond_steps_to_river": best["tasker diamond steps"].PerSec / river.PerSec,
 	}
+	names := []string{"river jobs", "tasker tasks", "tasker diamond steps"}
+	if *model {
+		report["ratio_model_to_river"] = best["one-row model"].PerSec / river.PerSec
+		names = append(names, "one-row model")
+	}
 	if *jsonOut {
 		enc := json.NewEncoder(os.Stdout)
 		enc.SetIndent("", "  ")
@@ -121,7 +133,7 @@ func main() {
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "system\tunits\tinsert/s\twork\tunits/s\tratio to River\t")
-	for _, name := range []string{"river jobs", "tasker tasks", "tasker diamond steps"} {
+	for _, name := range names {
 		f := best[name]
 		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%s\t%.0f\t%.2f\t\n", name, f.Units, f.InsertPS, f.Work.Round(time.Millisecond), f.PerSec, f.PerSec/river.PerSec)
 	}
