@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -232,6 +233,9 @@ func TestFanoutBigSteady(t *testing.T) {
 	if s := r.Scale; s == nil || s.SmallSteps != 100 || s.SmallPerStep <= 0 || s.BigPerStep <= 0 || s.Ratio <= 0 {
 		t.Errorf("scale = %+v", r.Scale)
 	}
+	if table := tableOf(t, r); !strings.Contains(table, fmt.Sprintf("in the task of 300 steps: %.2f×", r.Scale.Ratio)) {
+		t.Errorf("the table does not give the ratio:\n%s", table)
+	}
 
 	cfg = tiny(t)
 	cfg.Rate, cfg.Duration = 40, 500*time.Millisecond
@@ -243,9 +247,22 @@ func TestFanoutBigSteady(t *testing.T) {
 	if s := r.Steady; s == nil || s.Start.Count != 20 || s.Handoff.Count != 60 || s.Handoff.P50 <= 0 || s.Handoff.P50 > s.Handoff.P99 || s.Handoff.P99 > s.Handoff.Max {
 		t.Errorf("steady = %+v %+v", r.Steady.Start, r.Steady.Handoff)
 	}
+	if table := tableOf(t, r); !strings.Contains(table, "creation → first step p50 ") {
+		t.Errorf("the table does not give the creation latency:\n%s", table)
+	}
 	if r.PeakRSS <= 0 {
 		t.Error("no peak RSS reported")
 	}
+}
+
+// tableOf returns the table WriteTable prints for r.
+func tableOf(t *testing.T, r *bench.Result) string {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := bench.WriteTable(&buf, r); err != nil {
+		t.Fatal(err)
+	}
+	return buf.String()
 }
 
 // On PostgreSQL the scenarios run in a schema of their own and report

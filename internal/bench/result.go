@@ -226,7 +226,33 @@ func WriteTable(w io.Writer, results ...*Result) error {
 	for _, r := range results {
 		fmt.Fprintln(tw, strings.Join(r.Row(), "\t")+"\t")
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, r := range results {
+		if line := r.summary(); line != "" {
+			if _, err := fmt.Fprintln(w, line); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// summary is a line under the table for what a row has no column for: the
+// big scenario's ratio, and the steady scenario's creation latency.
+func (r *Result) summary() string {
+	switch {
+	case r.Scale != nil:
+		s := r.Scale
+		return fmt.Sprintf("%s: %s per step in tasks of %d steps, %s in the task of %d steps: %.2f×",
+			r.Scenario, fmtDuration(s.SmallPerStep), s.SmallSteps, fmtDuration(s.BigPerStep), r.Steps, s.Ratio)
+	case r.Steady != nil && r.Steady.Start != nil:
+		p := r.Steady.Start
+		return fmt.Sprintf("%s: creation → first step p50 %s, p95 %s, p99 %s, max %s (the table shows the hand-off from parent to child)",
+			r.Scenario, fmtDuration(p.P50), fmtDuration(p.P95), fmtDuration(p.P99), fmtDuration(p.Max))
+	}
+	return ""
 }
 
 func fmtDuration(d time.Duration) string {
