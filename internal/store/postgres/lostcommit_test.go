@@ -153,6 +153,21 @@ func TestLostCommitAnswerIsResolved(t *testing.T) {
 	if len(res.Steps) != 1 || string(res.Steps[0].Context) != `{"n":1}` {
 		t.Fatalf("claimed %+v, want the task's one step with its context", res.Steps)
 	}
+	// The cursors of the claim's log entries came with the lost answer;
+	// the store reads them back.
+	history, err := s.EventList(ctx, &store.EventListParams{TaskID: res.Steps[0].Step.TaskID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Events) == 0 || len(history) < len(res.Events) {
+		t.Fatalf("the claim reported %d events, the log holds %d", len(res.Events), len(history))
+	}
+	tail := history[len(history)-len(res.Events):]
+	for i, e := range res.Events {
+		if e.Cursor == 0 || e.Cursor != tail[i].Cursor || e.Name != tail[i].Name {
+			t.Fatalf("event %d of the claim: %s at cursor %d; the log has %s at %d", i, e.Name, e.Cursor, tail[i].Name, tail[i].Cursor)
+		}
+	}
 	st, err := s.StepGet(ctx, res.Steps[0].Step.ID)
 	if err != nil {
 		t.Fatal(err)
@@ -168,6 +183,11 @@ func TestLostCommitAnswerIsResolved(t *testing.T) {
 	}
 	if err != nil {
 		t.Fatalf("creation whose commit answer was lost: %v", err)
+	}
+	for _, e := range created.Events {
+		if e.Cursor == 0 {
+			t.Fatalf("event %s of the creation has no cursor", e.Name)
+		}
 	}
 	got, err := s.TaskGet(ctx, created.Task.ID)
 	if err != nil {

@@ -23,6 +23,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"regexp"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -249,7 +250,7 @@ func (s *Store) runOnce(ctx context.Context, now time.Time, fn txFunc) (*change,
 		if err != nil {
 			return nil, err
 		}
-		if err := s.resolveCommit(ctx, tx, tx.commitWith(ctx, b)); err != nil {
+		if err := s.resolveCommit(ctx, tx, c, tx.commitWith(ctx, b)); err != nil {
 			return nil, err
 		}
 		return c, nil
@@ -269,7 +270,7 @@ func (s *Store) runOnce(ctx context.Context, now time.Time, fn txFunc) (*change,
 			s.order.end(t, nil, s.currentHook)
 		}
 	}()
-	err = s.resolveCommit(ctx, tx, tx.commitWith(ctx, b))
+	err = s.resolveCommit(ctx, tx, c, tx.commitWith(ctx, b))
 	ended = true
 	if err != nil {
 		if c.notify {
@@ -291,12 +292,13 @@ const resolveWait = 5 * time.Second
 // connection broke after COMMIT was sent) and the transaction committed
 // after all, and err otherwise. It asks the server, on another connection,
 // for the status of the transaction's id (txid_status), waiting while the
-// transaction is still in progress. Without this a caller would take a
-// committed change for a failed one: a claim's steps would wait for their
-// lease to expire, a retried creation would create its task twice. A
+// transaction is still in progress; committed, it reads the cursors of
+// c's log entries, whose answer was lost too. Without this a caller would
+// take a committed change for a failed one: a claim's steps would wait for
+// their lease to expire, a retried creation would create its task twice. A
 // transaction whose id is not known (it wrote nothing before its last
 // round trip), or whose status cannot be read, keeps its error.
-func (s *Store) resolveCommit(ctx context.Context, tx *pipeTx, err error) error {
+func (s *Store) resolveCommit(ctx context.Context, tx *pipeTx, c *change, err error) error {
 	if err == nil || tx.xid == 0 || !commitOutcomeUnknown(err) {
 		return err
 	}
@@ -311,6 +313,10 @@ func (s *Store) resolveCommit(ctx context.Context, tx *pipeTx, err error) error 
 		case status != nil && *status == "committed":
 			s.log.Warn("postgres: the answer to a commit was lost; the transaction committed", slog.Int64("xid", tx.xid),
 				slog.String("error", err.Error()))
+			if cerr := s.readCursors(ctx, tx.xid, c.events); cerr != nil {
+				s.log.Error("postgres: the cursors of a committed change whose answer was lost are not known; its events are published without them",
+					slog.Int64("xid", tx.xid), slog.String("error", cerr.Error()))
+			}
 			return nil
 		case status == nil || *status != "in progress":
 			return fmt.Errorf("transaction %d was rolled back: %w", tx.xid, err)
@@ -321,6 +327,40 @@ func (s *Store) resolveCommit(ctx context.Context, tx *pipeTx, err error) error 
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+}
+
+// readCursors sets the cursors of evs, the log entries of transaction xid,
+// from the log: they are its entries of their tasks (events_task), in
+// cursor order, which is their order.
+func (s *Store) readCursors(ctx context.Context, xid int64, evs []*store.Event) error {
+	if len(evs) == 0 {
+		return nil
+	}
+	var taskIDs []string
+	seen := map[string]bool{}
+	for _, e := range evs {
+		if !seen[e.TaskID] {
+			seen[e.TaskID] = true
+			taskIDs = append(taskIDs, e.TaskID)
+		}
+	}
+	// xmin holds the low 32 bits of the 64-bit transaction id.
+	rows, err := s.pool.Query(ctx, "SELECT cursor FROM events WHERE task_id = ANY($1) AND xmin = $2::text::xid ORDER BY cursor",
+		taskIDs, strconv.FormatInt(xid&0xffffffff, 10))
+	if err != nil {
+		return err
+	}
+	cursors, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return err
+	}
+	if len(cursors) != len(evs) {
+		return fmt.Errorf("found %d log entries of transaction %d, want %d", len(cursors), xid, len(evs))
+	}
+	for i, e := range evs {
+		e.Cursor = cursors[i]
+	}
+	return nil
 }
 
 // commitOutcomeUnknown reports whether a commit that failed with err may
