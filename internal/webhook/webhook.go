@@ -89,6 +89,8 @@ type Deliverer struct {
 	cfg    Config
 	client *http.Client
 	wake   chan struct{}
+	// freed is signalled when a send of Run ends: its slot is free.
+	freed chan struct{}
 
 	mu          sync.Mutex
 	lastCleanup time.Time
@@ -130,7 +132,7 @@ func New(cfg Config) *Deliverer {
 	if cfg.Secrets == nil {
 		cfg.Secrets = &secret.Policy{}
 	}
-	return &Deliverer{cfg: cfg, client: cfg.Guard.Client(cfg.Timeout, 5), wake: make(chan struct{}, 1)}
+	return &Deliverer{cfg: cfg, client: cfg.Guard.Client(cfg.Timeout, 5), wake: make(chan struct{}, 1), freed: make(chan struct{}, 1)}
 }
 
 // Kick asks for a pass soon even while no subscription is active: a
@@ -150,37 +152,87 @@ func (d *Deliverer) Wake() {
 	}
 }
 
-// Run fans out and delivers until ctx is done.
+// Run fans out and delivers until ctx is done, and returns once the sends
+// in flight have ended. Its sends run beside its passes, each holding one
+// of Concurrency slots: a slow receiver holds its slots, not the loop, so
+// new events are fanned out and the deliveries of other subscriptions go
+// out meanwhile. The end of a send claims for its slot.
 func (d *Deliverer) Run(ctx context.Context) {
+	slots := make(chan struct{}, d.cfg.Concurrency)
+	var sending sync.WaitGroup
+	defer sending.Wait()
+	fanout := true
 	for {
-		if err := d.Pass(ctx); err != nil && ctx.Err() == nil {
-			d.cfg.Logger.WarnContext(ctx, "webhooks: pass failed; trying again", slog.Any("error", err))
+		if fanout {
+			if err := d.Fanout(ctx); err != nil && ctx.Err() == nil {
+				d.cfg.Logger.WarnContext(ctx, "webhooks: fan-out failed; trying again", slog.Any("error", err))
+			}
 		}
-		if !d.wait(ctx) {
+		if err := d.dispatch(ctx, slots, &sending); err != nil && ctx.Err() == nil {
+			d.cfg.Logger.WarnContext(ctx, "webhooks: sending failed; trying again", slog.Any("error", err))
+		}
+		d.cleanup(ctx)
+		var ok bool
+		if ok, fanout = d.wait(ctx); !ok {
 			return
 		}
 	}
 }
 
-// wait waits for a wake-up or the poll interval, and reports false when
-// ctx ends. With no active subscription, committed events have nothing to
-// fan out to: wake-ups are ignored, and the timed pass still sends what is
-// due.
-func (d *Deliverer) wait(ctx context.Context) bool {
+// dispatch claims due deliveries for the free slots and sends each in a
+// goroutine of sending that holds its slot until the send has ended.
+func (d *Deliverer) dispatch(ctx context.Context, slots chan struct{}, sending *sync.WaitGroup) error {
+	for ctx.Err() == nil {
+		free := cap(slots) - len(slots) // only this loop takes slots
+		if free == 0 {
+			return nil
+		}
+		claimed, subs, err := d.claimDue(ctx, free)
+		if err != nil || len(claimed) == 0 {
+			return err
+		}
+		for _, del := range claimed {
+			slots <- struct{}{}
+			sending.Go(func() {
+				defer func() {
+					<-slots
+					select {
+					case d.freed <- struct{}{}:
+					default:
+					}
+				}()
+				d.deliver(ctx, del, subs[del.SubscriptionID])
+			})
+		}
+		if len(claimed) < free {
+			return nil
+		}
+	}
+	return ctx.Err()
+}
+
+// wait waits for a wake-up, a freed slot of Run or the poll interval. It
+// reports false when ctx ends, and whether the pass that follows fans out
+// (not after a freed slot alone). With no active subscription, committed
+// events have nothing to fan out to: wake-ups are ignored, and the timed
+// pass still sends what is due.
+func (d *Deliverer) wait(ctx context.Context) (ok, fanout bool) {
 	t := time.NewTimer(d.cfg.PollInterval)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			return false
+			return false, false
 		case <-t.C:
-			return true
+			return true, true
+		case <-d.freed:
+			return true, false
 		case <-d.wake:
 			d.mu.Lock()
 			idle := d.idle
 			d.mu.Unlock()
 			if !idle {
-				return true
+				return true, true
 			}
 		}
 	}
@@ -318,25 +370,9 @@ func (d *Deliverer) DeliverDue(ctx context.Context) (int, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
-	// The claim is not interrupted once sent: a claim that commits while
-	// its answer is lost would hold its deliveries until the lease ends.
-	// What it claims is sent, or given back if ctx has ended.
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), claimTimeout)
-	claimed, err := d.cfg.Store.DeliveryClaim(cctx, &store.DeliveryClaimParams{Now: d.cfg.Clock.Now(), Lease: lease, Limit: d.cfg.Concurrency})
-	cancel()
+	claimed, byID, err := d.claimDue(ctx, d.cfg.Concurrency)
 	if err != nil || len(claimed) == 0 {
-		return 0, err
-	}
-	// Claimed deliveries must be sent or given back, even when ctx ends
-	// now: read their subscriptions regardless.
-	subs, err := d.cfg.Store.SubscriptionList(context.WithoutCancel(ctx), &store.SubscriptionListParams{})
-	if err != nil {
-		d.release(ctx, claimed, err)
 		return len(claimed), err
-	}
-	byID := make(map[string]*store.Subscription, len(subs))
-	for _, s := range subs {
-		byID[s.ID] = s
 	}
 	var wg sync.WaitGroup
 	for _, del := range claimed {
@@ -348,6 +384,33 @@ func (d *Deliverer) DeliverDue(ctx context.Context) (int, error) {
 	}
 	wg.Wait()
 	return len(claimed), nil
+}
+
+// claimDue claims up to limit due deliveries and reads their
+// subscriptions, by id. Deliveries it claimed but cannot send (their
+// subscriptions unreadable) are given back.
+func (d *Deliverer) claimDue(ctx context.Context, limit int) ([]*store.Delivery, map[string]*store.Subscription, error) {
+	// The claim is not interrupted once sent: a claim that commits while
+	// its answer is lost would hold its deliveries until the lease ends.
+	// What it claims is sent, or given back if ctx has ended.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), claimTimeout)
+	claimed, err := d.cfg.Store.DeliveryClaim(cctx, &store.DeliveryClaimParams{Now: d.cfg.Clock.Now(), Lease: lease, Limit: limit})
+	cancel()
+	if err != nil || len(claimed) == 0 {
+		return nil, nil, err
+	}
+	// Claimed deliveries must be sent or given back, even when ctx ends
+	// now: read their subscriptions regardless.
+	subs, err := d.cfg.Store.SubscriptionList(context.WithoutCancel(ctx), &store.SubscriptionListParams{})
+	if err != nil {
+		d.release(ctx, claimed, err)
+		return nil, nil, err
+	}
+	byID := make(map[string]*store.Subscription, len(subs))
+	for _, s := range subs {
+		byID[s.ID] = s
+	}
+	return claimed, byID, nil
 }
 
 // release gives claimed deliveries back, due now.

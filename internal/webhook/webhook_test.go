@@ -223,3 +223,50 @@ func TestIdleDelivererIgnoresWakeUps(t *testing.T) {
 		t.Fatal("a kick ran no pass")
 	}
 }
+
+// A receiver that hangs holds its send's slot, not the deliverer: a
+// delivery queued meanwhile goes out while the first one still waits.
+func TestSlowReceiverDoesNotHoldBackOthers(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	var calls atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if calls.Add(1) == 1 {
+			select {
+			case <-release:
+			case <-r.Context().Done():
+			}
+		}
+		w.WriteHeader(204)
+	}))
+	defer srv.Close()
+	defer close(release)
+	st, clk, d := setup(t, srv.URL, "{limit: 3}", 1)
+	d.cfg.PollInterval = 20 * time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); d.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s", what)
+			}
+		}
+	}
+	waitFor("the first delivery to reach the receiver", func() bool { return calls.Load() == 1 })
+	if err := st.SubscriptionAdvance(ctx, &store.SubscriptionAdvanceParams{ID: "server/ops", From: 1, To: 2, Now: clk.Now(),
+		Deliveries: []*store.Delivery{{ID: "d-b", SubscriptionName: "ops", EventCursor: 2, EventName: "task.completed",
+			TaskID: "t", Namespace: "shop", Payload: json.RawMessage(`{"delivery_id":"y"}`)}}}); err != nil {
+		t.Fatal(err)
+	}
+	d.Kick()
+	waitFor("the second delivery to be delivered", func() bool {
+		got, err := st.DeliveryGet(ctx, "d-b")
+		return err == nil && got.State == store.DeliveryDelivered
+	})
+	if got, _ := st.DeliveryGet(ctx, "d-a"); got.State != store.DeliveryPending {
+		t.Fatalf("the hanging delivery is %s, want still pending", got.State)
+	}
+}
