@@ -166,16 +166,32 @@ func (t countedTx) Rollback() error {
 	return t.Tx.Rollback()
 }
 
-// Ping checks the connection.
-func (c *cachingConn) Ping(ctx context.Context) error { return c.Conn.(driver.Pinger).Ping(ctx) }
-
-// ResetSession prepares the connection for reuse.
-func (c *cachingConn) ResetSession(ctx context.Context) error {
-	return c.Conn.(driver.SessionResetter).ResetSession(ctx)
+// Ping checks the connection, if the driver's connection can; database/sql
+// treats a connection without Ping as alive.
+func (c *cachingConn) Ping(ctx context.Context) error {
+	if p, ok := c.Conn.(driver.Pinger); ok {
+		return p.Ping(ctx)
+	}
+	return nil
 }
 
-// IsValid reports whether the connection can be reused.
-func (c *cachingConn) IsValid() bool { return c.Conn.(driver.Validator).IsValid() }
+// ResetSession prepares the connection for reuse, if the driver's
+// connection needs it.
+func (c *cachingConn) ResetSession(ctx context.Context) error {
+	if r, ok := c.Conn.(driver.SessionResetter); ok {
+		return r.ResetSession(ctx)
+	}
+	return nil
+}
+
+// IsValid reports whether the connection can be reused; without the
+// driver's answer it can.
+func (c *cachingConn) IsValid() bool {
+	if v, ok := c.Conn.(driver.Validator); ok {
+		return v.IsValid()
+	}
+	return true
+}
 
 // Close closes the kept statements and the connection.
 func (c *cachingConn) Close() error {

@@ -3,6 +3,8 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"testing"
@@ -98,5 +100,29 @@ func TestWriterTempStoreInMemory(t *testing.T) {
 	}
 	if w != 2 || r != 0 {
 		t.Fatalf("temp_store: writer %d, readers %d; want 2 (MEMORY) and 0 (DEFAULT)", w, r)
+	}
+}
+
+// bareConn is a driver connection with none of the optional interfaces.
+type bareConn struct{}
+
+func (bareConn) Prepare(string) (driver.Stmt, error) { return nil, errors.New("not supported") }
+func (bareConn) Close() error                        { return nil }
+func (bareConn) Begin() (driver.Tx, error)           { return nil, errors.New("not supported") }
+
+// The connection wrapper answers for a driver connection that cannot
+// ping, reset or validate itself the way database/sql does for such a
+// connection, instead of failing a type assertion.
+func TestCachingConnWithoutOptionalInterfaces(t *testing.T) {
+	t.Parallel()
+	c := &cachingConn{Conn: bareConn{}, stmts: map[string]*cachedStmt{}}
+	if err := c.Ping(context.Background()); err != nil {
+		t.Errorf("Ping = %v, want nil", err)
+	}
+	if err := c.ResetSession(context.Background()); err != nil {
+		t.Errorf("ResetSession = %v, want nil", err)
+	}
+	if !c.IsValid() {
+		t.Error("IsValid = false, want true")
 	}
 }
