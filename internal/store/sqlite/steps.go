@@ -52,20 +52,7 @@ func scanStep(sc interface{ Scan(...any) error }) (*stepRow, error) {
 }
 
 func loadSteps(ctx context.Context, q queryer, where string, args ...any) ([]*stepRow, error) {
-	rows, err := q.QueryContext(ctx, "SELECT "+stepColumns+" FROM steps WHERE "+where+" ORDER BY task_id, idx", args...)
-	if err != nil {
-		return nil, fmt.Errorf("load steps: %w", err)
-	}
-	defer rows.Close()
-	var out []*stepRow
-	for rows.Next() {
-		s, err := scanStep(rows)
-		if err != nil {
-			return nil, fmt.Errorf("load steps: %w", err)
-		}
-		out = append(out, s)
-	}
-	return out, rows.Err()
+	return loadStepsOrdered(ctx, q, where+" ORDER BY task_id, idx", args...)
 }
 
 func idArgs(ids []string) []any {
