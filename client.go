@@ -59,6 +59,13 @@ type Config struct {
 	Environment string
 	// Concurrency bounds the handlers running at once. Default 16.
 	Concurrency int
+	// Prefetch is how many claimed steps may wait for a handler slot beyond
+	// Concurrency, while the handlers are short (a recent mean under 100
+	// ms), so that a slot a handler frees starts its next step without
+	// waiting for a claim. The steps waiting hold their leases (renewed
+	// like running ones); Stop releases them. Default Concurrency;
+	// negative: none.
+	Prefetch int
 	// PollInterval is the fallback interval of the dispatcher. Default 1s.
 	PollInterval time.Duration
 	// SweepInterval is how often expired leases are rescued. Default 5s.
@@ -165,7 +172,7 @@ func Open(ctx context.Context, cfg Config) (*Client, error) {
 	bus := eventbus.New(eventbus.Config{Logger: cfg.Logger})
 	clk := clock.Real{}
 	eng := engine.New(st, bus, engine.Config{
-		WorkerID: cfg.WorkerID, Handlers: handlers, Concurrency: cfg.Concurrency, PollInterval: cfg.PollInterval,
+		WorkerID: cfg.WorkerID, Handlers: handlers, Concurrency: cfg.Concurrency, Prefetch: cfg.Prefetch, PollInterval: cfg.PollInterval,
 		SweepInterval: cfg.SweepInterval, LeaseTTL: cfg.LeaseTTL, Retention: cfg.Retention, StopGrace: cfg.StopGrace,
 		MaxResultBytes: cfg.MaxResultBytes, Logger: cfg.Logger, Clock: clk,
 		Secrets: &secret.Policy{EnvPatterns: cfg.SecretEnv, Dirs: cfg.SecretDirs},

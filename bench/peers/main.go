@@ -74,6 +74,7 @@ func main() {
 	db := flag.String("db", os.Getenv("TASKER_TEST_POSTGRES_URL"), "PostgreSQL URL (default $TASKER_TEST_POSTGRES_URL)")
 	n := flag.Int("n", 10000, "jobs, one-step tasks, and steps of diamond tasks")
 	workers := flag.Int("workers", 16, "workers (River MaxWorkers, Tasker concurrency)")
+	prefetch := flag.Int("prefetch", -1, "Tasker's prefetch: claimed steps that may wait for one of the workers (-1: Tasker's default, as many as -workers; 0: none)")
 	rounds := flag.Int("rounds", 2, "rounds; the order of the systems alternates")
 	jsonOut := flag.Bool("json", false, "print a JSON report")
 	model := flag.Bool("model", false, "also run the one-row model (model.go): a one-step task as one row, with the log entries of Tasker's work phase")
@@ -82,13 +83,20 @@ func main() {
 		fmt.Fprintln(os.Stderr, "peers: give -db postgres://... (or set TASKER_TEST_POSTGRES_URL)")
 		os.Exit(2)
 	}
+	if *prefetch < -1 {
+		fmt.Fprintln(os.Stderr, "peers: -prefetch must be -1, 0 or more")
+		os.Exit(2)
+	}
+	if *prefetch == -1 {
+		*prefetch = *workers
+	}
 	ctx := context.Background()
 	var figs []Figure
 	for r := 1; r <= *rounds; r++ {
 		runs := []func() (Figure, error){
 			func() (Figure, error) { return runRiver(ctx, *db, *n, *workers) },
-			func() (Figure, error) { return runTasker(ctx, *db, *n, *workers, false) },
-			func() (Figure, error) { return runTasker(ctx, *db, *n, *workers, true) },
+			func() (Figure, error) { return runTasker(ctx, *db, *n, *workers, *prefetch, false) },
+			func() (Figure, error) { return runTasker(ctx, *db, *n, *workers, *prefetch, true) },
 		}
 		if r%2 == 0 {
 			runs[0], runs[1] = runs[1], runs[0]
@@ -115,7 +123,7 @@ func main() {
 	}
 	river := best["river jobs"]
 	report := map[string]any{
-		"n": *n, "workers": *workers, "rounds": *rounds, "goos": runtime.GOOS, "num_cpu": runtime.NumCPU(),
+		"n": *n, "workers": *workers, "tasker_prefetch": *prefetch, "rounds": *rounds, "goos": runtime.GOOS, "num_cpu": runtime.NumCPU(),
 		"postgres": postgresVersion(ctx, *db), "figures": figs,
 		"ratio_tasks_to_river":         best["tasker tasks"].PerSec / river.PerSec,
 		"ratio_diamond_steps_to_river": best["tasker diamond steps"].PerSec / river.PerSec,
@@ -138,7 +146,8 @@ func main() {
 		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%s\t%.0f\t%.2f\t\n", name, f.Units, f.InsertPS, f.Work.Round(time.Millisecond), f.PerSec, f.PerSec/river.PerSec)
 	}
 	tw.Flush()
-	fmt.Printf("best of %d rounds; %d workers; %d CPUs; %s\n", *rounds, *workers, runtime.NumCPU(), postgresVersion(ctx, *db))
+	fmt.Printf("best of %d rounds; %d workers (Tasker's prefetch %d); %d CPUs; %s\n", *rounds, *workers, *prefetch, runtime.NumCPU(),
+		postgresVersion(ctx, *db))
 }
 
 func freshSchema(prefix string) string {
@@ -253,11 +262,14 @@ steps:
   - {name: d, handler: noop, depends_on: [b, c]}
 `
 
-func runTasker(ctx context.Context, db string, n, workers int, diamonds bool) (Figure, error) {
+func runTasker(ctx context.Context, db string, n, workers, prefetch int, diamonds bool) (Figure, error) {
 	schema := freshSchema("tasker")
 	defer dropSchema(ctx, db, schema)
-	c, err := tasker.Open(ctx, tasker.Config{Database: db, Schema: schema, Concurrency: workers, MaxConns: max(4, workers/2),
-		DisableCommandHandler: true})
+	if prefetch == 0 {
+		prefetch = -1 // tasker.Config: none
+	}
+	c, err := tasker.Open(ctx, tasker.Config{Database: db, Schema: schema, Concurrency: workers, Prefetch: prefetch,
+		MaxConns: max(4, workers/2), DisableCommandHandler: true})
 	if err != nil {
 		return Figure{}, err
 	}

@@ -67,6 +67,10 @@ type Config struct {
 	// Concurrency); the engine also claims at most this many steps per
 	// claim. Default 16.
 	Concurrency int `json:"concurrency"`
+	// Prefetch is how many claimed steps may wait for a handler slot
+	// beyond Concurrency (tasker.Config's Prefetch). Default Concurrency;
+	// negative: none. The defaults applied, it is the number used.
+	Prefetch int `json:"prefetch"`
 	// Inserters is the number of goroutines that create the tasks of a
 	// burn-down, so that the store's group commit can batch them.
 	// Default 8.
@@ -101,6 +105,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Concurrency == 0 {
 		c.Concurrency = DefaultConcurrency
+	}
+	switch {
+	case c.Prefetch == 0:
+		c.Prefetch = c.Concurrency
+	case c.Prefetch < 0:
+		c.Prefetch = 0
 	}
 	if c.Inserters == 0 {
 		c.Inserters = DefaultInserters
@@ -182,6 +192,7 @@ func openWith(ctx context.Context, cfg Config, handlers map[string]tasker.Handle
 		Database:              path,
 		DisableCommandHandler: true,
 		Concurrency:           cfg.Concurrency,
+		Prefetch:              clientPrefetch(cfg.Prefetch),
 		SQLiteSynchronous:     cfg.Synchronous,
 		Logger:                cfg.Logger,
 		Handlers:              handlers,
@@ -219,6 +230,7 @@ func openPostgres(ctx context.Context, cfg Config, handlers map[string]tasker.Ha
 		Schema:                schema,
 		DisableCommandHandler: true,
 		Concurrency:           cfg.Concurrency,
+		Prefetch:              clientPrefetch(cfg.Prefetch),
 		MaxConns:              max(4, cfg.Concurrency/2),
 		Logger:                cfg.Logger,
 		Handlers:              handlers,
@@ -317,4 +329,13 @@ func rate(n int, d time.Duration) float64 {
 		return 0
 	}
 	return float64(n) / d.Seconds()
+}
+
+// clientPrefetch is tasker.Config.Prefetch for a number of steps to
+// prefetch, where 0 means none.
+func clientPrefetch(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
 }

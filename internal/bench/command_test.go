@@ -39,8 +39,17 @@ func TestCommand(t *testing.T) {
 		t.Fatalf("chain --json: %v\n%s", err, out)
 	}
 	if len(rep.Results) != 1 || rep.Results[0].Scenario != "chain" || rep.Results[0].Steps != 3 || rep.Results[0].Synchronous != "NORMAL" ||
-		rep.Settings.Runs != 1 || rep.Machine.NumCPU < 1 {
+		rep.Settings.Runs != 1 || rep.Machine.NumCPU < 1 || rep.Results[0].Prefetch != 16 {
 		t.Errorf("chain report = %+v", rep)
+	}
+	// --prefetch 0 turns prefetching off, and the report says so.
+	out, errOut := run("bench", "burn-down", "-n", "10", "--synchronous", "NORMAL", "--concurrency", "4", "--prefetch", "0", "--json")
+	rep = bench.Report{}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("burn-down --json: %v\n%s", err, out)
+	}
+	if r := rep.Results[0]; r.Concurrency != 4 || r.Prefetch != 0 || !strings.Contains(errOut, "concurrency 4, prefetch 0") {
+		t.Errorf("--concurrency 4 --prefetch 0: report concurrency %d prefetch %d; stderr %q", r.Concurrency, r.Prefetch, errOut)
 	}
 	entries, err := os.ReadDir(dir)
 	if err != nil {
@@ -51,13 +60,15 @@ func TestCommand(t *testing.T) {
 	}
 
 	kept := filepath.Join(dir, "kept.db")
-	_, errOut := run("--db", kept, "bench", "diamond", "-n", "5", "--synchronous", "NORMAL")
+	_, errOut = run("--db", kept, "bench", "diamond", "-n", "5", "--synchronous", "NORMAL")
 	if _, err := os.Stat(kept); err != nil || !strings.Contains(errOut, kept) {
 		t.Errorf("bench with --db %s: stat %v, stderr %q", kept, err, errOut)
 	}
 
-	var out2, errOut2 bytes.Buffer
-	if code := cli.Main(ctx(t), []string{"bench", "burn-down", "--synchronous", "OFF"}, &out2, &errOut2); code != cli.ExitUsage {
-		t.Errorf("--synchronous OFF: exit %d, want %d; stderr %q", code, cli.ExitUsage, errOut2.String())
+	for _, bad := range [][]string{{"--synchronous", "OFF"}, {"--prefetch", "-1"}} {
+		var out2, errOut2 bytes.Buffer
+		if code := cli.Main(ctx(t), append([]string{"bench", "burn-down"}, bad...), &out2, &errOut2); code != cli.ExitUsage {
+			t.Errorf("%s: exit %d, want %d; stderr %q", strings.Join(bad, " "), code, cli.ExitUsage, errOut2.String())
+		}
 	}
 }

@@ -24,9 +24,11 @@ type Result struct {
 	Scenario string `json:"scenario"`
 	// Store is the storage backend, "sqlite" or "postgres".
 	Store string `json:"store"`
-	// Synchronous and Concurrency are the settings the scenario ran with.
+	// Synchronous, Concurrency and Prefetch are the settings the scenario
+	// ran with.
 	Synchronous string `json:"synchronous"`
 	Concurrency int    `json:"concurrency"`
+	Prefetch    int    `json:"prefetch"`
 	// N is the number of tasks measured (for a chain: the timed runs).
 	N int `json:"n"`
 	// Steps is the number of steps of each task.
@@ -163,7 +165,8 @@ func engineStats(s tasker.Stats) EngineStats {
 }
 
 func newResult(scenario string, cfg Config, n, steps int) *Result {
-	r := &Result{Scenario: scenario, Store: "sqlite", Synchronous: cfg.Synchronous, Concurrency: cfg.Concurrency, N: n, Steps: steps}
+	r := &Result{Scenario: scenario, Store: "sqlite", Synchronous: cfg.Synchronous, Concurrency: cfg.Concurrency,
+		Prefetch: cfg.Prefetch, N: n, Steps: steps}
 	if tasker.IsPostgresURL(cfg.DB) {
 		r.Store, r.Synchronous = "postgres", "-"
 	}
@@ -172,14 +175,14 @@ func newResult(scenario string, cfg Config, n, steps int) *Result {
 
 // TableHeader returns the column names of Row.
 func TableHeader() []string {
-	return []string{"scenario", "store", "sync", "conc", "tasks", "steps", "duration", "tasks/s", "steps/s",
+	return []string{"scenario", "store", "sync", "conc", "prefetch", "tasks", "steps", "duration", "tasks/s", "steps/s",
 		"insert tasks/s", "p50", "p95", "p99", "max", "p50/step", "steps/claim", "claimed on completion", "claimed on creation", "steps/complete", "stmts/step", "tx/step", "rss"}
 }
 
 // Row returns the result as table cells in the order of TableHeader; "-"
 // marks what the scenario does not measure.
 func (r *Result) Row() []string {
-	row := []string{r.Scenario, r.Store, r.Synchronous, fmt.Sprint(r.Concurrency), fmt.Sprint(r.N), fmt.Sprint(r.Steps),
+	row := []string{r.Scenario, r.Store, r.Synchronous, fmt.Sprint(r.Concurrency), fmt.Sprint(r.Prefetch), fmt.Sprint(r.N), fmt.Sprint(r.Steps),
 		fmtDuration(r.Duration), fmtRate(r.TasksPerSec), fmtRate(r.StepsPerSec)}
 	if r.Insert != nil {
 		row = append(row, fmtRate(r.Insert.TasksPerSec))

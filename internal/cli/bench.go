@@ -23,6 +23,7 @@ type benchFlags struct {
 	steps       int
 	runs        int
 	concurrency int
+	prefetch    int
 	inserters   int
 	ctxBytes    int
 	synchronous string
@@ -77,6 +78,7 @@ See docs/performance.md for the figures measured so far and what limits them.`,
 		Args: cobra.NoArgs,
 	}
 	cmd.PersistentFlags().IntVar(&f.concurrency, "concurrency", bench.DefaultConcurrency, "maximum steps running at once (also the claim batch size)")
+	addPrefetchFlag(cmd.PersistentFlags(), &f.prefetch)
 	cmd.PersistentFlags().StringVar(&f.synchronous, "synchronous", bench.DefaultSynchronous, "SQLite synchronous setting: FULL (the product default) or NORMAL")
 	cmd.PersistentFlags().BoolVar(&f.jsonOut, "json", false, "print a JSON report (machine, settings, results) instead of a table")
 	cmd.PersistentFlags().StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file (read it with go tool pprof)")
@@ -215,6 +217,9 @@ func runBench(cmd *cobra.Command, e *env, f benchFlags, cfg bench.Config,
 		return exitWith(ExitUsage, err)
 	}
 	cfg.Concurrency = f.concurrency
+	if cfg.Prefetch, err = prefetchValue(cmd.Flags(), f.prefetch); err != nil {
+		return exitWith(ExitUsage, err)
+	}
 	cfg.Synchronous = strings.ToUpper(f.synchronous)
 	cfg.Logger = log
 	// Only a --db given on this command line selects a file; the default
@@ -271,7 +276,8 @@ func runBench(cmd *cobra.Command, e *env, f benchFlags, cfg bench.Config,
 	if cfg.ContextBytes > 0 {
 		padded = fmt.Sprintf(", contexts padded with %d bytes", cfg.ContextBytes)
 	}
-	fmt.Fprintf(e.stderr, "tasker: bench %s on %s (synchronous %s, concurrency %d%s)\n", cmd.Name(), where, cfg.Synchronous, cfg.Concurrency, padded)
+	fmt.Fprintf(e.stderr, "tasker: bench %s on %s (synchronous %s, concurrency %d, prefetch %s%s)\n", cmd.Name(), where, cfg.Synchronous,
+		cfg.Concurrency, prefetchText(cfg), padded)
 	res, err := scenario(ctx, cfg)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -291,4 +297,15 @@ func runBench(cmd *cobra.Command, e *env, f benchFlags, cfg bench.Config,
 		return exitWith(ExitUsage, err)
 	}
 	return nil
+}
+
+// prefetchText describes the prefetch a bench runs with.
+func prefetchText(cfg bench.Config) string {
+	switch {
+	case cfg.Prefetch == 0:
+		return fmt.Sprint(cfg.Concurrency)
+	case cfg.Prefetch < 0:
+		return "0"
+	}
+	return fmt.Sprint(cfg.Prefetch)
 }

@@ -73,6 +73,10 @@ standard OTEL_EXPORTER_OTLP_ENDPOINT (or ..._TRACES_ENDPOINT) variable is set.`,
 			if !cmd.Flags().Changed("log-level") {
 				e.logLevel = "info"
 			}
+			var err error
+			if f.prefetch, err = prefetchValue(cmd.Flags(), f.prefetch); err != nil {
+				return exitWith(ExitUsage, err)
+			}
 			return runServe(cmd.Context(), e, f)
 		},
 	}
@@ -91,6 +95,7 @@ standard OTEL_EXPORTER_OTLP_ENDPOINT (or ..._TRACES_ENDPOINT) variable is set.`,
 	fl.StringVar(&f.jwtIssuer, "jwt-issuer", "", "with --jwt-public-key: required iss claim")
 	fl.StringVar(&f.jwtAudience, "jwt-audience", "", "with --jwt-public-key: required aud claim")
 	fl.IntVar(&f.concurrency, "concurrency", 16, "maximum steps running at once in this process")
+	addPrefetchFlag(fl, &f.prefetch)
 	fl.DurationVar(&f.leaseTTL, "lease-ttl", 30*time.Second, "how long a claim holds a step without renewal")
 	fl.DurationVar(&f.sweepInterval, "sweep-interval", 5*time.Second, "how often the maintenance leader rescues expired leases")
 	fl.DurationVar(&f.pollInterval, "poll-interval", time.Second, "fallback interval for looking for ready steps")
@@ -122,7 +127,7 @@ func runServe(ctx context.Context, e *env, f serveFlags) error {
 	if err != nil {
 		return err
 	}
-	c, err := openRetrying(ctx, e, tasker.Config{Concurrency: f.concurrency, LeaseTTL: f.leaseTTL, SweepInterval: f.sweepInterval,
+	c, err := openRetrying(ctx, e, tasker.Config{Concurrency: f.concurrency, Prefetch: f.prefetch, LeaseTTL: f.leaseTTL, SweepInterval: f.sweepInterval,
 		PollInterval: f.pollInterval, StopGrace: f.stopGrace, Retention: f.retention, WorkerID: f.workerID,
 		DisableCommandHandler: !f.enableCommand, MaxConns: f.maxConns, SecretEnv: f.secretEnv, SecretDirs: f.secretDirs, HTTPAllow: f.httpAllow}, log)
 	if err != nil {

@@ -12,12 +12,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/tasker-go/tasker"
 )
 
 type workerFlags struct {
 	concurrency    int
+	prefetch       int
 	leaseTTL       time.Duration
 	sweepInterval  time.Duration
 	pollInterval   time.Duration
@@ -89,10 +91,15 @@ unreachable the worker keeps retrying with backoff; it never exits on its own.`,
 			if !cmd.Flags().Changed("log-level") {
 				e.logLevel = "info"
 			}
+			var err error
+			if f.prefetch, err = prefetchValue(cmd.Flags(), f.prefetch); err != nil {
+				return exitWith(ExitUsage, err)
+			}
 			return runWorker(cmd.Context(), e, f)
 		},
 	}
 	cmd.Flags().IntVar(&f.concurrency, "concurrency", 16, "maximum steps running at once in this worker")
+	addPrefetchFlag(cmd.Flags(), &f.prefetch)
 	cmd.Flags().DurationVar(&f.leaseTTL, "lease-ttl", 30*time.Second, "how long a claim holds a step without renewal (renewed every third of it)")
 	cmd.Flags().DurationVar(&f.sweepInterval, "sweep-interval", 5*time.Second, "how often the maintenance leader rescues expired leases")
 	cmd.Flags().DurationVar(&f.pollInterval, "poll-interval", time.Second, "fallback interval for looking for ready steps")
@@ -141,7 +148,7 @@ func runWorker(ctx context.Context, e *env, f workerFlags) error {
 	if err != nil {
 		return err
 	}
-	c, err := openRetrying(ctx, e, tasker.Config{Concurrency: f.concurrency, LeaseTTL: f.leaseTTL, SweepInterval: f.sweepInterval,
+	c, err := openRetrying(ctx, e, tasker.Config{Concurrency: f.concurrency, Prefetch: f.prefetch, LeaseTTL: f.leaseTTL, SweepInterval: f.sweepInterval,
 		PollInterval: f.pollInterval, StopGrace: f.stopGrace, Retention: f.retention, WorkerID: f.workerID,
 		DisableCommandHandler: f.disableCommand, MaxConns: f.maxConns, SecretEnv: f.secretEnv, SecretDirs: f.secretDirs, HTTPAllow: f.httpAllow}, log)
 	if err != nil {
@@ -244,4 +251,24 @@ func serveWorkerMetrics(ctx context.Context, c *tasker.Client, log *slog.Logger,
 		_ = hs.Shutdown(sctx)
 		stopTelemetry()
 	}, nil
+}
+
+// addPrefetchFlag adds --prefetch, whose value prefetchValue turns into
+// tasker.Config.Prefetch.
+func addPrefetchFlag(fl *pflag.FlagSet, p *int) {
+	fl.IntVar(p, "prefetch", 0, "claimed steps that may wait for a slot beyond --concurrency while handlers are short (under 100ms), so that a freed slot starts its next step at once; 0: none (default: the same as --concurrency)")
+}
+
+// prefetchValue is tasker.Config.Prefetch for the --prefetch flag: the
+// engine's default when the flag is not given, none for 0.
+func prefetchValue(fl *pflag.FlagSet, n int) (int, error) {
+	switch {
+	case !fl.Changed("prefetch"):
+		return 0, nil
+	case n < 0:
+		return 0, fmt.Errorf("--prefetch must be 0 or more, not %d", n)
+	case n == 0:
+		return -1, nil
+	}
+	return n, nil
 }

@@ -131,7 +131,7 @@ func (e *Engine) claimRound(ctx context.Context) {
 func (e *Engine) reserveSlots() int {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	free := e.cfg.Concurrency - e.running - e.reserved
+	free := e.capacity() - e.held - e.reserved
 	e.blocked = free <= 0
 	n := min(max(free, 0), e.cfg.ClaimBatch)
 	e.reserved += n
@@ -187,7 +187,7 @@ func (e *Engine) reserveClaim(want int) *store.StepClaimParams {
 	limits := e.tmpl.limited()
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	free := e.cfg.Concurrency - e.running - e.reserved
+	free := e.capacity() - e.held - e.reserved
 	if !e.live || e.stopping || free <= 0 {
 		return nil
 	}

@@ -40,6 +40,17 @@ type Config struct {
 	Handlers map[string]handler.Handler
 	// Concurrency bounds the handlers running at once in this process. Default 16.
 	Concurrency int
+	// Prefetch is how many claimed steps may wait in this process for a
+	// handler slot, beyond Concurrency, so that a slot a handler frees
+	// starts its next step at once instead of after a claim's round trip.
+	// The engine prefetches only while its handlers are short (their
+	// recent mean under PrefetchBelow): a long handler gains nothing from
+	// it, and a step waiting behind one would be held from other workers.
+	// Default Concurrency; negative: none.
+	Prefetch int
+	// PrefetchBelow is the mean handler duration under which the engine
+	// prefetches. Default 100ms.
+	PrefetchBelow time.Duration
 	// ClaimBatch caps the steps claimed per store call. Default Concurrency.
 	ClaimBatch int
 	// PollInterval is the fallback interval for looking for ready steps when
@@ -93,6 +104,15 @@ func (c Config) withDefaults() Config {
 	}
 	if c.ClaimBatch <= 0 {
 		c.ClaimBatch = c.Concurrency
+	}
+	switch {
+	case c.Prefetch == 0:
+		c.Prefetch = c.Concurrency
+	case c.Prefetch < 0:
+		c.Prefetch = 0
+	}
+	if c.PrefetchBelow <= 0 {
+		c.PrefetchBelow = 100 * time.Millisecond
 	}
 	if c.PollInterval <= 0 {
 		c.PollInterval = time.Second
@@ -166,6 +186,9 @@ type Stats struct {
 	Leader bool
 	// Running is the number of handlers running now.
 	Running int64
+	// Prefetched is the number of claimed steps waiting for a handler slot
+	// now (Config.Prefetch).
+	Prefetched int64
 	// StoreStatements counts the statements the store has sent to its
 	// database since it was opened (BEGIN and COMMIT included), when the
 	// store counts them (both built-in stores do).
@@ -207,9 +230,17 @@ type Engine struct {
 	outcomes chan *attempt
 	pub      *publisher
 
+	// runSlots holds a token per running handler: Concurrency of them.
+	runSlots chan struct{}
+	// handlerTime is a moving mean of recent handlers' durations in
+	// nanoseconds, 0 before the first one ends; prefetching waits for it.
+	handlerTime atomic.Int64
+
 	mu          sync.Mutex
 	running     int                   // handlers running, guarded by mu
-	perTemplate map[string]int        // running handlers by template id, guarded by mu
+	held        int                   // claimed steps of this process (running or waiting for a slot), guarded by mu
+	perTemplate map[string]int        // claimed steps by template id, guarded by mu
+	stopWaiting chan struct{}         // closed when Stop begins: waiting steps are released, guarded by mu
 	due         dueTimes              // retry times this process scheduled, guarded by mu
 	blocked     bool                  // dispatcher is waiting for a free slot, guarded by mu
 	reserved    int                   // slots reserved for a claim made with completions, guarded by mu
@@ -249,6 +280,7 @@ func New(st store.Store, bus *eventbus.Bus, cfg Config) *Engine {
 		wake:        make(chan struct{}, 1),
 		perTemplate: map[string]int{},
 		inflight:    map[*attempt]struct{}{},
+		runSlots:    make(chan struct{}, cfg.Concurrency),
 		pub:         newPublisher(),
 	}
 	for name := range cfg.Handlers {
@@ -288,7 +320,7 @@ func (e *Engine) WorkerID() string { return e.cfg.WorkerID }
 // Stats returns the engine's counters.
 func (e *Engine) Stats() Stats {
 	e.mu.Lock()
-	running := e.running
+	running, prefetched := e.running, e.held-e.running
 	e.mu.Unlock()
 	var statements int64
 	if sc, ok := e.store.(statementCounter); ok {
@@ -300,7 +332,7 @@ func (e *Engine) Stats() Stats {
 		ClaimedOnCompletion: e.stats.claimedOnCompletion.Load(), ClaimedOnCreation: e.stats.claimedOnCreation.Load(),
 		HandlerRuns: e.stats.handlerRuns.Load(), Completed: e.stats.completed.Load(), Stale: e.stats.stale.Load(),
 		CompleteCalls: e.stats.completeCalls.Load(), Finalized: e.stats.finalized.Load(), Rescued: e.stats.rescued.Load(),
-		Released: e.stats.released.Load(), Running: int64(running), LeasesLost: e.stats.leasesLost.Load(),
+		Released: e.stats.released.Load(), Running: int64(running), Prefetched: int64(prefetched), LeasesLost: e.stats.leasesLost.Load(),
 		Deleted: e.stats.deleted.Load(), Leader: e.leader.Load(),
 	}
 }
@@ -326,6 +358,7 @@ func (e *Engine) Start(ctx context.Context) error {
 	e.mu.Lock()
 	e.stopping = false
 	e.live = true
+	e.stopWaiting = make(chan struct{})
 	e.mu.Unlock()
 	loopCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	e.stopLoops = stop
@@ -360,6 +393,11 @@ func (e *Engine) Stop(ctx context.Context) error {
 	e.mu.Lock()
 	e.stopping = true
 	e.live = false
+	select {
+	case <-e.stopWaiting:
+	default:
+		close(e.stopWaiting)
+	}
 	e.mu.Unlock()
 	e.stopLoops()
 	e.loops.Wait()

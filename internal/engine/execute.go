@@ -32,6 +32,8 @@ type attempt struct {
 	cancel context.CancelFunc
 	// leaseUntil is when the lease expires unless renewed; guarded by Engine.mu.
 	leaseUntil time.Time
+	// ran is how long the handler ran; 0 if it did not run.
+	ran time.Duration
 }
 
 // customEvents collects the custom events a handler publishes.
@@ -103,16 +105,25 @@ func (e *Engine) launch(cs *store.ClaimedStep) {
 	actx, cancel := context.WithCancel(e.runCtx)
 	a.cancel = cancel
 	e.mu.Lock()
-	e.running++
+	e.held++
 	e.perTemplate[cs.Step.TemplateID]++
 	e.inflight[a] = struct{}{}
+	stop := e.stopWaiting
 	e.mu.Unlock()
 	go func() {
 		defer e.handlers.Done()
 		defer cancel()
-		e.execute(e.runCtx, actx, a)
+		if e.takeSlot(stop) {
+			e.execute(e.runCtx, actx, a)
+			e.freeSlot(a)
+		} else {
+			// Stop began while the step waited for a slot: give it back
+			// uncharged, as a step claimed as the engine stops.
+			a.outcome = store.StepOutcome{StepID: cs.Step.ID, LeaseToken: cs.Step.LeaseToken, Attempt: cs.Step.Attempts}
+			a.release = true
+		}
 		e.mu.Lock()
-		e.running--
+		e.held--
 		e.perTemplate[cs.Step.TemplateID]--
 		delete(e.inflight, a)
 		wake := e.freedSlotWakes(a)
@@ -122,6 +133,58 @@ func (e *Engine) launch(cs *store.ClaimedStep) {
 			e.Wake()
 		}
 	}()
+}
+
+// takeSlot waits for one of the Concurrency handler slots; it reports
+// false, without a slot, if stop is closed first (or already).
+func (e *Engine) takeSlot(stop <-chan struct{}) bool {
+	select {
+	case <-stop:
+		return false
+	default:
+	}
+	select {
+	case e.runSlots <- struct{}{}:
+	case <-stop:
+		return false
+	}
+	e.mu.Lock()
+	e.running++
+	e.mu.Unlock()
+	return true
+}
+
+// freeSlot gives back the handler slot of an attempt that ran, and folds
+// its handler's duration into the mean that decides prefetching.
+func (e *Engine) freeSlot(a *attempt) {
+	e.mu.Lock()
+	e.running--
+	e.mu.Unlock()
+	<-e.runSlots
+	if a.ran > 0 {
+		// A moving mean over about the last 16 handlers.
+		d := int64(a.ran)
+		for {
+			old := e.handlerTime.Load()
+			mean := d
+			if old > 0 {
+				mean = old + (d-old)/16
+			}
+			if e.handlerTime.CompareAndSwap(old, max(mean, 1)) {
+				break
+			}
+		}
+	}
+}
+
+// capacity is how many steps this process may hold (running or waiting
+// for a handler slot): Concurrency, plus Prefetch while recent handlers
+// were short. The caller holds e.mu.
+func (e *Engine) capacity() int {
+	if t := e.handlerTime.Load(); e.cfg.Prefetch > 0 && t > 0 && time.Duration(t) < e.cfg.PrefetchBelow {
+		return e.cfg.Concurrency + e.cfg.Prefetch
+	}
+	return e.cfg.Concurrency
 }
 
 // freedSlotWakes reports whether the slot a finished attempt frees wakes
@@ -223,6 +286,7 @@ func (e *Engine) execute(ctx, actx context.Context, a *attempt) {
 		herr = &redactedError{msg: red.String(herr.Error()), cause: herr}
 	}
 	dur := e.clock.Now().Sub(start)
+	a.ran = max(dur, time.Nanosecond)
 	a.outcome.DurationMS = dur.Milliseconds()
 	a.outcome.CustomEvents = a.custom.take()
 

@@ -71,6 +71,7 @@
 //	tasker_ready_steps              gauge: Source.ReadyCount, the ready-queue depth of the database
 //	tasker_scrape_errors_total      counter: ReadyCount errors; tasker_ready_steps is absent from a failed scrape
 //	tasker_steps_in_flight          gauge: Stats().Running, handlers running in this process
+//	tasker_steps_prefetched         gauge: Stats().Prefetched, claimed steps waiting for a handler slot
 //	tasker_leases_rescued_total     counter: Stats().Rescued
 //	tasker_results_discarded_total  counter: Stats().Stale
 //	tasker_leases_lost_total        counter: Stats().LeasesLost

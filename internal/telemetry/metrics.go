@@ -125,6 +125,10 @@ func NewMetrics(reg prometheus.Registerer, src Source) (*Metrics, error) {
 				Name: "tasker_steps_in_flight",
 				Help: "Step handlers running now in this process.",
 			}, stat(func(s tasker.Stats) int64 { return s.Running })),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "tasker_steps_prefetched",
+				Help: "Steps this process has claimed that wait for a free handler slot (prefetch).",
+			}, stat(func(s tasker.Stats) int64 { return s.Prefetched })),
 			prometheus.NewCounterFunc(prometheus.CounterOpts{
 				Name: "tasker_leases_rescued_total",
 				Help: "Steps whose lease expired or whose worker died, returned to the queue by this process's sweeper.",

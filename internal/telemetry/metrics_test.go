@@ -336,11 +336,11 @@ func TestTimeMapUpdateMovesToBack(t *testing.T) {
 
 func TestMetricsScrapeTime(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	src := &fakeSource{stats: tasker.Stats{Running: 3, Rescued: 4, Stale: 5, LeasesLost: 6, Claimed: 99}, ready: 7}
+	src := &fakeSource{stats: tasker.Stats{Running: 3, Prefetched: 2, Rescued: 4, Stale: 5, LeasesLost: 6, Claimed: 99}, ready: 7}
 	if _, err := NewMetrics(reg, src); err != nil {
 		t.Fatal(err)
 	}
-	names := []string{"tasker_ready_steps", "tasker_scrape_errors_total", "tasker_steps_in_flight",
+	names := []string{"tasker_ready_steps", "tasker_scrape_errors_total", "tasker_steps_in_flight", "tasker_steps_prefetched",
 		"tasker_leases_rescued_total", "tasker_results_discarded_total", "tasker_leases_lost_total"}
 	const head = `
 # HELP tasker_leases_lost_total Running handlers of this process cancelled because their lease was lost or could not be renewed in time.
@@ -362,6 +362,9 @@ tasker_scrape_errors_total 0
 # HELP tasker_steps_in_flight Step handlers running now in this process.
 # TYPE tasker_steps_in_flight gauge
 tasker_steps_in_flight 3
+# HELP tasker_steps_prefetched Steps this process has claimed that wait for a free handler slot (prefetch).
+# TYPE tasker_steps_prefetched gauge
+tasker_steps_prefetched 2
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), names...); err != nil {
 		t.Error(err)
@@ -382,6 +385,9 @@ tasker_scrape_errors_total 1
 # HELP tasker_steps_in_flight Step handlers running now in this process.
 # TYPE tasker_steps_in_flight gauge
 tasker_steps_in_flight 3
+# HELP tasker_steps_prefetched Steps this process has claimed that wait for a free handler slot (prefetch).
+# TYPE tasker_steps_prefetched gauge
+tasker_steps_prefetched 2
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), names...); err != nil {
 		t.Error(err)

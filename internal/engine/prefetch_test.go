@@ -1,0 +1,229 @@
+package engine_test
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tasker-go/tasker/internal/engine"
+	"github.com/tasker-go/tasker/internal/handler"
+	"github.com/tasker-go/tasker/internal/lifecycle"
+)
+
+// gate is a handler that returns at once until it is closed, then blocks
+// every run until it is opened (or the run's context ends), counting the
+// runs and the most running at once.
+type gate struct {
+	mu      sync.Mutex
+	shut    chan struct{} // nil: open
+	running atomic.Int64
+	peak    atomic.Int64
+	runs    atomic.Int64
+}
+
+func (g *gate) close() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.shut = make(chan struct{})
+}
+
+func (g *gate) open() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	close(g.shut)
+	g.shut = nil
+}
+
+func (g *gate) handler() handler.Handler {
+	return handler.Func(func(ctx context.Context, _ *handler.Input) (any, error) {
+		g.runs.Add(1)
+		n := g.running.Add(1)
+		defer g.running.Add(-1)
+		for {
+			p := g.peak.Load()
+			if n <= p || g.peak.CompareAndSwap(p, n) {
+				break
+			}
+		}
+		g.mu.Lock()
+		shut := g.shut
+		g.mu.Unlock()
+		if shut != nil {
+			select {
+			case <-shut:
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		return nil, nil
+	})
+}
+
+const gateTemplate = `
+namespace: prefetch
+name: gated
+version: 1.0.0
+steps:
+  - {name: work, handler: gate, timeout: 1m}
+`
+
+// held counts the steps of these tasks that are claimed (in progress in
+// the store).
+func held(t *testing.T, b *bundle, ids []string) int {
+	t.Helper()
+	n := 0
+	for _, id := range ids {
+		steps, err := b.st.StepListByTask(context.Background(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range steps {
+			if s.State == lifecycle.StepInProgress {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// blockAndCount runs a few steps with an open gate (so that the engine
+// has seen its handlers' durations), then closes the gate, creates n
+// tasks and returns their ids once the engine has claimed what it will
+// claim: two handlers block, and how many steps it holds no longer grows.
+func blockAndCount(t *testing.T, b *bundle, g *gate, n int) ([]string, int) {
+	t.Helper()
+	b.workOff(t, 3)
+	g.close()
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = b.create(t)
+	}
+	b.eng.Wake()
+	deadline := time.Now().Add(5 * time.Second)
+	for g.running.Load() < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d handlers running, want 2", g.running.Load())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	// The dispatcher claims in rounds; give it several poll intervals to
+	// claim whatever it would claim.
+	last := -1
+	for stable := 0; stable < 5; {
+		time.Sleep(40 * time.Millisecond)
+		if h := held(t, b, ids); h == last {
+			stable++
+		} else {
+			last, stable = h, 0
+		}
+	}
+	return ids, last
+}
+
+// With short handlers, the engine holds Concurrency + Prefetch claimed
+// steps, runs no more than Concurrency of them at once, and starts a
+// waiting step as soon as a slot is free.
+func TestPrefetchHoldsStepsForFreedSlots(t *testing.T) {
+	g := &gate{}
+	b := setup(t, engine.Config{Concurrency: 2, Prefetch: 3, PollInterval: 20 * time.Millisecond,
+		Handlers: map[string]handler.Handler{"gate": g.handler()}}, gateTemplate)
+	ids, got := blockAndCount(t, b, g, 8)
+	if got != 5 {
+		t.Errorf("claimed steps = %d, want 5 (concurrency 2 + prefetch 3)", got)
+	}
+	if r := g.running.Load(); r != 2 {
+		t.Errorf("running handlers = %d, want 2", r)
+	}
+	g.open()
+	for _, id := range ids {
+		b.waitTask(t, id, lifecycle.TaskComplete)
+	}
+	if p := g.peak.Load(); p > 2 {
+		t.Errorf("at most %d handlers ran at once, want at most 2 (the concurrency)", p)
+	}
+	if s := b.eng.Stats(); s.Prefetched != 0 || s.Running != 0 {
+		t.Errorf("stats after the work: running %d, prefetched %d; want 0 and 0", s.Running, s.Prefetched)
+	}
+}
+
+// Without prefetching (turned off, or handlers longer than PrefetchBelow)
+// the engine claims only for free handler slots.
+func TestNoPrefetch(t *testing.T) {
+	for name, cfg := range map[string]engine.Config{
+		"turned off":             {Prefetch: -1},
+		"long handlers":          {Prefetch: 3, PrefetchBelow: time.Nanosecond},
+		"default, long handlers": {PrefetchBelow: time.Nanosecond},
+	} {
+		t.Run(name, func(t *testing.T) {
+			g := &gate{}
+			cfg.Concurrency, cfg.PollInterval = 2, 20*time.Millisecond
+			cfg.Handlers = map[string]handler.Handler{"gate": g.handler()}
+			b := setup(t, cfg, gateTemplate)
+			ids, got := blockAndCount(t, b, g, 6)
+			if got != 2 {
+				t.Errorf("claimed steps = %d, want 2 (the concurrency, no prefetch)", got)
+			}
+			g.open()
+			for _, id := range ids {
+				b.waitTask(t, id, lifecycle.TaskComplete)
+			}
+		})
+	}
+}
+
+// Stop releases the steps waiting for a slot at once, without running
+// them and without charging them an attempt, while the running ones have
+// their grace period to finish.
+func TestStopReleasesPrefetchedSteps(t *testing.T) {
+	g := &gate{}
+	b := setup(t, engine.Config{Concurrency: 2, Prefetch: 2, PollInterval: 20 * time.Millisecond, StopGrace: 10 * time.Second,
+		Handlers: map[string]handler.Handler{"gate": g.handler()}}, gateTemplate)
+	ids, got := blockAndCount(t, b, g, 6)
+	if got != 4 {
+		t.Fatalf("claimed steps = %d, want 4", got)
+	}
+	if s := b.eng.Stats(); s.Prefetched != 2 || s.Running != 2 {
+		t.Errorf("stats: running %d, prefetched %d; want 2 and 2", s.Running, s.Prefetched)
+	}
+	runs := g.runs.Load()
+	stopped := make(chan error, 1)
+	go func() { stopped <- b.eng.Stop(context.Background()) }()
+	deadline := time.Now().Add(3 * time.Second)
+	for held(t, b, ids) != 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d steps claimed during Stop's grace period, want the 2 running ones", held(t, b, ids))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	g.open()
+	if err := <-stopped; err != nil {
+		t.Fatal(err)
+	}
+	if r := g.runs.Load(); r != runs {
+		t.Errorf("%d handlers started during Stop, want none", r-runs)
+	}
+	complete, released := 0, 0
+	for _, id := range ids {
+		steps, err := b.st.StepListByTask(context.Background(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch s := steps[0]; {
+		case s.State == lifecycle.StepComplete:
+			complete++
+		case s.State == lifecycle.StepPending && s.Attempts > 0:
+			// A released attempt is refunded: the retry limit grows with it.
+			released++
+			if s.RetryLimit-s.Attempts != s.MaxAttempts {
+				t.Errorf("released step of %s: attempt %d of %d (max %d); want every attempt left", id, s.Attempts, s.RetryLimit, s.MaxAttempts)
+			}
+		case s.State != lifecycle.StepPending:
+			t.Errorf("step of %s after Stop: %s", id, s.State)
+		}
+	}
+	if complete != 2 || released != 2 {
+		t.Errorf("after Stop: %d steps complete and %d released, want 2 and 2", complete, released)
+	}
+}
