@@ -192,6 +192,10 @@ type Store interface {
 	// produced events, in commit order, before the writing method returns
 	// (unless the method's context ends while it waits for the commits
 	// before its own to be announced: fn then runs later, still in order).
+	// StepClaim is the exception: it may return before fn ran for its
+	// change (fn runs later, still in commit order, before fn of any change
+	// committed after it), so that the steps it claimed start without
+	// waiting for the announcement of other transactions in flight.
 	// fn runs on the store's commit path, possibly on the goroutine of
 	// another write: it must be quick and never block.
 	// Registering again replaces fn; nil unregisters it.

@@ -280,7 +280,9 @@ func (s *Store) runOnce(ctx context.Context, now time.Time, fn txFunc) (*change,
 		return nil, err
 	}
 	s.order.end(t, c, s.currentHook)
-	s.order.wait(ctx, t)
+	if !c.announceLater {
+		s.order.wait(ctx, t)
+	}
 	return c, nil
 }
 

@@ -162,6 +162,9 @@ func (c *change) applyStep(t *taskRow, st *store.Step, ch stepChange) error {
 
 // StepClaim claims ready steps under a lease with FOR UPDATE SKIP LOCKED:
 // concurrent workers never wait on each other and never get the same step.
+// It returns as soon as it committed: its announcement (the commit hook,
+// in commit order) may wait for a transaction in flight, such as a
+// completion, and the claimed steps need not (store.Store.OnCommit).
 func (s *Store) StepClaim(ctx context.Context, p *store.StepClaimParams) (*store.StepClaimResult, error) {
 	if p.Limit <= 0 {
 		return &store.StepClaimResult{}, nil
@@ -171,6 +174,7 @@ func (s *Store) StepClaim(ctx context.Context, p *store.StepClaimParams) (*store
 	}
 	res := &store.StepClaimResult{}
 	c, err := s.run(ctx, p.Now, func(ctx context.Context, tx pgx.Tx, c *change) error {
+		c.announceLater = true
 		b := &pgx.Batch{}
 		q := c.queueClaim(b, p)
 		if err := tx.SendBatch(ctx, b).Close(); err != nil {

@@ -290,6 +290,10 @@ type change struct {
 	operator store.Metadata
 	// notify asks for a NOTIFY to wake other workers: steps became ready.
 	notify bool
+	// announceLater: the write returns once it committed, without waiting
+	// for the announcement of the changes committed before it (its own hook
+	// still runs in commit order). See StepClaim.
+	announceLater bool
 	// writes are guarded writes not sent yet; released are steps whose
 	// children are not released yet.
 	writes   []queuedWrite
