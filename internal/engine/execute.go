@@ -256,8 +256,8 @@ func (e *Engine) execute(ctx, actx context.Context, a *attempt) {
 		return
 	}
 	red := secret.NewRedactor(values)
-	log := slog.New(red.Handler(e.log.Handler())).With(slog.String("task_id", st.TaskID), slog.String("step", st.Name),
-		slog.Int("attempt", st.Attempts))
+	log := slog.New(withLazyAttrs(red.Handler(e.log.Handler()), slog.String("task_id", st.TaskID), slog.String("step", st.Name),
+		slog.Int("attempt", st.Attempts)))
 	a.custom.red = red
 	for e.overTemplateLimit(a) {
 		select {
