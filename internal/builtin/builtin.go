@@ -171,8 +171,12 @@ func result(raw json.RawMessage) any {
 // wrong types and trailing data are permanent errors naming the field. An
 // absent config decodes as null, leaving v unchanged.
 func decodeConfig(name string, raw json.RawMessage, v any) error {
-	if len(bytes.TrimSpace(raw)) == 0 {
-		raw = json.RawMessage("null")
+	switch string(bytes.TrimSpace(raw)) {
+	case "", "null", "{}":
+		// Nothing to decode: v keeps its zero value, as decoding would
+		// leave it. Most steps' configs are empty; a decoder for each of
+		// their runs was most of a no-op step's allocations.
+		return nil
 	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()

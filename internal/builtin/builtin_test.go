@@ -162,3 +162,23 @@ func resultJSON(t *testing.T, v any) string {
 	}
 	return string(raw)
 }
+
+// An empty config, null or {} leaves the config struct as it is, without a
+// decoder; anything else is still decoded strictly.
+func TestDecodeEmptyConfig(t *testing.T) {
+	for _, raw := range []string{"", "  ", "null", " {} "} {
+		cfg := struct {
+			Result json.RawMessage `json:"result"`
+			N      int             `json:"n"`
+		}{N: 7}
+		if err := decodeConfig("noop", json.RawMessage(raw), &cfg); err != nil || cfg.N != 7 || cfg.Result != nil {
+			t.Errorf("config %q: %+v, %v; want it unchanged and no error", raw, cfg, err)
+		}
+	}
+	var cfg struct{}
+	for _, raw := range []string{`{"x":1}`, `{} {}`, `[]`} {
+		if err := decodeConfig("noop", json.RawMessage(raw), &cfg); err == nil {
+			t.Errorf("config %q decoded without error", raw)
+		}
+	}
+}
