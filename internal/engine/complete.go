@@ -47,14 +47,23 @@ func (e *Engine) record(ctx context.Context, batch []*attempt) {
 			done = append(done, a)
 		}
 	}
-	if len(released) > 0 {
-		leases := make([]store.Lease, len(released))
-		for i, a := range released {
-			leases[i] = store.Lease{StepID: a.cs.Step.ID, LeaseToken: a.cs.Step.LeaseToken, Attempt: a.cs.Step.Attempts}
+	byReason := map[string][]store.Lease{}
+	var reasons []string
+	for _, a := range released {
+		reason := a.releaseReason
+		if reason == "" {
+			reason = "worker stopping"
 		}
+		if byReason[reason] == nil {
+			reasons = append(reasons, reason)
+		}
+		byReason[reason] = append(byReason[reason], store.Lease{StepID: a.cs.Step.ID, LeaseToken: a.cs.Step.LeaseToken,
+			Attempt: a.cs.Step.Attempts})
+	}
+	for _, reason := range reasons {
 		e.retryStore(ctx, "release", func() error {
-			res, err := e.store.StepRelease(ctx, &store.StepReleaseParams{Worker: e.cfg.WorkerID, Reason: "worker stopping",
-				Leases: leases, Now: e.clock.Now()})
+			res, err := e.store.StepRelease(ctx, &store.StepReleaseParams{Worker: e.cfg.WorkerID, Reason: reason,
+				Leases: byReason[reason], Now: e.clock.Now()})
 			if err != nil {
 				return err
 			}

@@ -237,16 +237,19 @@ type Engine struct {
 	handlerTime atomic.Int64
 
 	mu          sync.Mutex
-	running     int                   // handlers running, guarded by mu
-	held        int                   // claimed steps of this process (running or waiting for a slot), guarded by mu
-	perTemplate map[string]int        // claimed steps by template id, guarded by mu
-	stopWaiting chan struct{}         // closed when Stop begins: waiting steps are released, guarded by mu
-	due         dueTimes              // retry times this process scheduled, guarded by mu
-	blocked     bool                  // dispatcher is waiting for a free slot, guarded by mu
-	reserved    int                   // slots reserved for a claim made with completions, guarded by mu
-	stopping    bool                  // Stop has begun: no claims with completions, guarded by mu
-	live        bool                  // started and not stopping: creations may claim, guarded by mu
-	inflight    map[*attempt]struct{} // running attempts, guarded by mu
+	running     int            // handlers running, guarded by mu
+	held        int            // claimed steps of this process (running or waiting for a slot), guarded by mu
+	perTemplate map[string]int // claimed steps by template id, guarded by mu
+	// limitRunning counts the attempts admitted to run by template id, for
+	// templates with a concurrency limit; guarded by mu.
+	limitRunning map[string]int
+	stopWaiting  chan struct{}         // closed when Stop begins: waiting steps are released, guarded by mu
+	due          dueTimes              // retry times this process scheduled, guarded by mu
+	blocked      bool                  // dispatcher is waiting for a free slot, guarded by mu
+	reserved     int                   // slots reserved for a claim made with completions, guarded by mu
+	stopping     bool                  // Stop has begun: no claims with completions, guarded by mu
+	live         bool                  // started and not stopping: creations may claim, guarded by mu
+	inflight     map[*attempt]struct{} // running attempts, guarded by mu
 
 	closeOnce sync.Once
 	started   atomic.Bool
@@ -271,17 +274,18 @@ type Engine struct {
 func New(st store.Store, bus *eventbus.Bus, cfg Config) *Engine {
 	cfg = cfg.withDefaults()
 	e := &Engine{
-		cfg:         cfg,
-		store:       st,
-		bus:         bus,
-		log:         cfg.Logger,
-		clock:       cfg.Clock,
-		tmpl:        newTemplateCache(st),
-		wake:        make(chan struct{}, 1),
-		perTemplate: map[string]int{},
-		inflight:    map[*attempt]struct{}{},
-		runSlots:    make(chan struct{}, cfg.Concurrency),
-		pub:         newPublisher(),
+		cfg:          cfg,
+		store:        st,
+		bus:          bus,
+		log:          cfg.Logger,
+		clock:        cfg.Clock,
+		tmpl:         newTemplateCache(st),
+		wake:         make(chan struct{}, 1),
+		perTemplate:  map[string]int{},
+		limitRunning: map[string]int{},
+		inflight:     map[*attempt]struct{}{},
+		runSlots:     make(chan struct{}, cfg.Concurrency),
+		pub:          newPublisher(),
 	}
 	for name := range cfg.Handlers {
 		e.handlerNames = append(e.handlerNames, name)

@@ -22,9 +22,11 @@ type attempt struct {
 	cs      *store.ClaimedStep
 	tmpl    *template.Template
 	outcome store.StepOutcome
-	// release is set when the attempt was interrupted by Stop: the step is
-	// released instead of completed.
-	release bool
+	// release is set when the attempt was interrupted by Stop, or did not
+	// run: the step is released instead of completed, with releaseReason
+	// in its history ("worker stopping" if empty).
+	release       bool
+	releaseReason string
 	// observed are observability events published once the outcome commits.
 	observed []event.Event
 	custom   customEvents
@@ -34,6 +36,12 @@ type attempt struct {
 	leaseUntil time.Time
 	// ran is how long the handler ran; 0 if it did not run.
 	ran time.Duration
+	// slotSince is when the attempt took its handler slot, zero while it
+	// holds none; guarded by Engine.mu.
+	slotSince time.Time
+	// admitted: the attempt counts against its template's concurrency
+	// limit (Engine.limitRunning).
+	admitted bool
 }
 
 // customEvents collects the custom events a handler publishes.
@@ -113,14 +121,22 @@ func (e *Engine) launch(cs *store.ClaimedStep) {
 	go func() {
 		defer e.handlers.Done()
 		defer cancel()
-		if e.takeSlot(stop) {
-			e.execute(e.runCtx, actx, a)
-			e.freeSlot(a)
-		} else {
+		switch {
+		case !e.takeSlot(a, stop):
 			// Stop began while the step waited for a slot: give it back
 			// uncharged, as a step claimed as the engine stops.
 			a.outcome = store.StepOutcome{StepID: cs.Step.ID, LeaseToken: cs.Step.LeaseToken, Attempt: cs.Step.Attempts}
 			a.release = true
+		case actx.Err() != nil:
+			// Cancelled, or its lease lost, while it waited: its handler
+			// does not run. The release is refused if the lease is gone,
+			// and gives the step back uncharged if it is not.
+			a.outcome = store.StepOutcome{StepID: cs.Step.ID, LeaseToken: cs.Step.LeaseToken, Attempt: cs.Step.Attempts}
+			a.release, a.releaseReason = true, "cancelled or lease lost before the step started"
+			e.freeSlot(a)
+		default:
+			e.execute(e.runCtx, actx, a)
+			e.freeSlot(a)
 		}
 		e.mu.Lock()
 		e.held--
@@ -135,9 +151,9 @@ func (e *Engine) launch(cs *store.ClaimedStep) {
 	}()
 }
 
-// takeSlot waits for one of the Concurrency handler slots; it reports
-// false, without a slot, if stop is closed first (or already).
-func (e *Engine) takeSlot(stop <-chan struct{}) bool {
+// takeSlot waits for one of the Concurrency handler slots for a; it
+// reports false, without a slot, if stop is closed first (or already).
+func (e *Engine) takeSlot(a *attempt, stop <-chan struct{}) bool {
 	select {
 	case <-stop:
 		return false
@@ -150,15 +166,19 @@ func (e *Engine) takeSlot(stop <-chan struct{}) bool {
 	}
 	e.mu.Lock()
 	e.running++
+	a.slotSince = e.clock.Now()
 	e.mu.Unlock()
 	return true
 }
 
-// freeSlot gives back the handler slot of an attempt that ran, and folds
-// its handler's duration into the mean that decides prefetching.
+// freeSlot gives back the handler slot of an attempt, and folds its
+// handler's duration into the mean that decides prefetching; if that
+// makes room for more steps, it wakes the dispatcher to claim them.
 func (e *Engine) freeSlot(a *attempt) {
 	e.mu.Lock()
 	e.running--
+	a.slotSince = time.Time{}
+	before := e.capacity()
 	e.mu.Unlock()
 	<-e.runSlots
 	if a.ran > 0 {
@@ -175,16 +195,32 @@ func (e *Engine) freeSlot(a *attempt) {
 			}
 		}
 	}
+	e.mu.Lock()
+	grew := e.capacity() > before
+	e.mu.Unlock()
+	if grew {
+		e.Wake()
+	}
 }
 
 // capacity is how many steps this process may hold (running or waiting
 // for a handler slot): Concurrency, plus Prefetch while recent handlers
-// were short. The caller holds e.mu.
+// were short and none running now has run for PrefetchBelow already.
+// The caller holds e.mu.
 func (e *Engine) capacity() int {
-	if t := e.handlerTime.Load(); e.cfg.Prefetch > 0 && t > 0 && time.Duration(t) < e.cfg.PrefetchBelow {
-		return e.cfg.Concurrency + e.cfg.Prefetch
+	t := e.handlerTime.Load()
+	if e.cfg.Prefetch <= 0 || t <= 0 || time.Duration(t) >= e.cfg.PrefetchBelow {
+		return e.cfg.Concurrency
 	}
-	return e.cfg.Concurrency
+	if e.running > 0 {
+		long := e.clock.Now().Add(-e.cfg.PrefetchBelow)
+		for a := range e.inflight {
+			if !a.slotSince.IsZero() && a.slotSince.Before(long) {
+				return e.cfg.Concurrency
+			}
+		}
+	}
+	return e.cfg.Concurrency + e.cfg.Prefetch
 }
 
 // freedSlotWakes reports whether the slot a finished attempt frees wakes
@@ -205,17 +241,40 @@ func (e *Engine) freedSlotWakes(a *attempt) bool {
 	return e.blocked && !e.fillOnCompletion
 }
 
-// overTemplateLimit reports whether running this attempt now would exceed
-// its template's concurrency limit. That only happens when a claim raced
-// past the limit (a template the engine had not seen yet); the attempt then
-// waits for a slot.
-func (e *Engine) overTemplateLimit(a *attempt) bool {
+// admit counts the attempt against its template's concurrency limit, and
+// reports false if the limit is reached: that only happens when a claim
+// raced past the limit (a template the engine had not seen yet when it
+// claimed). Such an attempt is given back uncharged (released), and the
+// dispatcher claims it again when the template has a free slot; waiting
+// for one instead would hold a handler slot, and with several attempts
+// over the limit none might ever run.
+func (e *Engine) admit(a *attempt) bool {
 	if a.tmpl == nil || a.tmpl.Concurrency <= 0 {
-		return false
+		return true
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.perTemplate[a.cs.Step.TemplateID] > a.tmpl.Concurrency
+	id := a.cs.Step.TemplateID
+	if e.limitRunning[id] >= a.tmpl.Concurrency {
+		return false
+	}
+	e.limitRunning[id]++
+	a.admitted = true
+	return true
+}
+
+// unadmit ends what admit counted.
+func (e *Engine) unadmit(a *attempt) {
+	if !a.admitted {
+		return
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	id := a.cs.Step.TemplateID
+	if e.limitRunning[id]--; e.limitRunning[id] <= 0 {
+		delete(e.limitRunning, id)
+	}
+	a.admitted = false
 }
 
 // execute runs the handler of one attempt and decides its outcome. ctx is
@@ -259,14 +318,12 @@ func (e *Engine) execute(ctx, actx context.Context, a *attempt) {
 	log := slog.New(withLazyAttrs(red.Handler(e.log.Handler()), slog.String("task_id", st.TaskID), slog.String("step", st.Name),
 		slog.Int("attempt", st.Attempts)))
 	a.custom.red = red
-	for e.overTemplateLimit(a) {
-		select {
-		case <-ctx.Done():
-			a.release = true
-			return
-		case <-time.After(10 * time.Millisecond):
-		}
+	if !e.admit(a) {
+		a.release, a.releaseReason = true, "claimed past its template's concurrency limit"
+		log.InfoContext(ctx, "engine: step claimed past its template's concurrency limit; releasing it")
+		return
 	}
+	defer e.unadmit(a)
 	in := handler.Input{
 		TaskID: st.TaskID, StepID: st.ID, StepName: st.Name,
 		Namespace: a.cs.Namespace, TaskName: a.cs.TaskName, Version: a.cs.Version,

@@ -10,6 +10,9 @@ import (
 	"github.com/tasker-go/tasker/internal/engine"
 	"github.com/tasker-go/tasker/internal/handler"
 	"github.com/tasker-go/tasker/internal/lifecycle"
+	"github.com/tasker-go/tasker/internal/store"
+	"github.com/tasker-go/tasker/internal/store/sqlite"
+	"github.com/tasker-go/tasker/internal/template"
 )
 
 // gate is a handler that returns at once until it is closed, then blocks
@@ -21,6 +24,7 @@ type gate struct {
 	running atomic.Int64
 	peak    atomic.Int64
 	runs    atomic.Int64
+	started sync.Map // step id -> true, for every run
 }
 
 func (g *gate) close() {
@@ -37,7 +41,8 @@ func (g *gate) open() {
 }
 
 func (g *gate) handler() handler.Handler {
-	return handler.Func(func(ctx context.Context, _ *handler.Input) (any, error) {
+	return handler.Func(func(ctx context.Context, in *handler.Input) (any, error) {
+		g.started.Store(in.StepID, true)
 		g.runs.Add(1)
 		n := g.running.Add(1)
 		defer g.running.Add(-1)
@@ -225,5 +230,132 @@ func TestStopReleasesPrefetchedSteps(t *testing.T) {
 	}
 	if complete != 2 || released != 2 {
 		t.Errorf("after Stop: %d steps complete and %d released, want 2 and 2", complete, released)
+	}
+}
+
+// A prefetched step cancelled while it waits for a slot never runs its
+// handler.
+func TestCancelledPrefetchedStepDoesNotRun(t *testing.T) {
+	g := &gate{}
+	b := setup(t, engine.Config{Concurrency: 2, Prefetch: 2, PollInterval: 20 * time.Millisecond,
+		Handlers: map[string]handler.Handler{"gate": g.handler()}}, gateTemplate)
+	ids, got := blockAndCount(t, b, g, 6)
+	if got != 4 {
+		t.Fatalf("claimed steps = %d, want 4", got)
+	}
+	// The claimed steps whose handler has not started wait for a slot.
+	var waiting []*store.Step
+	for _, id := range ids {
+		steps, err := b.st.StepListByTask(context.Background(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s := steps[0]; s.State == lifecycle.StepInProgress {
+			if _, ran := g.started.Load(s.ID); !ran {
+				waiting = append(waiting, s)
+			}
+		}
+	}
+	if len(waiting) != 2 {
+		t.Fatalf("%d claimed steps wait for a slot, want 2", len(waiting))
+	}
+	cancelled := map[string]bool{}
+	for _, s := range waiting {
+		if _, err := b.st.TaskCancel(context.Background(), &store.TaskCancelParams{TaskID: s.TaskID, Reason: "test", Now: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+		cancelled[s.TaskID] = true
+	}
+	// The running handlers end: the waiting steps get their slots.
+	g.open()
+	for _, id := range ids {
+		if cancelled[id] {
+			b.waitTask(t, id, lifecycle.TaskCancelled)
+		} else {
+			b.waitTask(t, id, lifecycle.TaskComplete)
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for s := b.eng.Stats(); s.Running+s.Prefetched > 0; s = b.eng.Stats() {
+		if time.Now().After(deadline) {
+			t.Fatalf("stats at the end: running %d, prefetched %d", s.Running, s.Prefetched)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for _, s := range waiting {
+		if _, ran := g.started.Load(s.ID); ran {
+			t.Errorf("the handler of step %s ran after its task was cancelled while the step waited for a slot", s.ID)
+		}
+	}
+}
+
+// Steps of a template with a concurrency limit that one claim took past
+// the limit (the engine did not know the template yet) are given back and
+// run one after the other, instead of waiting for each other forever.
+func TestStepsClaimedPastTheirLimitAreReleased(t *testing.T) {
+	g := &gate{}
+	g.close()
+	b := setup(t, engine.Config{Concurrency: 4, Prefetch: -1, PollInterval: time.Hour,
+		Handlers: map[string]handler.Handler{"gate": g.handler()}}, gateTemplate)
+	if err := b.eng.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// Another process registers the template, after this engine loaded
+	// the templates it knows, and creates its tasks: nothing wakes the
+	// engine until Wake, whose one claim takes all three steps.
+	other, err := sqlite.Open(context.Background(), b.path, sqlite.Options{Synchronous: "NORMAL"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	limited, err := template.Parse("limited.yaml", []byte(`
+namespace: prefetch
+name: limited
+version: 1.0.0
+concurrency: 1
+steps:
+  - {name: work, handler: gate, timeout: 1m}
+`), template.ParseOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	def, err := limited.MarshalJSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.TemplateRegister(context.Background(), &store.TemplateRegisterParams{ID: limited.Digest(),
+		Namespace: limited.Namespace, Name: limited.Name, Version: limited.Version, Definition: def, Now: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	ids := make([]string, 3)
+	for i := range ids {
+		res, err := other.TaskCreate(context.Background(), &store.TaskCreateParams{TemplateID: limited.Digest(),
+			Namespace: limited.Namespace, Name: limited.Name, Version: limited.Version, Context: []byte(`{}`), Now: time.Now(),
+			Steps: []store.StepSpec{{Name: "work", Handler: "gate", MaxAttempts: 1, Timeout: time.Minute}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids[i] = res.Task.ID
+	}
+	b.eng.Wake()
+	deadline := time.Now().Add(5 * time.Second)
+	for b.eng.Stats().Released < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("stats: %+v; want two steps released", b.eng.Stats())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if s := b.eng.Stats(); s.Claimed != 3 {
+		t.Errorf("claimed %d steps, want the 3 of the first claim", s.Claimed)
+	}
+	if r := g.running.Load(); r != 1 {
+		t.Errorf("%d handlers running, want 1 (the limit)", r)
+	}
+	g.open()
+	for _, id := range ids {
+		b.waitTask(t, id, lifecycle.TaskComplete)
+	}
+	if p := g.peak.Load(); p != 1 {
+		t.Errorf("at most %d steps of the template ran at once, want 1", p)
 	}
 }

@@ -105,3 +105,25 @@ func (o *commitOrder) wait(ctx context.Context, t *commitTicket) {
 	case <-ctx.Done():
 	}
 }
+
+// waitPending returns once the hook has run for every transaction that had
+// returned committed but was not announced yet when it was called, or when
+// ctx is done. A write without log entries, which takes no turn of its
+// own, calls it so that what its caller does next comes after the
+// announcement of the claims it may follow (StepClaim returns before its
+// turn).
+func (o *commitOrder) waitPending(ctx context.Context) {
+	o.mu.Lock()
+	waits := make([]chan struct{}, len(o.pending))
+	for i, p := range o.pending {
+		waits[i] = p.announced
+	}
+	o.mu.Unlock()
+	for _, w := range waits {
+		select {
+		case <-w:
+		case <-ctx.Done():
+			return
+		}
+	}
+}

@@ -191,3 +191,56 @@ func TestCommitOrderSurvivesAPanickingHook(t *testing.T) {
 		t.Fatalf("announced %v after the panic, want [2 3]", got)
 	}
 }
+
+// waitPending waits for the announcement of the commits that returned
+// before it was called and are still waiting for their turn, and no longer.
+func TestCommitOrderWaitPending(t *testing.T) {
+	var o commitOrder
+	var got []int64
+	hook := func() func(*store.ChangeResult) {
+		return func(r *store.ChangeResult) { got = append(got, r.Events[0].Cursor) }
+	}
+	committed := func(cursor int64) *change {
+		c := newChange(time.Now())
+		c.events = []*store.Event{{Cursor: cursor}}
+		return c
+	}
+	o.waitPending(context.Background()) // nothing pending: returns at once
+
+	// b returned first and waits for a, still in flight.
+	a, b := o.begin(), o.begin()
+	o.end(b, committed(5), hook)
+	done := make(chan struct{})
+	go func() {
+		o.waitPending(context.Background())
+		close(done)
+	}()
+	select {
+	case <-done:
+		t.Fatal("waitPending returned while a commit that returned was not announced")
+	case <-time.After(50 * time.Millisecond):
+	}
+	o.end(a, committed(3), hook)
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("waitPending did not return once the pending commit was announced")
+	}
+	if !slices.Equal(got, []int64{3, 5}) {
+		t.Fatalf("announced %v, want [3 5]", got)
+	}
+
+	// A transaction still in flight (not returned) is not waited for, and
+	// a done context ends the wait.
+	c := o.begin()
+	o.waitPending(context.Background())
+	d := o.begin()
+	o.end(d, committed(9), hook)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	o.waitPending(ctx)
+	o.end(c, nil, hook)
+	if !slices.Equal(got, []int64{3, 5, 9}) {
+		t.Fatalf("announced %v, want [3 5 9]", got)
+	}
+}

@@ -253,6 +253,7 @@ func (s *Store) runOnce(ctx context.Context, now time.Time, fn txFunc) (*change,
 		if err := s.resolveCommit(ctx, tx, c, tx.commitWith(ctx, b)); err != nil {
 			return nil, err
 		}
+		s.order.waitPending(ctx)
 		return c, nil
 	}
 	// The events go last, under the log's advisory lock, and are announced
