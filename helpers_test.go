@@ -267,6 +267,25 @@ func (b *testBundle) checkAudit() {
 	}
 	type key struct{ stepID, from, to, name string }
 	got := map[string][]key{}
+	// An attempt's observability events follow the transition that
+	// recorded its outcome (a completion may return before the store
+	// announces it; the engine holds them back until it has).
+	type attemptKey struct {
+		stepID  string
+		attempt int
+	}
+	outcomes := map[attemptKey]bool{}
+	for _, ev := range received {
+		switch {
+		case ev.FromState == string(tasker.StepInProgress) && ev.StepID != "":
+			outcomes[attemptKey{ev.StepID, ev.Attempt}] = true
+		case ev.Name == event.StepHandled || ev.Name == event.StepBackoff:
+			if !outcomes[attemptKey{ev.StepID, ev.Attempt}] {
+				t.Errorf("%s for step %s attempt %d was published before the transition that recorded the attempt's outcome",
+					ev.Name, ev.StepID, ev.Attempt)
+			}
+		}
+	}
 	for _, ev := range received {
 		spec, ok := event.Lookup(ev.Name)
 		if !ok || (spec.Kind != event.KindTaskLifecycle && spec.Kind != event.KindStepLifecycle) {
