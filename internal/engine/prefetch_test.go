@@ -128,8 +128,8 @@ func blockAndCount(t *testing.T, b *bundle, g *gate, n int) ([]string, int) {
 }
 
 // With short handlers, the engine holds Concurrency + Prefetch claimed
-// steps, runs no more than Concurrency of them at once, and starts a
-// waiting step as soon as a slot is free.
+// steps, runs no more than Concurrency of them at once, and runs the
+// waiting ones when slots free up.
 func TestPrefetchHoldsStepsForFreedSlots(t *testing.T) {
 	g := &gate{}
 	b := setup(t, engine.Config{Concurrency: 2, Prefetch: 3, PollInterval: 20 * time.Millisecond,
