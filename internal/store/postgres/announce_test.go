@@ -2,15 +2,12 @@ package postgres_test
 
 import (
 	"context"
-	"encoding/json"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/tasker-go/tasker/internal/event"
 	"github.com/tasker-go/tasker/internal/store"
-	"github.com/tasker-go/tasker/internal/store/postgres"
-	"github.com/tasker-go/tasker/internal/store/postgres/pgtest"
 )
 
 // A claim returns as soon as it committed, while a transaction that
@@ -20,14 +17,7 @@ import (
 func TestClaimReturnsBeforeEarlierCommitsAreAnnounced(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	direct := pgtest.URL(t)
-	schema := pgtest.Schema(t, direct)
-	proxy, proxied := startLossyProxy(t, direct)
-	s, err := postgres.Open(ctx, proxied, postgres.Options{Schema: schema, MaxConns: 4})
-	if err != nil {
-		t.Fatalf("open: %v", err)
-	}
-	defer s.Close()
+	proxy, s, create := proxiedStore(t, `{}`)
 	var (
 		mu        sync.Mutex
 		announced []string // the first event of every change announced
@@ -38,16 +28,6 @@ func TestClaimReturnsBeforeEarlierCommitsAreAnnounced(t *testing.T) {
 		announced = append(announced, string(res.Events[0].Name))
 	})
 	now := time.Now().UTC().Truncate(time.Millisecond)
-	tp, err := s.TemplateRegister(ctx, &store.TemplateRegisterParams{ID: "t", Namespace: "ns", Name: "order",
-		Version: "1.0.0", Definition: json.RawMessage(`{}`), Now: now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	create := func() (*store.TaskCreateResult, error) {
-		return s.TaskCreate(ctx, &store.TaskCreateParams{TemplateID: tp.ID, Namespace: tp.Namespace, Name: tp.Name,
-			Version: tp.Version, Context: json.RawMessage(`{}`), Now: now,
-			Steps: []store.StepSpec{{Name: "a", Handler: "h", MaxAttempts: 1, Timeout: time.Minute}}})
-	}
 	if _, err := create(); err != nil {
 		t.Fatal(err)
 	}

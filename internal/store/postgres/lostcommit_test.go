@@ -2,14 +2,11 @@ package postgres_test
 
 import (
 	"context"
-	"encoding/json"
 	"testing"
 	"time"
 
 	"github.com/tasker-go/tasker/internal/lifecycle"
 	"github.com/tasker-go/tasker/internal/store"
-	"github.com/tasker-go/tasker/internal/store/postgres"
-	"github.com/tasker-go/tasker/internal/store/postgres/pgtest"
 )
 
 // A commit whose answer is lost after the server committed is looked up
@@ -20,25 +17,8 @@ import (
 func TestLostCommitAnswerIsResolved(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	direct := pgtest.URL(t)
-	schema := pgtest.Schema(t, direct)
-	proxy, proxied := startLossyProxy(t, direct)
-	s, err := postgres.Open(ctx, proxied, postgres.Options{Schema: schema, MaxConns: 4})
-	if err != nil {
-		t.Fatalf("open: %v", err)
-	}
-	defer s.Close()
+	proxy, s, create := proxiedStore(t, `{"n":1}`)
 	now := time.Now().UTC().Truncate(time.Millisecond)
-	tp, err := s.TemplateRegister(ctx, &store.TemplateRegisterParams{ID: "t", Namespace: "ns", Name: "lost",
-		Version: "1.0.0", Definition: json.RawMessage(`{}`), Now: now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	create := func() (*store.TaskCreateResult, error) {
-		return s.TaskCreate(ctx, &store.TaskCreateParams{TemplateID: tp.ID, Namespace: tp.Namespace, Name: tp.Name,
-			Version: tp.Version, Context: json.RawMessage(`{"n":1}`), Now: now,
-			Steps: []store.StepSpec{{Name: "a", Handler: "h", MaxAttempts: 1, Timeout: time.Minute}}})
-	}
 	if _, err := create(); err != nil {
 		t.Fatal(err)
 	}

@@ -2,12 +2,19 @@ package postgres_test
 
 import (
 	"bytes"
+	"context"
+	"encoding/json"
 	"io"
 	"net"
 	"net/url"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
+
+	"github.com/tasker-go/tasker/internal/store"
+	"github.com/tasker-go/tasker/internal/store/postgres"
+	"github.com/tasker-go/tasker/internal/store/postgres/pgtest"
 )
 
 // commitComplete is the server's CommandComplete message of a COMMIT.
@@ -109,5 +116,32 @@ func (p *lossyProxy) answer(client, server net.Conn) {
 		if err != nil {
 			return
 		}
+	}
+}
+
+// proxiedStore opens a store on a fresh schema through a lossyProxy,
+// registers a template, and returns them with a function that creates a
+// task of one step of it, with this context.
+func proxiedStore(t *testing.T, taskContext string) (*lossyProxy, *postgres.Store, func() (*store.TaskCreateResult, error)) {
+	t.Helper()
+	ctx := context.Background()
+	direct := pgtest.URL(t)
+	schema := pgtest.Schema(t, direct)
+	proxy, proxied := startLossyProxy(t, direct)
+	s, err := postgres.Open(ctx, proxied, postgres.Options{Schema: schema, MaxConns: 4})
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	tp, err := s.TemplateRegister(ctx, &store.TemplateRegisterParams{ID: "t", Namespace: "ns", Name: "proxied",
+		Version: "1.0.0", Definition: json.RawMessage(`{}`), Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return proxy, s, func() (*store.TaskCreateResult, error) {
+		return s.TaskCreate(ctx, &store.TaskCreateParams{TemplateID: tp.ID, Namespace: tp.Namespace, Name: tp.Name,
+			Version: tp.Version, Context: json.RawMessage(taskContext), Now: now,
+			Steps: []store.StepSpec{{Name: "a", Handler: "h", MaxAttempts: 1, Timeout: time.Minute}}})
 	}
 }
