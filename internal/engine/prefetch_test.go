@@ -116,8 +116,8 @@ func blockAndCount(t *testing.T, b *bundle, g *gate, n int) ([]string, int) {
 	// The dispatcher claims in rounds; give it several poll intervals to
 	// claim whatever it would claim.
 	last := -1
-	for stable := 0; stable < 5; {
-		time.Sleep(40 * time.Millisecond)
+	for stable := 0; stable < 8; {
+		time.Sleep(50 * time.Millisecond)
 		if h := held(t, b, ids); h == last {
 			stable++
 		} else {
