@@ -102,7 +102,7 @@ func TestHotQueriesUseTheirIndexes(t *testing.T) {
 			[]*time.Time{&now}, []bool{true}, []int64{7}, []int32{1}, []bool{true}, []*string{nil}, []bool{false}, []*string{nil},
 			[]*string{nil}, []int32{0}}, "steps_pkey", true},
 		{"completion", completeSQL, []any{now, []string{stepID}, []string{"complete"}, []*time.Time{nil}, []*time.Time{&now}, []int64{7},
-			[]int32{1}, []*string{nil}, []bool{false}, []*string{nil}, []*string{nil}}, "step_edges_pkey", true},
+			[]int32{1}, []*string{nil}, []bool{false}, []*string{nil}, []*string{nil}, "in_progress"}, "step_edges_pkey", true},
 		{"claim's tasks", claimSQL, []any{now, []string{"h"}, nil, nil, nil, 10, "w", int64(1), now}, "tasks_pkey", true},
 		{"claim's dependencies", claimSQL, []any{now, []string{"h"}, nil, nil, nil, 10, "w", int64(1), now}, "step_edges_child", true},
 		{"leftover tasks", leftoverTasksSQL, []any{1000}, "tasks_state_created", false},
@@ -159,5 +159,99 @@ func TestHotQueriesUseTheirIndexes(t *testing.T) {
 		if tc.name == "claim" && strings.Contains(plan, "Sort") {
 			t.Errorf("%s sorts instead of reading %s in order:\n%s", tc.name, tc.index, plan)
 		}
+	}
+}
+
+// A completion finds each outcome's step by its primary key, even when a
+// burst of work has outrun the table's statistics and many steps run: a
+// plan that read the running steps (steps_leased) and compared each with
+// every outcome was quadratic in the batch.
+func TestCompletionFindsItsStepsByKey(t *testing.T) {
+	t.Parallel()
+	url := pgtest.URL(t)
+	ctx := context.Background()
+	s, err := Open(ctx, url, Options{Schema: pgtest.Schema(t, url)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.TemplateRegister(ctx, &store.TemplateRegisterParams{ID: "t", Namespace: "n", Name: "x", Version: "1.0.0",
+		Definition: json.RawMessage(`{}`), Now: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	// One task of 300 independent steps, all claimed: 300 running steps,
+	// in a table analyzed (autovacuum permitting) while it was nearly empty.
+	specs := make([]store.StepSpec, 300)
+	for i := range specs {
+		specs[i] = store.StepSpec{Name: fmt.Sprint("s", i), Handler: "h", MaxAttempts: 3, Timeout: time.Minute}
+	}
+	if _, err := s.pool.Exec(ctx, "ANALYZE steps"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.TaskCreate(ctx, &store.TaskCreateParams{TemplateID: "t", Namespace: "n", Name: "x", Version: "1.0.0",
+		Context: json.RawMessage(`{}`), Steps: specs, Now: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	claimed, err := s.StepClaim(ctx, &store.StepClaimParams{Worker: "w", LeaseToken: 1, Limit: 300, Now: time.Now(), LeaseTTL: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// EXECUTE's arguments, written out: every claimed step completes.
+	n := len(claimed.Steps)
+	ids, tokens, attempts := make([]string, n), make([]string, n), make([]string, n)
+	for i, cs := range claimed.Steps {
+		ids[i], tokens[i], attempts[i] = "'"+cs.Step.ID+"'", fmt.Sprint(cs.Step.LeaseToken), fmt.Sprint(cs.Step.Attempts)
+	}
+	args := fmt.Sprintf(`now(), ARRAY[%s], array_fill('complete'::text, ARRAY[%[2]d]), array_fill(NULL::timestamptz, ARRAY[%[2]d]),
+		array_fill(now(), ARRAY[%[2]d]), ARRAY[%s]::bigint[], ARRAY[%s]::int[], array_fill(NULL::text, ARRAY[%[2]d]),
+		array_fill(false, ARRAY[%[2]d]), array_fill(NULL::text, ARRAY[%[2]d]), array_fill(NULL::text, ARRAY[%[2]d]), 'in_progress'`,
+		strings.Join(ids, ","), n, strings.Join(tokens, ","), strings.Join(attempts, ","))
+	prepared := 0
+	explain := func(sql, args string) string {
+		prepared++
+		name := fmt.Sprint("completion_", prepared)
+		tx, err := s.pool.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = tx.Rollback(ctx) }()
+		if _, err := tx.Exec(ctx, indexPlansSQL); err != nil {
+			t.Fatal(err)
+		}
+		// A prepared statement, as the store runs it, so that the plan is
+		// the generic one (EXPLAIN of the statement itself would plan it
+		// with the parameters' values).
+		if _, err := tx.Exec(ctx, `PREPARE `+name+`(timestamptz, text[], text[], timestamptz[], timestamptz[], bigint[], int[],
+			text[], bool[], text[], text[], text) AS `+sql); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _, _ = tx.Exec(ctx, "DEALLOCATE "+name) }()
+		rows, err := tx.Query(ctx, "EXPLAIN (ANALYZE, COSTS OFF) EXECUTE "+name+"("+args+")")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		var plan string
+		for rows.Next() {
+			var line string
+			if err := rows.Scan(&line); err != nil {
+				t.Fatal(err)
+			}
+			plan += line + "\n"
+		}
+		if err := rows.Err(); err != nil {
+			t.Fatal(err)
+		}
+		return plan
+	}
+	plan := explain(completeSQL, args)
+	if strings.Contains(plan, "steps_leased") || !strings.Contains(plan, "steps_pkey") {
+		t.Errorf("the completion of %d running steps does not find them by key:\n%s", n, plan)
+	}
+	// The statement with the state written as a literal, as it was, still
+	// gets the quadratic plan here: the test sees what it guards against.
+	literal := strings.Replace(completeSQL, "s.state = $12", "s.state = 'in_progress' AND $12::text IS NOT NULL", 1)
+	if plan := explain(literal, args); !strings.Contains(plan, "steps_leased") {
+		t.Logf("with a literal state the plan would not read steps_leased either; the setup no longer reproduces the problem:\n%s", plan)
 	}
 }

@@ -414,6 +414,15 @@ func (s *Store) StepCompleteMany(ctx context.Context, p *store.StepCompleteManyP
 // releases the children of the steps it completed, in one statement: it
 // returns the steps it changed ('d', with their outcome's ordinal) and the
 // children it released ('r').
+//
+// The guard's state, in_progress, is a parameter ($12), not a literal: a
+// literal matches the predicate of the steps_leased index, and with the
+// statistics of a table that a burst of new work has outrun (one running
+// step, say) the planner then reads every running step and compares each
+// with every outcome (a nested loop over steps_leased and the outcomes):
+// quadratic in the batch, 43 ms for 256 outcomes among 265 running steps,
+// and slower batches made larger ones. With a parameter the index cannot
+// serve the query, and each outcome finds its step by primary key.
 const completeSQL = `WITH u AS (
 		SELECT * FROM unnest($2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[], $6::bigint[], $7::int[],
 			$8::text[], $9::bool[], $10::text[], $11::text[])
@@ -425,7 +434,7 @@ const completeSQL = `WITH u AS (
 			last_error = CASE WHEN u.set_error THEN u.err ELSE s.last_error END,
 			error_class = CASE WHEN u.set_error THEN u.err_class ELSE s.error_class END
 		FROM u
-		WHERE s.id = u.id AND s.state = 'in_progress' AND s.lease_token = u.token AND s.attempts = u.attempt
+		WHERE s.id = u.id AND s.state = $12 AND s.lease_token = u.token AND s.attempts = u.attempt
 		RETURNING u.ord, s.id, s.task_id, s.name, s.seq, s.retry_limit, s.state
 	), rel AS (
 		UPDATE steps c SET deps_remaining = c.deps_remaining - r.n,
@@ -516,7 +525,7 @@ func (c *change) complete(ctx context.Context, tx pgx.Tx, p *store.StepCompleteM
 	c.planForIndexes(b)
 	c.queueLockTasks(b, ids)
 	b.Queue(completeSQL, c.now, ids, tos, runAts, finished, tokens, attempts, results, setErr, nullStrings(errs),
-		nullStrings(classes)).Query(func(rows pgx.Rows) error {
+		nullStrings(classes), string(lifecycle.StepInProgress)).Query(func(rows pgx.Rows) error {
 		for rows.Next() {
 			var (
 				kind, id, task, name, state     string
