@@ -18,14 +18,7 @@ import (
 func TestCommitOrderAnnouncesInCursorOrder(t *testing.T) {
 	var o commitOrder
 	var got []int64
-	hook := func() func(*store.ChangeResult) {
-		return func(r *store.ChangeResult) { got = append(got, r.Events[0].Cursor) }
-	}
-	committed := func(cursor int64) *change {
-		c := newChange(time.Now())
-		c.events = []*store.Event{{Cursor: cursor}, {Cursor: cursor + 1}}
-		return c
-	}
+	hook := recordingHook(&got)
 	announced := func(tk *commitTicket) bool {
 		select {
 		case <-tk.announced:
@@ -164,11 +157,6 @@ func TestCommitOrderSurvivesAPanickingHook(t *testing.T) {
 			got = append(got, r.Events[0].Cursor)
 		}
 	}
-	committed := func(cursor int64) *change {
-		c := newChange(time.Now())
-		c.events = []*store.Event{{Cursor: cursor}}
-		return c
-	}
 	a, b := o.begin(), o.begin()
 	o.end(b, committed(2), hook) // waits for a
 	func() {
@@ -197,14 +185,7 @@ func TestCommitOrderSurvivesAPanickingHook(t *testing.T) {
 func TestCommitOrderWaitPending(t *testing.T) {
 	var o commitOrder
 	var got []int64
-	hook := func() func(*store.ChangeResult) {
-		return func(r *store.ChangeResult) { got = append(got, r.Events[0].Cursor) }
-	}
-	committed := func(cursor int64) *change {
-		c := newChange(time.Now())
-		c.events = []*store.Event{{Cursor: cursor}}
-		return c
-	}
+	hook := recordingHook(&got)
 	o.waitPending(context.Background()) // nothing pending: returns at once
 
 	// b returned first and waits for a, still in flight.
@@ -243,4 +224,20 @@ func TestCommitOrderWaitPending(t *testing.T) {
 	if !slices.Equal(got, []int64{3, 5, 9}) {
 		t.Fatalf("announced %v, want [3 5 9]", got)
 	}
+}
+
+// recordingHook returns a commit hook that appends the first cursor of
+// every change it announces to got.
+func recordingHook(got *[]int64) func() func(*store.ChangeResult) {
+	return func() func(*store.ChangeResult) {
+		return func(r *store.ChangeResult) { *got = append(*got, r.Events[0].Cursor) }
+	}
+}
+
+// committed is a committed change whose log entries have cursors cursor
+// and cursor+1.
+func committed(cursor int64) *change {
+	c := newChange(time.Now())
+	c.events = []*store.Event{{Cursor: cursor}, {Cursor: cursor + 1}}
+	return c
 }

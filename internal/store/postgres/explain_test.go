@@ -9,24 +9,14 @@ import (
 	"time"
 
 	"github.com/tasker-go/tasker/internal/store"
-	"github.com/tasker-go/tasker/internal/store/postgres/pgtest"
 )
 
 // The hot queries use the indexes designed for them. With enough rows and
 // fresh statistics, each plan must name its index.
 func TestHotQueriesUseTheirIndexes(t *testing.T) {
 	t.Parallel()
-	url := pgtest.URL(t)
 	ctx := context.Background()
-	s, err := Open(ctx, url, Options{Schema: pgtest.Schema(t, url)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	if _, err := s.TemplateRegister(ctx, &store.TemplateRegisterParams{ID: "t", Namespace: "n", Name: "x", Version: "1.0.0",
-		Definition: json.RawMessage(`{}`), Now: time.Now()}); err != nil {
-		t.Fatal(err)
-	}
+	s := openWithTemplate(t)
 	// 40 chains of 100 steps: 4,000 steps, 40 of them ready.
 	specs := make([]store.StepSpec, 100)
 	for i := range specs {
@@ -168,17 +158,8 @@ func TestHotQueriesUseTheirIndexes(t *testing.T) {
 // every outcome was quadratic in the batch.
 func TestCompletionFindsItsStepsByKey(t *testing.T) {
 	t.Parallel()
-	url := pgtest.URL(t)
 	ctx := context.Background()
-	s, err := Open(ctx, url, Options{Schema: pgtest.Schema(t, url)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	if _, err := s.TemplateRegister(ctx, &store.TemplateRegisterParams{ID: "t", Namespace: "n", Name: "x", Version: "1.0.0",
-		Definition: json.RawMessage(`{}`), Now: time.Now()}); err != nil {
-		t.Fatal(err)
-	}
+	s := openWithTemplate(t)
 	// One task of 300 independent steps, all claimed: 300 running steps,
 	// in a table analyzed (autovacuum permitting) while it was nearly empty.
 	specs := make([]store.StepSpec, 300)

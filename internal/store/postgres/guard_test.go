@@ -10,7 +10,6 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/tasker-go/tasker/internal/store"
-	"github.com/tasker-go/tasker/internal/store/postgres/pgtest"
 )
 
 // A guarded write that does not change the rows it expects aborts its
@@ -18,17 +17,8 @@ import (
 // writes before it are rolled back and the caller gets a conflict.
 func TestGuardedWriteAbortsCommitInSameBatch(t *testing.T) {
 	t.Parallel()
-	url := pgtest.URL(t)
 	ctx := context.Background()
-	s, err := Open(ctx, url, Options{Schema: pgtest.Schema(t, url)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	if _, err := s.TemplateRegister(ctx, &store.TemplateRegisterParams{ID: "t", Namespace: "n", Name: "x", Version: "1.0.0",
-		Definition: json.RawMessage(`{}`), Now: time.Now()}); err != nil {
-		t.Fatal(err)
-	}
+	s := openWithTemplate(t)
 	res, err := s.TaskCreate(ctx, &store.TaskCreateParams{TemplateID: "t", Namespace: "n", Name: "x", Version: "1.0.0",
 		Context: json.RawMessage(`{}`), Steps: []store.StepSpec{{Name: "a", Handler: "h", MaxAttempts: 1, Timeout: time.Second}},
 		Now: time.Now()})
