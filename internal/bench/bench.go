@@ -106,12 +106,7 @@ func (c Config) withDefaults() Config {
 	if c.Concurrency == 0 {
 		c.Concurrency = DefaultConcurrency
 	}
-	switch {
-	case c.Prefetch == 0:
-		c.Prefetch = c.Concurrency
-	case c.Prefetch < 0:
-		c.Prefetch = 0
-	}
+	c.Prefetch = c.PrefetchUsed()
 	if c.Inserters == 0 {
 		c.Inserters = DefaultInserters
 	}
@@ -338,4 +333,19 @@ func clientPrefetch(n int) int {
 		return -1
 	}
 	return n
+}
+
+// PrefetchUsed is the number of steps a configuration prefetches, its
+// defaults applied: Prefetch, Concurrency for 0, none for a negative one.
+func (c Config) PrefetchUsed() int {
+	switch {
+	case c.Prefetch == 0:
+		if c.Concurrency == 0 {
+			return DefaultConcurrency
+		}
+		return c.Concurrency
+	case c.Prefetch < 0:
+		return 0
+	}
+	return c.Prefetch
 }

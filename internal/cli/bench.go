@@ -276,8 +276,8 @@ func runBench(cmd *cobra.Command, e *env, f benchFlags, cfg bench.Config,
 	if cfg.ContextBytes > 0 {
 		padded = fmt.Sprintf(", contexts padded with %d bytes", cfg.ContextBytes)
 	}
-	fmt.Fprintf(e.stderr, "tasker: bench %s on %s (synchronous %s, concurrency %d, prefetch %s%s)\n", cmd.Name(), where, cfg.Synchronous,
-		cfg.Concurrency, prefetchText(cfg), padded)
+	fmt.Fprintf(e.stderr, "tasker: bench %s on %s (synchronous %s, concurrency %d, prefetch %d%s)\n", cmd.Name(), where, cfg.Synchronous,
+		cfg.Concurrency, cfg.PrefetchUsed(), padded)
 	res, err := scenario(ctx, cfg)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -297,15 +297,4 @@ func runBench(cmd *cobra.Command, e *env, f benchFlags, cfg bench.Config,
 		return exitWith(ExitUsage, err)
 	}
 	return nil
-}
-
-// prefetchText describes the prefetch a bench runs with.
-func prefetchText(cfg bench.Config) string {
-	switch {
-	case cfg.Prefetch == 0:
-		return fmt.Sprint(cfg.Concurrency)
-	case cfg.Prefetch < 0:
-		return "0"
-	}
-	return fmt.Sprint(cfg.Prefetch)
 }

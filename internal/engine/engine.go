@@ -249,7 +249,7 @@ type Engine struct {
 	reserved     int                   // slots reserved for a claim made with completions, guarded by mu
 	stopping     bool                  // Stop has begun: no claims with completions, guarded by mu
 	live         bool                  // started and not stopping: creations may claim, guarded by mu
-	inflight     map[*attempt]struct{} // running attempts, guarded by mu
+	inflight     map[*attempt]struct{} // claimed attempts, running or waiting for a slot, guarded by mu
 
 	closeOnce sync.Once
 	started   atomic.Bool
