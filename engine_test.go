@@ -302,7 +302,8 @@ func TestParallelStepsAndConcurrencyLimits(t *testing.T) {
 func TestCreationClaimsFirstSteps(t *testing.T) {
 	t.Parallel()
 	forEachBackend(t, func(t *testing.T, backend string) {
-		b := setup(t, bundleOpts{backend: backend, concurrency: 2, pollInterval: time.Hour})
+		// Without prefetching, so that the free slots are the concurrency's.
+		b := setup(t, bundleOpts{backend: backend, concurrency: 2, prefetch: -1, pollInterval: time.Hour})
 		tmpl := b.register(shapeTemplate("creation_claims", `
   - {name: a, handler: work, timeout: 10s, config: {sleep: 500ms}}
   - {name: b, handler: work, timeout: 10s, config: {sleep: 500ms}}
@@ -322,6 +323,10 @@ func TestCreationClaimsFirstSteps(t *testing.T) {
 			}
 			t.Fatalf("task created before Start = %s", task.State)
 		}
+		// The completion that finished the first task gives its claim's
+		// reservation back just after its commit, which the wait above may
+		// see first.
+		time.Sleep(100 * time.Millisecond)
 		before := b.client.Stats()
 		task := b.create(tmpl, `{}`)
 		// Two free slots: a and b were claimed by the creation (c, over

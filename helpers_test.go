@@ -41,6 +41,7 @@ type bundleOpts struct {
 	// backend is "sqlite" (the default) or "postgres".
 	backend      string
 	concurrency  int
+	prefetch     int // tasker.Config.Prefetch
 	pollInterval time.Duration
 	handlers     map[string]tasker.Handler
 }
@@ -66,6 +67,7 @@ func setup(t *testing.T, o bundleOpts) *testBundle {
 		MaxConns:          6,
 		Handlers:          handlers,
 		Concurrency:       o.concurrency,
+		Prefetch:          o.prefetch,
 		PollInterval:      o.pollInterval,
 		SweepInterval:     time.Second,
 		SQLiteSynchronous: "NORMAL",
