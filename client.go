@@ -59,12 +59,14 @@ type Config struct {
 	Environment string
 	// Concurrency bounds the handlers running at once. Default 16.
 	Concurrency int
-	// Prefetch is how many claimed steps may wait for a handler slot beyond
-	// Concurrency, while the handlers are short (a recent mean under 100
-	// ms), so that a slot a handler frees starts its next step without
-	// waiting for a claim. The steps waiting hold their leases (renewed
-	// like running ones); Stop releases them. Default Concurrency;
-	// negative: none.
+	// Prefetch is the most claimed steps that may wait for a handler slot
+	// beyond Concurrency, while the handlers are short (a recent mean
+	// under 100 ms), so that a slot a handler frees starts its next step
+	// without waiting for a claim. Within it the engine prefetches as many
+	// steps as its handlers get through in the time of a claim, so that a
+	// step waits no longer, on average, than another worker would take to
+	// claim it. The steps waiting hold their leases (renewed like running
+	// ones); Stop releases them. Default twice Concurrency; negative: none.
 	Prefetch int
 	// PollInterval is the fallback interval of the dispatcher. Default 1s.
 	PollInterval time.Duration

@@ -74,7 +74,7 @@ func main() {
 	db := flag.String("db", os.Getenv("TASKER_TEST_POSTGRES_URL"), "PostgreSQL URL (default $TASKER_TEST_POSTGRES_URL)")
 	n := flag.Int("n", 10000, "jobs, one-step tasks, and steps of diamond tasks")
 	workers := flag.Int("workers", 16, "workers (River MaxWorkers, Tasker concurrency)")
-	prefetch := flag.Int("prefetch", -1, "Tasker's prefetch: claimed steps that may wait for one of the workers (-1: Tasker's default, as many as -workers; 0: none)")
+	prefetch := flag.Int("prefetch", -1, "Tasker's prefetch: the most claimed steps that may wait for one of the workers (-1: Tasker's default, twice -workers; 0: none)")
 	rounds := flag.Int("rounds", 2, "rounds; the order of the systems alternates")
 	jsonOut := flag.Bool("json", false, "print a JSON report")
 	model := flag.Bool("model", false, "also run the one-row model (model.go): a one-step task as one row, with the log entries of Tasker's work phase")
@@ -88,7 +88,7 @@ func main() {
 		os.Exit(2)
 	}
 	if *prefetch == -1 {
-		*prefetch = *workers
+		*prefetch = 2 * *workers // tasker.Config's default
 	}
 	ctx := context.Background()
 	var figs []Figure

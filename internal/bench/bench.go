@@ -28,6 +28,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/tasker-go/tasker"
+	"github.com/tasker-go/tasker/internal/engine"
 )
 
 // Defaults of Config.
@@ -335,15 +336,15 @@ func clientPrefetch(n int) int {
 	return n
 }
 
-// PrefetchUsed is the number of steps a configuration prefetches, its
-// defaults applied: Prefetch, Concurrency for 0, none for a negative one.
+// PrefetchUsed is the most steps a configuration prefetches, its defaults
+// applied: Prefetch, the engine's default for 0, none for a negative one.
 func (c Config) PrefetchUsed() int {
 	switch {
 	case c.Prefetch == 0:
 		if c.Concurrency == 0 {
-			return DefaultConcurrency
+			return engine.DefaultPrefetch(DefaultConcurrency)
 		}
-		return c.Concurrency
+		return engine.DefaultPrefetch(c.Concurrency)
 	case c.Prefetch < 0:
 		return 0
 	}

@@ -250,7 +250,11 @@ func (e *Engine) endClaim(p *store.StepClaimParams, claimed []*store.ClaimedStep
 func (e *Engine) claim(ctx context.Context, p *store.StepClaimParams) int {
 	e.claimParams(p)
 	e.stats.claimCalls.Add(1)
+	began := e.clock.Now()
 	res, err := e.store.StepClaim(ctx, p)
+	if d := e.clock.Now().Sub(began); d > 0 {
+		foldMean(&e.claimTime, d)
+	}
 	if err != nil {
 		if ctx.Err() == nil {
 			e.log.WarnContext(ctx, "engine: claim failed; will retry", slog.Any("error", err))

@@ -40,13 +40,17 @@ type Config struct {
 	Handlers map[string]handler.Handler
 	// Concurrency bounds the handlers running at once in this process. Default 16.
 	Concurrency int
-	// Prefetch is how many claimed steps may wait in this process for a
-	// handler slot, beyond Concurrency, so that a slot a handler frees
-	// starts its next step at once instead of after a claim's round trip.
-	// The engine prefetches only while its handlers are short (their
-	// recent mean under PrefetchBelow): a long handler gains nothing from
-	// it, and a step waiting behind one would be held from other workers.
-	// Default Concurrency; negative: none.
+	// Prefetch is the most claimed steps that may wait in this process
+	// for a handler slot, beyond Concurrency, so that a slot a handler
+	// frees starts its next step at once instead of after a claim's round
+	// trip. The engine prefetches only while its handlers are short (their
+	// recent mean under PrefetchBelow), and only as many steps as its
+	// handlers get through in one claim's time (Concurrency × the mean
+	// claim time ÷ the mean handler time): a prefetched step waits, on
+	// average, no longer than another worker would take to claim it. A long
+	// handler gains nothing from prefetching, and a step waiting behind one
+	// would be held from other workers. Default twice Concurrency;
+	// negative: none.
 	Prefetch int
 	// PrefetchBelow is the mean handler duration under which the engine
 	// prefetches. Default 100ms.
@@ -95,6 +99,10 @@ type Config struct {
 	Rand func() float64
 }
 
+// DefaultPrefetch is Config.Prefetch when it is not set: twice the
+// concurrency.
+func DefaultPrefetch(concurrency int) int { return 2 * concurrency }
+
 func (c Config) withDefaults() Config {
 	if c.WorkerID == "" {
 		c.WorkerID = NewWorkerID()
@@ -107,7 +115,7 @@ func (c Config) withDefaults() Config {
 	}
 	switch {
 	case c.Prefetch == 0:
-		c.Prefetch = c.Concurrency
+		c.Prefetch = DefaultPrefetch(c.Concurrency)
 	case c.Prefetch < 0:
 		c.Prefetch = 0
 	}
@@ -235,6 +243,10 @@ type Engine struct {
 	// handlerTime is a moving mean of recent handlers' durations in
 	// nanoseconds, 0 before the first one ends; prefetching waits for it.
 	handlerTime atomic.Int64
+	// claimTime is a moving mean of the dispatcher's claims' durations in
+	// nanoseconds, 0 before the first one; it bounds how many steps are
+	// prefetched (capacity).
+	claimTime atomic.Int64
 
 	mu          sync.Mutex
 	running     int            // handlers running, guarded by mu

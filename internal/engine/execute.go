@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tasker-go/tasker/internal/event"
@@ -182,18 +183,7 @@ func (e *Engine) freeSlot(a *attempt) {
 	e.mu.Unlock()
 	<-e.runSlots
 	if a.ran > 0 {
-		// A moving mean over about the last 16 handlers.
-		d := int64(a.ran)
-		for {
-			old := e.handlerTime.Load()
-			mean := d
-			if old > 0 {
-				mean = old + (d-old)/16
-			}
-			if e.handlerTime.CompareAndSwap(old, max(mean, 1)) {
-				break
-			}
-		}
+		foldMean(&e.handlerTime, a.ran)
 	}
 	e.mu.Lock()
 	grew := e.capacity() > before
@@ -203,13 +193,37 @@ func (e *Engine) freeSlot(a *attempt) {
 	}
 }
 
+// foldMean folds d into the moving mean m of about the last 16 values.
+func foldMean(m *atomic.Int64, d time.Duration) {
+	for {
+		old := m.Load()
+		mean := int64(d)
+		if old > 0 {
+			mean = old + (int64(d)-old)/16
+		}
+		if m.CompareAndSwap(old, max(mean, 1)) {
+			return
+		}
+	}
+}
+
 // capacity is how many steps this process may hold (running or waiting
-// for a handler slot): Concurrency, plus Prefetch while recent handlers
-// were short and none running now has run for PrefetchBelow already.
-// The caller holds e.mu.
+// for a handler slot): Concurrency, plus what it prefetches while recent
+// handlers were short and none running now has run for PrefetchBelow
+// already. It prefetches as many steps as its handlers get through, on
+// their recent mean, in the time of a claim (up to Prefetch): more would
+// wait longer than another worker takes to claim them. The caller holds
+// e.mu.
 func (e *Engine) capacity() int {
 	t := e.handlerTime.Load()
 	if e.cfg.Prefetch <= 0 || t <= 0 || time.Duration(t) >= e.cfg.PrefetchBelow {
+		return e.cfg.Concurrency
+	}
+	depth := e.cfg.Prefetch
+	if c := e.claimTime.Load(); c > 0 {
+		depth = int(min(int64(depth), int64(e.cfg.Concurrency)*c/t))
+	}
+	if depth <= 0 {
 		return e.cfg.Concurrency
 	}
 	if e.running > 0 {
@@ -220,7 +234,7 @@ func (e *Engine) capacity() int {
 			}
 		}
 	}
-	return e.cfg.Concurrency + e.cfg.Prefetch
+	return e.cfg.Concurrency + depth
 }
 
 // freedSlotWakes reports whether the slot a finished attempt frees wakes

@@ -19,6 +19,8 @@ import (
 // every run until it is opened (or the run's context ends), counting the
 // runs and the most running at once.
 type gate struct {
+	// delay is how long every run takes before it looks at the gate.
+	delay   time.Duration
 	mu      sync.Mutex
 	shut    chan struct{} // nil: open
 	running atomic.Int64
@@ -44,6 +46,9 @@ func (g *gate) handler() handler.Handler {
 	return handler.Func(func(ctx context.Context, in *handler.Input) (any, error) {
 		g.started.Store(in.StepID, true)
 		g.runs.Add(1)
+		if g.delay > 0 {
+			time.Sleep(g.delay)
+		}
 		n := g.running.Add(1)
 		defer g.running.Add(-1)
 		for {
@@ -175,6 +180,25 @@ func TestNoPrefetch(t *testing.T) {
 				b.waitTask(t, id, lifecycle.TaskComplete)
 			}
 		})
+	}
+}
+
+// The engine prefetches only as many steps as its handlers get through in
+// the time of a claim: with handlers of 80 ms and claims of a few
+// milliseconds (SQLite), two slots get through none in a claim's time, so
+// none is prefetched, though Prefetch allows 3 and the handlers are under
+// PrefetchBelow.
+func TestPrefetchDepthFollowsHandlerTime(t *testing.T) {
+	g := &gate{delay: 80 * time.Millisecond}
+	b := setup(t, engine.Config{Concurrency: 2, Prefetch: 3, PrefetchBelow: 10 * time.Second, PollInterval: 20 * time.Millisecond,
+		Handlers: map[string]handler.Handler{"gate": g.handler()}}, gateTemplate)
+	ids, got := blockAndCount(t, b, g, 6)
+	if got != 2 {
+		t.Errorf("claimed steps = %d, want 2 (the concurrency: a claim takes far less than the handlers)", got)
+	}
+	g.open()
+	for _, id := range ids {
+		b.waitTask(t, id, lifecycle.TaskComplete)
 	}
 }
 
