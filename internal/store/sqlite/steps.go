@@ -349,7 +349,7 @@ func loadStepsOrdered(ctx context.Context, q queryer, whereAndOrder string, args
 func claimIn(ctx context.Context, tx *sql.Tx, c *change, p *store.StepClaimParams) ([]*store.ClaimedStep, error) {
 	now := c.now
 	q, args := claimFilter(now, p.Handlers, p.TemplateIDs, p.ExcludeTemplateIDs, p.TaskIDs, p.Limit)
-	steps, contexts, err := loadClaimable(ctx, tx, q, args...)
+	steps, contexts, tasks, err := loadClaimable(ctx, tx, q, args...)
 	if err != nil || len(steps) == 0 {
 		return nil, err
 	}
@@ -369,18 +369,13 @@ func claimIn(ctx context.Context, tx *sql.Tx, c *change, p *store.StepClaimParam
 	if n, _ := r.RowsAffected(); int(n) != len(ids) {
 		return nil, fmt.Errorf("claim: %d of %d steps changed state concurrently: %w", len(ids)-int(n), len(ids), store.ErrConflict)
 	}
-	taskIDs := make([]string, len(steps))
-	for i, st := range steps {
-		taskIDs[i] = st.TaskID
-	}
-	if err := c.preloadTasks(ctx, tx, taskIDs); err != nil {
-		return nil, err
-	}
 	var out []*store.ClaimedStep
 	for _, st := range steps {
-		t, err := c.task(ctx, tx, st.TaskID)
-		if err != nil {
-			return nil, err
+		// A claim changes no task: the identity its events carry is read
+		// with the steps, unless the change holds the task already.
+		t := c.tasks[st.TaskID]
+		if t == nil {
+			t = tasks[st.TaskID]
 		}
 		from := st.State
 		st.State = lifecycle.StepInProgress
@@ -405,7 +400,7 @@ func claimIn(ctx context.Context, tx *sql.Tx, c *change, p *store.StepClaimParam
 	// Steps of one-step tasks have no parents to read results from.
 	var withParents []string
 	for _, st := range steps {
-		if c.tasks[st.TaskID].StepsTotal > 1 {
+		if tasks[st.TaskID].StepsTotal > 1 {
 			withParents = append(withParents, st.ID)
 		}
 	}
@@ -424,35 +419,47 @@ func claimIn(ctx context.Context, tx *sql.Tx, c *change, p *store.StepClaimParam
 
 // loadClaimable reads the steps a claim takes, in claim order, with their
 // tasks' contexts (a claim hands its steps their task's context; the tasks a
-// write reads leave it out, writeTaskColumns).
-func loadClaimable(ctx context.Context, tx *sql.Tx, whereAndOrder string, args ...any) ([]*stepRow, map[string]json.RawMessage, error) {
+// write reads leave it out, writeTaskColumns) and their tasks' identity and
+// step count (the only columns of a task a claim needs).
+func loadClaimable(ctx context.Context, tx *sql.Tx, whereAndOrder string, args ...any) ([]*stepRow, map[string]json.RawMessage, map[string]*taskRow, error) {
 	rows, err := tx.QueryContext(ctx, claimSelect(whereAndOrder), args...)
 	if err != nil {
-		return nil, nil, fmt.Errorf("load steps: %w", err)
+		return nil, nil, nil, fmt.Errorf("load steps: %w", err)
 	}
 	defer rows.Close()
 	var out []*stepRow
 	contexts := map[string]json.RawMessage{}
+	tasks := map[string]*taskRow{}
 	for rows.Next() {
-		var c sql.NullString
-		st, err := scanStep(withExtra{rows, []any{&c}})
+		var (
+			c                 sql.NullString
+			ns, name, version string
+			total             int
+		)
+		st, err := scanStep(withExtra{rows, []any{&c, &ns, &name, &version, &total}})
 		if err != nil {
-			return nil, nil, fmt.Errorf("load steps: %w", err)
+			return nil, nil, nil, fmt.Errorf("load steps: %w", err)
 		}
 		if !c.Valid {
-			return nil, nil, fmt.Errorf("context of task %s: %w", st.TaskID, store.ErrNotFound)
+			return nil, nil, nil, fmt.Errorf("context of task %s: %w", st.TaskID, store.ErrNotFound)
 		}
 		contexts[st.TaskID] = json.RawMessage(c.String)
+		if tasks[st.TaskID] == nil {
+			tasks[st.TaskID] = &taskRow{Task: store.Task{ID: st.TaskID, Namespace: ns, Name: name, Version: version, StepsTotal: total}}
+		}
 		out = append(out, st)
 	}
-	return out, contexts, rows.Err()
+	return out, contexts, tasks, rows.Err()
 }
 
 // claimSelect is the statement that reads the steps a claim takes: a step's
-// columns and its task's context.
+// columns, its task's context, and its task's namespace, name, version and
+// step count (joined under names of their own, so that the step's columns
+// in whereAndOrder stay unambiguous).
 func claimSelect(whereAndOrder string) string {
-	return "SELECT " + stepColumns + ", (SELECT context FROM task_contexts WHERE task_id = steps.task_id) FROM steps WHERE " +
-		whereAndOrder
+	return "SELECT " + stepColumns + ", (SELECT context FROM task_contexts WHERE task_id = steps.task_id), t.t_ns, t.t_name, t.t_version, t.t_total " +
+		"FROM steps JOIN (SELECT id AS t_id, namespace AS t_ns, name AS t_name, version AS t_version, steps_total AS t_total FROM tasks) t " +
+		"ON t.t_id = steps.task_id WHERE " + whereAndOrder
 }
 
 // withExtra scans a row's further columns after those of the wrapped scan.
