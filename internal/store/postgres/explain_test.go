@@ -93,6 +93,7 @@ func TestHotQueriesUseTheirIndexes(t *testing.T) {
 			[]*string{nil}, []int32{0}}, "steps_pkey", true},
 		{"completion", completeSQL, []any{now, []string{stepID}, []string{"complete"}, []*time.Time{nil}, []*time.Time{&now}, []int64{7},
 			[]int32{1}, []*string{nil}, []bool{false}, []*string{nil}, []*string{nil}, "in_progress"}, "step_edges_pkey", true},
+		{"claim's update (by the locked rows' ctid)", claimSQL, []any{now, []string{"h"}, nil, nil, nil, 10, "w", int64(1), now}, "Tid Scan on steps", true},
 		{"claim's tasks", claimSQL, []any{now, []string{"h"}, nil, nil, nil, 10, "w", int64(1), now}, "tasks_pkey", true},
 		{"claim's dependencies", claimSQL, []any{now, []string{"h"}, nil, nil, nil, 10, "w", int64(1), now}, "step_edges_child", true},
 		{"leftover tasks", leftoverTasksSQL, []any{1000}, "tasks_state_created", false},

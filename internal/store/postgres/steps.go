@@ -272,9 +272,12 @@ func (c *change) claimed(q *queuedClaim, p *store.StepClaimParams) ([]*store.Cla
 
 // claimSQL claims ready steps. The steps_claim index gives them in (run_at, idx)
 // order; SKIP LOCKED lets concurrent workers take disjoint batches without
-// waiting for each other.
+// waiting for each other. The update finds the rows it locked by their
+// ctid (a row locked FOR UPDATE stays where it is until the transaction
+// ends), not by a second lookup in the primary key; the parents' results
+// are read only for steps of tasks of more than one step.
 const claimSQL = `WITH ready AS (
-		SELECT id, state FROM steps
+		SELECT ctid AS rid, state FROM steps
 		WHERE run_at IS NOT NULL AND run_at <= $1
 		  AND ($2::text[] IS NULL OR handler = ANY($2))
 		  AND ($3::text[] IS NULL OR template_id = ANY($3))
@@ -288,13 +291,13 @@ const claimSQL = `WITH ready AS (
 		lease_owner = $7, lease_token = $8, lease_expires_at = $9, seq = s.seq + 1, updated_at = $1,
 		started_at = COALESCE(s.started_at, $1), finished_at = NULL
 	FROM ready, tasks t
-	WHERE s.id = ready.id AND t.id = s.task_id
+	WHERE s.ctid = ready.rid AND t.id = s.task_id
 	RETURNING ready.state, s.id, s.task_id, s.idx, s.name, s.template_id, s.handler, s.state, s.attempts, s.max_attempts,
 		s.retry_limit, s.timeout_us, s.deps_remaining, s.run_at, s.lease_owner, s.lease_token, s.lease_expires_at,
 		s.results::text, s.last_error, s.error_class, s.seq, s.created_at, s.updated_at, s.started_at, s.finished_at,
 		t.namespace, t.name, t.version, t.context::text,
-		(SELECT json_object_agg(p.name, p.results) FROM step_edges e JOIN steps p ON p.id = e.parent_id
-			WHERE e.child_id = s.id)::text`
+		CASE WHEN t.steps_total > 1 THEN (SELECT json_object_agg(p.name, p.results) FROM step_edges e JOIN steps p ON p.id = e.parent_id
+			WHERE e.child_id = s.id)::text END`
 
 // indexPlansSQL keeps the rest of a transaction on the hot path (claims,
 // completions) from planning with sequential or bitmap scans. Those
