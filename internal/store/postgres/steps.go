@@ -213,12 +213,14 @@ func (c *change) queueClaim(b *pgx.Batch, p *store.StepClaimParams) *queuedClaim
 	c.planForIndexes(b)
 	b.Queue(claimSQL, now, nilIfEmpty(p.Handlers), nilIfEmpty(p.TemplateIDs), nilIfEmpty(p.ExcludeTemplateIDs),
 		nilIfEmpty(p.TaskIDs), p.Limit, p.Worker, p.LeaseToken, expires).Query(func(rows pgx.Rows) error {
+		var (
+			from, ns, name, version, taskContext string
+			deps                                 *string
+		)
+		row := extraScan{row: rows, before: []any{&from}, after: []any{&ns, &name, &version, &taskContext, &deps}}
 		for rows.Next() {
-			var (
-				from, ns, name, version, taskContext string
-				deps                                 *string
-			)
-			st, err := scanStep(extraScan{row: rows, before: []any{&from}, after: []any{&ns, &name, &version, &taskContext, &deps}})
+			deps = nil
+			st, err := scanStep(row)
 			if err != nil {
 				return err
 			}
@@ -338,7 +340,8 @@ type extraScan struct {
 }
 
 func (p extraScan) Scan(dest ...any) error {
-	return p.row.Scan(append(append(append([]any{}, p.before...), dest...), p.after...)...)
+	all := make([]any, 0, len(p.before)+len(dest)+len(p.after))
+	return p.row.Scan(append(append(append(all, p.before...), dest...), p.after...)...)
 }
 
 func nilIfEmpty(s []string) []string {
