@@ -774,10 +774,13 @@ func (c *Client) Start(ctx context.Context, opts *StartOpts) error {
 }
 
 // startDeliverer runs webhook deliveries until the returned function is
-// called; committed events wake it.
+// called; committed events wake it. While the deliverer is idle (no active
+// webhook subscription) it ignores wake-ups, so its subscription asks the
+// engine for no event then (eventbus.SubscribeOpts.Interest).
 func (c *Client) startDeliverer() func() {
 	ctx, cancel := context.WithCancel(context.Background())
-	sub := c.Subscribe(&SubscribeOpts{Buffer: 256})
+	sub := &Subscription{sub: eventbus.Subscribe(c.bus, eventbus.SubscribeOpts[Event]{Buffer: 256,
+		Interest: func(string) bool { return !c.deliverer.Idle() }})}
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() {

@@ -102,6 +102,8 @@ func subscribe(bus *eventbus.Bus, opts *SubscribeOpts) *Subscription {
 			}
 			return MatchEventName(names, string(e.Name))
 		},
+		// The engine builds only the events some subscription names.
+		Interest: func(name string) bool { return MatchEventName(names, name) },
 	})
 	return &Subscription{sub: sub}
 }

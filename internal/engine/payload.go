@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/tasker-go/tasker/internal/event"
+	"github.com/tasker-go/tasker/internal/eventbus"
 	"github.com/tasker-go/tasker/internal/store"
 )
 
@@ -79,6 +80,10 @@ func (e *Engine) observation(a *attempt, name event.Name, dur time.Duration, err
 // before the finalizing task transition and "workflow.task_finalized" right
 // after it; "workflow.viable_steps_discovered" after the entries of the
 // change; observations last.
+//
+// An event that no subscription names (eventbus.SubscribeOpts.Interest) is
+// not built at all: with narrow subscriptions, or none, most log entries
+// need no event.
 func (e *Engine) publishChange(ctx context.Context, res *store.ChangeResult, observed []event.Event) {
 	if res == nil {
 		res = &store.ChangeResult{}
@@ -87,33 +92,48 @@ func (e *Engine) publishChange(ctx context.Context, res *store.ChangeResult, obs
 	for _, f := range res.Finalized {
 		finalized[f.TaskID] = f
 	}
-	subjects := map[string]*store.Event{}
+	wantReady := len(res.Ready) > 0 && e.wanted(event.WorkflowViableStepsDiscovered)
+	var subjects map[string]*store.Event
+	if wantReady {
+		subjects = map[string]*store.Event{}
+	}
 	for _, le := range res.Events {
-		subjects[le.TaskID] = le
+		if wantReady {
+			subjects[le.TaskID] = le
+		}
 		f, isFinal := finalized[le.TaskID]
 		isFinal = isFinal && le.StepID == "" && le.To == string(f.State)
-		if isFinal {
+		if isFinal && e.wanted(event.WorkflowNoViableSteps) {
 			e.publish(ctx, workflowEvent(le, event.WorkflowNoViableSteps, map[string]any{"steps_done": f.StepsDone, "steps_total": f.StepsTotal}))
 		}
-		e.publish(ctx, EventFromLog(le))
-		if isFinal {
+		if e.wanted(le.Name) {
+			e.publish(ctx, EventFromLog(le))
+		}
+		if isFinal && e.wanted(event.WorkflowTaskFinalized) {
 			ev := workflowEvent(le, event.WorkflowTaskFinalized, map[string]any{"steps_done": f.StepsDone, "steps_total": f.StepsTotal})
 			ev.ToState = string(f.State)
 			e.publish(ctx, ev)
 		}
 	}
-	for _, r := range res.Ready {
-		subj := subjects[r.TaskID]
-		if subj == nil {
-			continue
+	if wantReady {
+		for _, r := range res.Ready {
+			subj := subjects[r.TaskID]
+			if subj == nil {
+				continue
+			}
+			ev := workflowEvent(subj, event.WorkflowViableStepsDiscovered, map[string]any{"steps": r.Steps})
+			ev.OccurredAt = r.At.UTC()
+			e.publish(ctx, ev)
 		}
-		ev := workflowEvent(subj, event.WorkflowViableStepsDiscovered, map[string]any{"steps": r.Steps})
-		ev.OccurredAt = r.At.UTC()
-		e.publish(ctx, ev)
 	}
 	for _, ev := range observed {
 		e.publish(ctx, ev)
 	}
+}
+
+// wanted reports whether some subscription may want events of this name.
+func (e *Engine) wanted(name event.Name) bool {
+	return e.bus != nil && eventbus.Interested[event.Event](e.bus, string(name))
 }
 
 func workflowEvent(subject *store.Event, name event.Name, data map[string]any) event.Event {

@@ -352,6 +352,45 @@ func TestFilter(t *testing.T) {
 	}
 }
 
+func TestInterested(t *testing.T) {
+	t.Parallel()
+	tb := setup(t, eventbus.Config{})
+	if eventbus.Interested[string](tb.bus, "a") {
+		t.Error("Interested with no subscription = true, want false")
+	}
+	onlyA := eventbus.Subscribe(tb.bus, eventbus.SubscribeOpts[string]{Interest: func(k string) bool { return k == "a" }})
+	if !eventbus.Interested[string](tb.bus, "a") || eventbus.Interested[string](tb.bus, "b") {
+		t.Error("Interested does not follow the subscription's Interest")
+	}
+	if eventbus.Interested[int](tb.bus, "a") {
+		t.Error("Interested in another type's topic = true, want false")
+	}
+	// Interest does not filter: what is published is delivered.
+	eventbus.Publish(tb.bus, "b")
+	if diff := cmp.Diff([]string{"b"}, drain(onlyA)); diff != "" {
+		t.Errorf("delivered (-want +got):\n%s", diff)
+	}
+	all := eventbus.Subscribe(tb.bus, eventbus.SubscribeOpts[string]{})
+	if !eventbus.Interested[string](tb.bus, "b") {
+		t.Error("Interested with a subscription without Interest = false, want true")
+	}
+	all.Close()
+	onlyA.Close()
+	if eventbus.Interested[string](tb.bus, "a") {
+		t.Error("Interested after every subscription closed = true, want false")
+	}
+	panicky := eventbus.Subscribe(tb.bus, eventbus.SubscribeOpts[string]{Interest: func(string) bool { panic("interest boom") }})
+	if !eventbus.Interested[string](tb.bus, "x") {
+		t.Error("a panicking Interest does not count as interest")
+	}
+	if got := panicky.Panics(); got != 1 {
+		t.Errorf("Panics() = %d, want 1", got)
+	}
+	if log := tb.log.String(); !strings.Contains(log, "interest boom") {
+		t.Errorf("log does not mention the interest panic:\n%s", log)
+	}
+}
+
 func TestCallbackPanicIsContained(t *testing.T) {
 	t.Parallel()
 	tb := setup(t, eventbus.Config{})

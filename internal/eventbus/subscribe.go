@@ -61,6 +61,14 @@ type SubscribeOpts[T any] struct {
 	// counted in Panics, and the event is treated as rejected.
 	// Default: nil, every event is received.
 	Filter func(T) bool
+
+	// Interest, if non-nil, answers cheaply whether the subscription may
+	// want an event with a given key (what the key is, such as an event's
+	// name, is up to the publishers of T), so that a publisher can skip
+	// building events nobody wants: see Interested. It does not select
+	// what Publish delivers; Filter does. A panic in Interest counts as
+	// interest. Default: nil, interested in every key.
+	Interest func(key string) bool
 }
 
 // validate reports settings that can only be programming errors.
@@ -96,6 +104,40 @@ func Subscribe[T any](b *Bus, opts SubscribeOpts[T]) *Subscription[T] {
 	s.sub.init(b, opts)
 	s.sub.register(nil)
 	return s
+}
+
+// Interested reports whether an open subscription of type T on b may want
+// an event with the given key: one without SubscribeOpts.Interest, or whose
+// Interest accepts the key. With no subscription of T it reports false, at
+// the cost of a read-locked map lookup. A publisher that skips building an
+// event nobody is interested in behaves as if the event had been published
+// just before any subscription made concurrently with the check.
+func Interested[T any](b *Bus, key string) bool {
+	t := lookupTopic[T](b)
+	if t == nil {
+		return false
+	}
+	for _, s := range t.list() {
+		if s.wants(key) {
+			return true
+		}
+	}
+	return false
+}
+
+// wants reports the subscription's interest in key; a panic counts as
+// interest.
+func (s *subscriber[T]) wants(key string) (ok bool) {
+	if s.interest == nil {
+		return true
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			s.recovered("eventbus: subscription interest panicked", r)
+			ok = true
+		}
+	}()
+	return s.interest(key)
 }
 
 // Events returns the channel on which the subscription's events arrive, in
@@ -202,10 +244,11 @@ func (s *FuncSubscription[T]) call(v T) {
 // subscriber is the part shared by Subscription and FuncSubscription: the
 // bounded queue and the publisher side of delivery.
 type subscriber[T any] struct {
-	bus    *Bus
-	topic  *topic[T] // nil if the bus was closed at registration
-	policy Policy
-	filter func(T) bool
+	bus      *Bus
+	topic    *topic[T] // nil if the bus was closed at registration
+	policy   Policy
+	filter   func(T) bool
+	interest func(string) bool
 
 	queue   chan T        // the bounded queue; closed by close
 	closing chan struct{} // closed first by close, to wake a waiting publisher
@@ -237,6 +280,7 @@ func (s *subscriber[T]) init(b *Bus, opts SubscribeOpts[T]) {
 	s.bus = b
 	s.policy = opts.Policy
 	s.filter = opts.Filter
+	s.interest = opts.Interest
 	s.queue = make(chan T, size)
 	s.closing = make(chan struct{})
 	s.done = make(chan struct{})

@@ -29,6 +29,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -96,7 +97,7 @@ type Deliverer struct {
 	lastCleanup time.Time
 	// idle records that the last pass found no active subscription, so
 	// that wake-ups (every commit) cost nothing until the next timed pass.
-	idle bool
+	idle atomic.Bool
 }
 
 // fanoutBatch is how many events one fan-out step reads.
@@ -138,11 +139,14 @@ func New(cfg Config) *Deliverer {
 // Kick asks for a pass soon even while no subscription is active: a
 // subscription was added or a delivery queued again.
 func (d *Deliverer) Kick() {
-	d.mu.Lock()
-	d.idle = false
-	d.mu.Unlock()
+	d.idle.Store(false)
 	d.Wake()
 }
+
+// Idle reports whether the last pass found no active subscription: until
+// the next timed pass (or Kick), Wake does nothing, and a caller need not
+// look for reasons to call it.
+func (d *Deliverer) Idle() bool { return d.idle.Load() }
 
 // Wake asks for a pass soon: new events were committed.
 func (d *Deliverer) Wake() {
@@ -228,10 +232,7 @@ func (d *Deliverer) wait(ctx context.Context) (ok, fanout bool) {
 		case <-d.freed:
 			return true, false
 		case <-d.wake:
-			d.mu.Lock()
-			idle := d.idle
-			d.mu.Unlock()
-			if !idle {
+			if !d.idle.Load() {
 				return true, true
 			}
 		}
@@ -289,9 +290,7 @@ func (d *Deliverer) Fanout(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	d.mu.Lock()
-	d.idle = len(subs) == 0
-	d.mu.Unlock()
+	d.idle.Store(len(subs) == 0)
 	var errs []error
 	for _, s := range subs {
 		if err := d.fanoutOne(ctx, s); err != nil {
