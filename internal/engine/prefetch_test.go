@@ -158,16 +158,25 @@ func TestPrefetchHoldsStepsForFreedSlots(t *testing.T) {
 	}
 }
 
-// Without prefetching (turned off, or handlers longer than PrefetchBelow)
-// the engine claims only for free handler slots.
+// Without prefetching (turned off, handlers longer than PrefetchBelow, or
+// handlers longer than a claim takes) the engine claims only for free
+// handler slots. It prefetches only as many steps as its handlers get
+// through in the time of a claim: with handlers of 80 ms and claims of a
+// few milliseconds (SQLite), two slots get through none in a claim's time,
+// though Prefetch allows 3 and the handlers are under PrefetchBelow.
 func TestNoPrefetch(t *testing.T) {
-	for name, cfg := range map[string]engine.Config{
-		"turned off":             {Prefetch: -1},
-		"long handlers":          {Prefetch: 3, PrefetchBelow: time.Nanosecond},
-		"default, long handlers": {PrefetchBelow: time.Nanosecond},
+	for name, tc := range map[string]struct {
+		cfg   engine.Config
+		delay time.Duration
+	}{
+		"turned off":                   {cfg: engine.Config{Prefetch: -1}},
+		"long handlers":                {cfg: engine.Config{Prefetch: 3, PrefetchBelow: time.Nanosecond}},
+		"default, long handlers":       {cfg: engine.Config{PrefetchBelow: time.Nanosecond}},
+		"handlers longer than a claim": {cfg: engine.Config{Prefetch: 3, PrefetchBelow: 10 * time.Second}, delay: 80 * time.Millisecond},
 	} {
 		t.Run(name, func(t *testing.T) {
-			g := &gate{}
+			g := &gate{delay: tc.delay}
+			cfg := tc.cfg
 			cfg.Concurrency, cfg.PollInterval = 2, 20*time.Millisecond
 			cfg.Handlers = map[string]handler.Handler{"gate": g.handler()}
 			b := setup(t, cfg, gateTemplate)
@@ -180,25 +189,6 @@ func TestNoPrefetch(t *testing.T) {
 				b.waitTask(t, id, lifecycle.TaskComplete)
 			}
 		})
-	}
-}
-
-// The engine prefetches only as many steps as its handlers get through in
-// the time of a claim: with handlers of 80 ms and claims of a few
-// milliseconds (SQLite), two slots get through none in a claim's time, so
-// none is prefetched, though Prefetch allows 3 and the handlers are under
-// PrefetchBelow.
-func TestPrefetchDepthFollowsHandlerTime(t *testing.T) {
-	g := &gate{delay: 80 * time.Millisecond}
-	b := setup(t, engine.Config{Concurrency: 2, Prefetch: 3, PrefetchBelow: 10 * time.Second, PollInterval: 20 * time.Millisecond,
-		Handlers: map[string]handler.Handler{"gate": g.handler()}}, gateTemplate)
-	ids, got := blockAndCount(t, b, g, 6)
-	if got != 2 {
-		t.Errorf("claimed steps = %d, want 2 (the concurrency: a claim takes far less than the handlers)", got)
-	}
-	g.open()
-	for _, id := range ids {
-		b.waitTask(t, id, lifecycle.TaskComplete)
 	}
 }
 
