@@ -19,6 +19,7 @@ import (
 type bundle struct {
 	st   *sqlite.Store
 	eng  *engine.Engine
+	bus  *eventbus.Bus
 	tmpl *template.Template
 	path string // the database file
 }
@@ -53,7 +54,7 @@ func setup(t *testing.T, cfg engine.Config, yaml string) *bundle {
 		bus.Close()
 		st.Close()
 	})
-	return &bundle{st: st, eng: eng, tmpl: tmpl, path: path}
+	return &bundle{st: st, eng: eng, bus: bus, tmpl: tmpl, path: path}
 }
 
 func (b *bundle) create(t *testing.T) string {

@@ -375,7 +375,9 @@ func (e *Engine) execute(ctx, actx context.Context, a *attempt) {
 		}
 		a.outcome.Kind = store.OutcomeComplete
 		a.outcome.Result = raw
-		a.observed = append(a.observed, e.observation(a, event.StepHandled, dur, nil, map[string]any{"outcome": "success"}))
+		if e.wanted(event.StepHandled) {
+			a.observed = append(a.observed, e.observation(a, event.StepHandled, dur, nil, map[string]any{"outcome": "success"}))
+		}
 		log.DebugContext(ctx, "engine: step succeeded", slog.Duration("duration", dur))
 	case ctx.Err() != nil:
 		// The worker is stopping: give the step back without charging it.
