@@ -85,7 +85,9 @@
 // their events. A Filter runs on the publisher's goroutine during Publish,
 // so it must be fast; rejected events take no room in the queue. Publishing
 // a type that has no subscriptions costs a read-locked map lookup and does
-// not allocate.
+// not allocate. A publisher whose events are costly to build can ask
+// [Interested] first: subscriptions that declare an Interest (by a key
+// such as the event's name) let it skip the events none of them may want.
 //
 // A callback run by SubscribeFunc receives events one at a time on its own
 // goroutine, so a slow callback fills only its own queue. A callback must not
