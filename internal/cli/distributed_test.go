@@ -534,6 +534,11 @@ func TestWorkerGracefulStop(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	// A step is in progress in the store from its claim's commit; its
+	// handler starts a moment later, and a stop in between releases it
+	// unstarted (as it should). Let the handlers start, so that quick
+	// (300 ms) is running when SIGTERM arrives.
+	time.Sleep(100 * time.Millisecond)
 	stopped := time.Now()
 	exits := cl.stop()
 	if took := time.Since(stopped); took > 10*time.Second {
