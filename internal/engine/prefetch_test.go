@@ -79,6 +79,13 @@ steps:
   - {name: work, handler: gate, timeout: 1m}
 `
 
+// setupGated is setup with the gated template, whose steps run g's handler.
+func setupGated(t *testing.T, g *gate, cfg engine.Config) *bundle {
+	t.Helper()
+	cfg.Handlers = map[string]handler.Handler{"gate": g.handler()}
+	return setup(t, cfg, gateTemplate)
+}
+
 // held counts the steps of these tasks that are claimed (in progress in
 // the store).
 func held(t *testing.T, b *bundle, ids []string) int {
@@ -137,8 +144,7 @@ func blockAndCount(t *testing.T, b *bundle, g *gate, n int) ([]string, int) {
 // waiting ones when slots free up.
 func TestPrefetchHoldsStepsForFreedSlots(t *testing.T) {
 	g := &gate{}
-	b := setup(t, engine.Config{Concurrency: 2, Prefetch: 3, PollInterval: 20 * time.Millisecond,
-		Handlers: map[string]handler.Handler{"gate": g.handler()}}, gateTemplate)
+	b := setupGated(t, g, engine.Config{Concurrency: 2, Prefetch: 3, PollInterval: 20 * time.Millisecond})
 	ids, got := blockAndCount(t, b, g, 8)
 	if got != 5 {
 		t.Errorf("claimed steps = %d, want 5 (concurrency 2 + prefetch 3)", got)
@@ -178,8 +184,7 @@ func TestNoPrefetch(t *testing.T) {
 			g := &gate{delay: tc.delay}
 			cfg := tc.cfg
 			cfg.Concurrency, cfg.PollInterval = 2, 20*time.Millisecond
-			cfg.Handlers = map[string]handler.Handler{"gate": g.handler()}
-			b := setup(t, cfg, gateTemplate)
+			b := setupGated(t, g, cfg)
 			ids, got := blockAndCount(t, b, g, 6)
 			if got != 2 {
 				t.Errorf("claimed steps = %d, want 2 (the concurrency, no prefetch)", got)
@@ -197,8 +202,7 @@ func TestNoPrefetch(t *testing.T) {
 // their grace period to finish.
 func TestStopReleasesPrefetchedSteps(t *testing.T) {
 	g := &gate{}
-	b := setup(t, engine.Config{Concurrency: 2, Prefetch: 2, PollInterval: 20 * time.Millisecond, StopGrace: 10 * time.Second,
-		Handlers: map[string]handler.Handler{"gate": g.handler()}}, gateTemplate)
+	b := setupGated(t, g, engine.Config{Concurrency: 2, Prefetch: 2, PollInterval: 20 * time.Millisecond, StopGrace: 10 * time.Second})
 	ids, got := blockAndCount(t, b, g, 6)
 	if got != 4 {
 		t.Fatalf("claimed steps = %d, want 4", got)
@@ -251,8 +255,7 @@ func TestStopReleasesPrefetchedSteps(t *testing.T) {
 // handler.
 func TestCancelledPrefetchedStepDoesNotRun(t *testing.T) {
 	g := &gate{}
-	b := setup(t, engine.Config{Concurrency: 2, Prefetch: 2, PollInterval: 20 * time.Millisecond,
-		Handlers: map[string]handler.Handler{"gate": g.handler()}}, gateTemplate)
+	b := setupGated(t, g, engine.Config{Concurrency: 2, Prefetch: 2, PollInterval: 20 * time.Millisecond})
 	ids, got := blockAndCount(t, b, g, 6)
 	if got != 4 {
 		t.Fatalf("claimed steps = %d, want 4", got)
@@ -309,8 +312,7 @@ func TestCancelledPrefetchedStepDoesNotRun(t *testing.T) {
 func TestStepsClaimedPastTheirLimitAreReleased(t *testing.T) {
 	g := &gate{}
 	g.close()
-	b := setup(t, engine.Config{Concurrency: 4, Prefetch: -1, PollInterval: time.Hour,
-		Handlers: map[string]handler.Handler{"gate": g.handler()}}, gateTemplate)
+	b := setupGated(t, g, engine.Config{Concurrency: 4, Prefetch: -1, PollInterval: time.Hour})
 	if err := b.eng.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}

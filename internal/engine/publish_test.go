@@ -7,7 +7,6 @@ import (
 	"github.com/tasker-go/tasker/internal/engine"
 	"github.com/tasker-go/tasker/internal/event"
 	"github.com/tasker-go/tasker/internal/eventbus"
-	"github.com/tasker-go/tasker/internal/handler"
 )
 
 // The engine builds only the events some subscription may want
@@ -17,8 +16,7 @@ import (
 // observations of their handlers.
 func TestEngineBuildsOnlyWantedEvents(t *testing.T) {
 	g := &gate{}
-	b := setup(t, engine.Config{Concurrency: 2, PollInterval: 20 * time.Millisecond,
-		Handlers: map[string]handler.Handler{"gate": g.handler()}}, gateTemplate)
+	b := setupGated(t, g, engine.Config{Concurrency: 2, PollInterval: 20 * time.Millisecond})
 	sub := eventbus.Subscribe(b.bus, eventbus.SubscribeOpts[event.Event]{Buffer: 1024,
 		Interest: func(name string) bool { return name == string(event.TaskCompleted) }})
 	defer sub.Close()
