@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 
@@ -41,30 +40,23 @@ func appendEvents(ctx context.Context, tx *sql.Tx, evs []*store.Event) error {
 			args = append(args, e.TaskID, nullString(e.StepID), nullString(e.StepName), seq,
 				nullString(e.From), nullString(e.To), string(e.Name), data, us(e.OccurredAt))
 		}
-		b.WriteString(" RETURNING cursor")
-		rows, err := tx.QueryContext(ctx, b.String(), args...)
+		// The writer is SQLite's only connection that writes, and
+		// AUTOINCREMENT never hands out a cursor below one it gave before:
+		// one statement's rows get consecutive cursors, in order, the last
+		// of which is the statement's last inserted row id.
+		r, err := tx.ExecContext(ctx, b.String(), args...)
 		if err != nil {
 			return fmt.Errorf("insert events: %w", err)
 		}
-		cursors := make([]int64, 0, len(chunk))
-		for rows.Next() {
-			var c int64
-			if err := rows.Scan(&c); err != nil {
-				rows.Close()
-				return fmt.Errorf("insert events: %w", err)
-			}
-			cursors = append(cursors, c)
-		}
-		if err := rows.Close(); err != nil {
+		last, err := r.LastInsertId()
+		if err != nil {
 			return fmt.Errorf("insert events: %w", err)
 		}
-		if len(cursors) != len(chunk) {
-			return fmt.Errorf("insert events: %d cursors for %d rows", len(cursors), len(chunk))
+		if n, err := r.RowsAffected(); err != nil || n != int64(len(chunk)) {
+			return fmt.Errorf("insert events: %d rows inserted for %d (%v)", n, len(chunk), err)
 		}
-		// Cursors are assigned in insertion order by the single writer.
-		slices.Sort(cursors)
 		for i, e := range chunk {
-			e.Cursor = cursors[i]
+			e.Cursor = last - int64(len(chunk)-1-i)
 		}
 	}
 	return nil

@@ -1345,8 +1345,14 @@ func testLargeTask(t *testing.T, b *bundle) {
 	if len(res.Events) != n+4 {
 		t.Fatalf("create events = %d", len(res.Events))
 	}
+	// Every change's log entries, as the store returned them: they must
+	// be the entries it stored, under the same cursors, even where a
+	// store writes one change's entries in several statements.
+	returned := slices.Clone(res.Events)
 	c := b.claim(t, store.StepClaimParams{})
+	returned = append(returned, c.Events...)
 	r := b.complete(t, outcome(c.Steps[0], store.OutcomeComplete))
+	returned = append(returned, r.Events...)
 	if len(r.Ready) != 1 || len(r.Ready[0].Steps) != n {
 		t.Fatalf("ready after head = %d", len(r.Ready))
 	}
@@ -1359,10 +1365,26 @@ func testLargeTask(t *testing.T, b *bundle) {
 		for i, cs := range c.Steps {
 			outs[i] = outcome(cs, store.OutcomeComplete)
 		}
-		b.complete(t, outs...)
+		returned = append(returned, c.Events...)
+		returned = append(returned, b.complete(t, outs...).Events...)
 	}
 	if task := b.task(t, res.Task.ID); task.State != lifecycle.TaskComplete || task.StepsDone != n+2 {
 		t.Fatalf("task = %s done %d", task.State, task.StepsDone)
+	}
+	entry := func(e *store.Event) string {
+		return fmt.Sprintf("%d %s %s %s→%s", e.Cursor, e.StepName, e.Name, e.From, e.To)
+	}
+	var want, got []string
+	for _, e := range returned {
+		want = append(want, entry(e))
+	}
+	for _, e := range b.history(t, res.Task.ID) {
+		got = append(got, entry(e))
+	}
+	slices.Sort(want)
+	slices.Sort(got)
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Fatalf("returned log entries differ from stored ones (-returned +stored):\n%s", diff)
 	}
 }
 
