@@ -247,8 +247,11 @@ func TestFanoutBigSteady(t *testing.T) {
 	if s := r.Steady; s == nil || s.Start.Count != 20 || s.Handoff.Count != 60 || s.Handoff.P50 <= 0 || s.Handoff.P50 > s.Handoff.P99 || s.Handoff.P99 > s.Handoff.Max {
 		t.Errorf("steady = %+v %+v", r.Steady.Start, r.Steady.Handoff)
 	}
-	if table := tableOf(t, r); !strings.Contains(table, "creation → first step p50 ") {
-		t.Errorf("the table does not give the creation latency:\n%s", table)
+	if s := r.Steady; s.CreatedPerSec <= 0 || s.CreatedPerSec > 2*s.Rate || s.Late < 0 {
+		t.Errorf("steady created %d tasks at %.1f/s, %d late, asked for %.1f/s", r.N, s.CreatedPerSec, s.Late, s.Rate)
+	}
+	if table := tableOf(t, r); !strings.Contains(table, "creation → first step p50 ") || !strings.Contains(table, "20 tasks created at ") {
+		t.Errorf("the table does not give the creation rate and latency:\n%s", table)
 	}
 	if r.PeakRSS <= 0 {
 		t.Error("no peak RSS reported")

@@ -82,6 +82,14 @@ func percentiles(d []time.Duration) *Percentiles {
 type SteadyLatency struct {
 	// Rate is the task creation rate asked for, per second.
 	Rate float64 `json:"rate"`
+	// CreatedPerSec is the rate the tasks were created at: the number of
+	// tasks over the time from the first creation to the return of the
+	// last one.
+	CreatedPerSec float64 `json:"created_per_sec"`
+	// Late counts the creations that started behind schedule because as
+	// many as the scenario allows in flight had not returned: a rate the
+	// store did not keep up with.
+	Late int `json:"late"`
 	// Start is from the CreateTask call to the start of the first step's
 	// handler.
 	Start *Percentiles `json:"start"`
@@ -251,9 +259,14 @@ func (r *Result) summary() string {
 		return fmt.Sprintf("%s: %s per step in tasks of %d steps, %s in the task of %d steps: %.2f×",
 			r.Scenario, fmtDuration(s.SmallPerStep), s.SmallSteps, fmtDuration(s.BigPerStep), r.Steps, s.Ratio)
 	case r.Steady != nil && r.Steady.Start != nil:
-		p := r.Steady.Start
-		return fmt.Sprintf("%s: creation → first step p50 %s, p95 %s, p99 %s, max %s (the table shows the hand-off from parent to child)",
-			r.Scenario, fmtDuration(p.P50), fmtDuration(p.P95), fmtDuration(p.P99), fmtDuration(p.Max))
+		s := r.Steady
+		p := s.Start
+		line := fmt.Sprintf("%s: %d tasks created at %s/s (asked for %s/s); creation → first step p50 %s, p95 %s, p99 %s, max %s (the table shows the hand-off from parent to child)",
+			r.Scenario, r.N, fmtRate(s.CreatedPerSec), fmtRate(s.Rate), fmtDuration(p.P50), fmtDuration(p.P95), fmtDuration(p.P99), fmtDuration(p.Max))
+		if s.Late > 0 {
+			line += fmt.Sprintf("\n%s: %d creations started late, behind %d in flight: the store did not keep up with the rate", r.Scenario, s.Late, maxCreating)
+		}
+		return line
 	}
 	return ""
 }

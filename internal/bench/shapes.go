@@ -160,7 +160,6 @@ func Steady(ctx context.Context, cfg Config) (res *Result, err error) {
 	if err != nil {
 		return nil, err
 	}
-	created := map[string]time.Time{}
 	if err := c.Start(ctx, nil); err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
 	}
@@ -169,24 +168,59 @@ func Steady(ctx context.Context, cfg Config) (res *Result, err error) {
 	req := tasker.TaskRequest{Namespace: t.Namespace, Name: t.Name, Version: t.Version}
 	interval := time.Duration(float64(time.Second) / cfg.Rate)
 	n := int(cfg.Rate * cfg.Duration.Seconds())
-	var ids []string
+	// The tasks arrive on schedule whatever a creation takes (an open
+	// loop): each is created by a goroutine of its own, up to
+	// maxCreating at once. A creation that finds them all busy waits for
+	// one, and is counted late: the store did not keep up with the rate.
+	var (
+		mu      sync.Mutex
+		created = make(map[string]time.Time, n)
+		ids     = make([]string, 0, n)
+		wg      sync.WaitGroup
+		slots   = make(chan struct{}, maxCreating)
+		late    int
+	)
+	cctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
 	begin := time.Now()
+schedule:
 	for i := range n {
 		if wait := time.Until(begin.Add(time.Duration(i) * interval)); wait > 0 {
 			select {
-			case <-ctx.Done():
-				return nil, ctx.Err()
+			case <-cctx.Done():
+				break schedule
 			case <-time.After(wait):
 			}
 		}
-		at := time.Now()
-		r, err := c.CreateTask(ctx, req)
-		if err != nil {
-			return nil, fmt.Errorf("bench: create task: %w", err)
+		select {
+		case slots <- struct{}{}:
+		default:
+			late++
+			select {
+			case slots <- struct{}{}:
+			case <-cctx.Done():
+				break schedule
+			}
 		}
-		created[r.Task.ID] = at
-		ids = append(ids, r.Task.ID)
+		at := time.Now()
+		wg.Go(func() {
+			defer func() { <-slots }()
+			r, err := c.CreateTask(cctx, req)
+			if err != nil {
+				cancel(fmt.Errorf("bench: create task: %w", err))
+				return
+			}
+			mu.Lock()
+			created[r.Task.ID] = at
+			ids = append(ids, r.Task.ID)
+			mu.Unlock()
+		})
 	}
+	wg.Wait()
+	if err := context.Cause(cctx); err != nil {
+		return nil, err
+	}
+	createdIn := time.Since(begin)
 	for _, id := range ids {
 		if _, err := c.WaitTask(ctx, id); err != nil {
 			return nil, fmt.Errorf("bench: wait for task %s: %w", id, err)
@@ -224,7 +258,8 @@ func Steady(ctx context.Context, cfg Config) (res *Result, err error) {
 	res.Duration = elapsed
 	res.TasksPerSec = rate(n, elapsed)
 	res.StepsPerSec = rate(4*n, elapsed)
-	res.Steady = &SteadyLatency{Rate: cfg.Rate, Start: percentiles(startLat), Handoff: percentiles(handoff)}
+	res.Steady = &SteadyLatency{Rate: cfg.Rate, CreatedPerSec: rate(n, createdIn), Late: late,
+		Start: percentiles(startLat), Handoff: percentiles(handoff)}
 	if len(startLat) < n {
 		return nil, fmt.Errorf("bench: saw the first step start of %d of %d tasks", len(startLat), n)
 	}
@@ -233,6 +268,9 @@ func Steady(ctx context.Context, cfg Config) (res *Result, err error) {
 	res.PeakRSS = peakRSS()
 	return res, nil
 }
+
+// maxCreating bounds the task creations Steady has in flight at once.
+const maxCreating = 64
 
 // stampHandler is the name of the handler Steady registers.
 const stampHandler = "bench_stamp"

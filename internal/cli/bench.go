@@ -193,6 +193,12 @@ handler of a step's last parent to the start of the step's handler (the
 hand-off), as p50, p95, p99 and maximum. The table shows the hand-off;
 --json has both.
 
+The tasks arrive on schedule whatever a creation takes: each is created in a
+goroutine of its own, up to 64 at once. The line under the table gives the
+rate they were created at; if all 64 were busy when a task was due, it also
+says how many creations started late (the store did not keep up with the
+rate, and the latencies are those of an overloaded system).
+
 ` + benchDBNote,
 		Example: `  tasker bench steady
   tasker bench steady --rate 400 --duration 30s --db postgres://localhost/bench`,
