@@ -509,9 +509,12 @@ func TestWorkerGracefulStop(t *testing.T) {
 	t.Parallel()
 	db := pgtest.URL(t)
 	schema := pgtest.Schema(t, db)
+	// Each step's command marks that its handler has started.
+	marks := t.TempDir()
+	quickStarted, longStarted := filepath.Join(marks, "quick"), filepath.Join(marks, "long")
 	slow := "namespace: dist\nname: slow\nversion: 1.0.0\nsteps:\n" +
-		"  - {name: quick, handler: sleep, config: {duration: 300ms}}\n" +
-		"  - {name: long, handler: command, timeout: 1m, retry: {limit: 1}, config: {command: [sleep, '30']}}\n"
+		fmt.Sprintf("  - {name: quick, handler: command, config: {command: [sh, -c, %q]}}\n", "touch "+quickStarted+"; sleep 0.3; echo '{}'") +
+		fmt.Sprintf("  - {name: long, handler: command, timeout: 1m, retry: {limit: 1}, config: {command: [sh, -c, %q]}}\n", "touch "+longStarted+"; exec sleep 30")
 	ids := createTasks(t, db, schema, slow, 1)
 	cl := newCluster(t, db, schema, "--stop-grace", "1s", "--concurrency", "4")
 	id := cl.start("w")
@@ -520,25 +523,21 @@ func TestWorkerGracefulStop(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close(context.Background())
-	running := func() int {
-		var n int
-		if err := conn.QueryRow(context.Background(), "SELECT COUNT(*) FROM "+schema+".steps WHERE state = 'in_progress'").Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		return n
+	started := func(path string) bool {
+		_, err := os.Stat(path)
+		return err == nil
 	}
+	// A step is in progress in the store from its claim's commit; its
+	// handler starts a moment later, and a stop in between releases it
+	// unstarted (as it should). Wait until both handlers have started,
+	// so that quick (300 ms) is running when SIGTERM arrives.
 	deadline := time.Now().Add(20 * time.Second)
-	for running() < 2 {
+	for !started(quickStarted) || !started(longStarted) {
 		if time.Now().After(deadline) {
 			t.Fatalf("steps never ran:\n%s", cl.logs())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	// A step is in progress in the store from its claim's commit; its
-	// handler starts a moment later, and a stop in between releases it
-	// unstarted (as it should). Let the handlers start, so that quick
-	// (300 ms) is running when SIGTERM arrives.
-	time.Sleep(100 * time.Millisecond)
 	stopped := time.Now()
 	exits := cl.stop()
 	if took := time.Since(stopped); took > 10*time.Second {
