@@ -317,8 +317,10 @@ func TestStepsClaimedPastTheirLimitAreReleased(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Another process registers the template, after this engine loaded
-	// the templates it knows, and creates its tasks: nothing wakes the
-	// engine until Wake, whose one claim takes all three steps.
+	// the templates it knows, and creates a task of three parallel steps:
+	// they become ready in one commit, so the first claim to see them
+	// (the engine's first rounds after Start, which may still be under
+	// way, or the one Wake asks for) takes all three.
 	other, err := sqlite.Open(context.Background(), b.path, sqlite.Options{Synchronous: "NORMAL"})
 	if err != nil {
 		t.Fatal(err)
@@ -330,7 +332,9 @@ name: limited
 version: 1.0.0
 concurrency: 1
 steps:
-  - {name: work, handler: gate, timeout: 1m}
+  - {name: a, handler: gate, timeout: 1m}
+  - {name: b, handler: gate, timeout: 1m}
+  - {name: c, handler: gate, timeout: 1m}
 `), template.ParseOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -343,21 +347,24 @@ steps:
 		Namespace: limited.Namespace, Name: limited.Name, Version: limited.Version, Definition: def, Now: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
-	ids := make([]string, 3)
-	for i := range ids {
-		res, err := other.TaskCreate(context.Background(), &store.TaskCreateParams{TemplateID: limited.Digest(),
-			Namespace: limited.Namespace, Name: limited.Name, Version: limited.Version, Context: []byte(`{}`), Now: time.Now(),
-			Steps: []store.StepSpec{{Name: "work", Handler: "gate", MaxAttempts: 1, Timeout: time.Minute}}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ids[i] = res.Task.ID
+	var specs []store.StepSpec
+	for _, s := range limited.Steps {
+		specs = append(specs, store.StepSpec{Name: s.Name, Handler: s.Handler, MaxAttempts: 1, Timeout: s.Timeout})
+	}
+	res, err := other.TaskCreate(context.Background(), &store.TaskCreateParams{TemplateID: limited.Digest(),
+		Namespace: limited.Namespace, Name: limited.Name, Version: limited.Version, Context: []byte(`{}`), Now: time.Now(),
+		Steps: specs})
+	if err != nil {
+		t.Fatal(err)
 	}
 	b.eng.Wake()
 	deadline := time.Now().Add(5 * time.Second)
-	for b.eng.Stats().Released < 2 {
+	// The two steps over the limit are released once the third is
+	// admitted, and that one's handler starts a moment after its
+	// admission: wait for both.
+	for b.eng.Stats().Released < 2 || g.running.Load() < 1 {
 		if time.Now().After(deadline) {
-			t.Fatalf("stats: %+v; want two steps released", b.eng.Stats())
+			t.Fatalf("stats: %+v, %d handlers running; want two steps released and one handler running", b.eng.Stats(), g.running.Load())
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -368,9 +375,7 @@ steps:
 		t.Errorf("%d handlers running, want 1 (the limit)", r)
 	}
 	g.open()
-	for _, id := range ids {
-		b.waitTask(t, id, lifecycle.TaskComplete)
-	}
+	b.waitTask(t, res.Task.ID, lifecycle.TaskComplete)
 	if p := g.peak.Load(); p != 1 {
 		t.Errorf("at most %d steps of the template ran at once, want 1", p)
 	}
