@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -68,6 +69,31 @@ func checkBurnDown(t *testing.T, r *bench.Result, scenario string, n, steps int)
 	}
 	if r.Latency != nil {
 		t.Errorf("latency = %+v, want none", r.Latency)
+	}
+	checkProcess(t, r)
+}
+
+// checkProcess checks what a burn-down reports its process spent on the
+// work phase (the tests run side by side in one process, so the figures
+// include theirs: only their presence and consistency are checked).
+func checkProcess(t *testing.T, r *bench.Result) {
+	t.Helper()
+	p := r.Process
+	if p == nil {
+		t.Fatal("no process figures for the work phase")
+	}
+	if p.AllocsPerTask <= 0 || p.BytesPerTask < p.AllocsPerTask {
+		t.Errorf("process = %+v: want allocations, of a byte or more each", p)
+	}
+	if runtime.GOOS == "linux" && (p.CPUPerTask <= 0 || p.CPUPerTask != p.UserPerTask+p.SystemPerTask || p.Cores <= 0) {
+		t.Errorf("process = %+v: want CPU time per task, user plus system, and the cores it kept busy", p)
+	}
+	table := tableOf(t, r)
+	if !strings.Contains(table, r.Scenario+": the work phase took ") || !strings.Contains(table, " allocations and ") {
+		t.Errorf("the table does not give the work phase's CPU and allocations:\n%s", table)
+	}
+	if strings.Contains(table, "server's CPU is not counted") != (r.Store == "postgres") {
+		t.Errorf("the table says the PostgreSQL server's CPU is not counted only on PostgreSQL:\n%s", table)
 	}
 }
 
@@ -282,6 +308,7 @@ func TestBurnDownOnPostgres(t *testing.T) {
 	if r.Store != "postgres" || r.Engine.Completed != 50 || r.DBTxPerStep <= 0 {
 		t.Errorf("result = %+v", r)
 	}
+	checkProcess(t, r)
 	rep := bench.NewReport(ctx(t), cfg, r)
 	if !strings.Contains(rep.Machine.PostgresVersion, "PostgreSQL") {
 		t.Errorf("report machine = %+v", rep.Machine)

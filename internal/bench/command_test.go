@@ -30,7 +30,9 @@ func TestCommand(t *testing.T) {
 	}
 
 	out, _ := run("bench", "burn-down", "-n", "10", "--synchronous", "NORMAL")
-	if lines := strings.Split(strings.TrimSpace(out), "\n"); len(lines) != 2 || !strings.Contains(lines[1], "burn-down") {
+	// The table, then the line on the work phase's CPU and allocations.
+	if lines := strings.Split(strings.TrimSpace(out), "\n"); len(lines) != 3 || !strings.Contains(lines[1], "burn-down") ||
+		!strings.HasPrefix(strings.TrimSpace(lines[2]), "burn-down: the work phase took ") {
 		t.Errorf("burn-down table:\n%s", out)
 	}
 	out, _ = run("bench", "chain", "--steps", "3", "--runs", "1", "--synchronous", "normal", "--json")

@@ -48,6 +48,9 @@ type Result struct {
 	Steady *SteadyLatency `json:"steady,omitempty"`
 	// Scale compares the per-step time of a big task with a small one.
 	Scale *Scale `json:"scale,omitempty"`
+	// Process is what this process spent per task on the work phase of a
+	// burn-down, diamond or fanout scenario.
+	Process *Process `json:"process,omitempty"`
 	// Engine are the engine's counters over the measured phase.
 	Engine EngineStats `json:"engine"`
 	// DBTxPerStep is the number of PostgreSQL transactions committed per
@@ -251,13 +254,27 @@ func WriteTable(w io.Writer, results ...*Result) error {
 }
 
 // summary is a line under the table for what a row has no column for: the
-// big scenario's ratio, and the steady scenario's creation latency.
+// big scenario's ratio, the steady scenario's creation rate and latency,
+// and what the process spent on a burn-down's work phase.
 func (r *Result) summary() string {
 	switch {
 	case r.Scale != nil:
 		s := r.Scale
 		return fmt.Sprintf("%s: %s per step in tasks of %d steps, %s in the task of %d steps: %.2f×",
 			r.Scenario, fmtDuration(s.SmallPerStep), s.SmallSteps, fmtDuration(s.BigPerStep), r.Steps, s.Ratio)
+	case r.Process != nil:
+		p := r.Process
+		line := fmt.Sprintf("%s: %.0f allocations and %.1f KB allocated per task in the work phase, %d collections",
+			r.Scenario, p.AllocsPerTask, p.BytesPerTask/1024, p.GCCycles)
+		if p.CPUPerTask > 0 {
+			line = fmt.Sprintf("%s: the work phase took %s of this process's CPU per task (user %s, system %s; %.2f cores busy), %.0f allocations and %.1f KB allocated per task, %d collections",
+				r.Scenario, fmtDuration(p.CPUPerTask), fmtDuration(p.UserPerTask), fmtDuration(p.SystemPerTask), p.Cores,
+				p.AllocsPerTask, p.BytesPerTask/1024, p.GCCycles)
+		}
+		if r.Store == "postgres" {
+			line += " (the PostgreSQL server's CPU is not counted)"
+		}
+		return line
 	case r.Steady != nil && r.Steady.Start != nil:
 		s := r.Steady
 		p := s.Start

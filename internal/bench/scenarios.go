@@ -62,6 +62,7 @@ func burnDown(ctx context.Context, cfg Config, scenario, yaml string, steps int)
 	defer sub.Close()
 	commits := pgCommitsSettled(ctx, cfg)
 	start := time.Now()
+	meter := startProcessMeter()
 	if err := c.Start(ctx, nil); err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
 	}
@@ -69,6 +70,7 @@ func burnDown(ctx context.Context, cfg Config, scenario, yaml string, steps int)
 		return nil, err
 	}
 	res.Duration = time.Since(start)
+	res.Process = meter.stop(cfg.N)
 	res.TasksPerSec = rate(cfg.N, res.Duration)
 	res.StepsPerSec = rate(cfg.N*steps, res.Duration)
 	// The counters are separate atomics: read them once the engine has

@@ -66,7 +66,10 @@ measured, and prints a table (or a JSON report with --json).
              to the start of its child's (p50, p95, p99, max).
 
 Every result also reports the peak RSS of the process and, on PostgreSQL, the
-transactions committed per step.
+transactions committed per step. A burn-down, diamond or fanout also gives,
+on a line under the table, what the process spent per task on the work
+phase: CPU time (not a PostgreSQL server's) and allocations. They move far
+less than the rates with the load of a shared machine.
 
 ` + benchDBNote + `
 
