@@ -7,7 +7,9 @@
 //     workers; River writes one job row per job and deletes nothing.
 //   - Tasker: N one-step tasks (the built-in noop handler) created with
 //     CreateTask, then Start with the same concurrency; every task writes
-//     its task and step rows and a full audit trail (7 log entries).
+//     its task and step rows and a full audit trail (6 log entries: the
+//     task's creation, start and completion, the step's creation, claim
+//     and completion).
 //   - Tasker diamonds: N/4 four-step diamond tasks, the same number of
 //     steps as River's jobs.
 //   - With -model, the one-row model (model.go): not a product, a bound on
@@ -22,7 +24,11 @@
 // Each product works in a fresh schema of its own, dropped afterwards. The
 // order alternates between rounds (-rounds) so that neither always runs on
 // a warmer database; the figures of each round and the best of each are
-// printed, with the ratios, and a JSON report with -json.
+// printed, with the ratios, and a JSON report with -json. Each work phase
+// is also metered (meter.go): CPU time per unit of this process and of the
+// whole machine (the database server's included), how busy the machine's
+// cores were, and allocations per unit. On a shared machine these move
+// less than the rates, and they show where a system's time goes.
 package main
 
 import (
@@ -68,6 +74,14 @@ type Figure struct {
 	Work     time.Duration `json:"work_ns"`
 	PerSec   float64       `json:"units_per_sec"`
 	InsertPS float64       `json:"inserted_per_sec"`
+	// What the work phase cost per unit (meter.go): this process's CPU
+	// time and allocations, the whole machine's busy CPU time (the
+	// database server's included; 0 where /proc/stat is not there), and
+	// the share of the machine's CPU time that was busy.
+	ProcessCPUPerUnit time.Duration `json:"process_cpu_per_unit_ns"`
+	MachineCPUPerUnit time.Duration `json:"machine_cpu_per_unit_ns"`
+	MachineBusy       float64       `json:"machine_busy"`
+	AllocsPerUnit     float64       `json:"allocs_per_unit"`
 }
 
 func main() {
@@ -140,14 +154,30 @@ func main() {
 		return
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "system\tunits\tinsert/s\twork\tunits/s\tratio to River\t")
+	fmt.Fprintln(tw, "system\tunits\tinsert/s\twork\tunits/s\tratio to River\tprocess CPU/unit\tmachine CPU/unit\tmachine busy\tallocs/unit\t")
 	for _, name := range names {
 		f := best[name]
-		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%s\t%.0f\t%.2f\t\n", name, f.Units, f.InsertPS, f.Work.Round(time.Millisecond), f.PerSec, f.PerSec/river.PerSec)
+		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%s\t%.0f\t%.2f\t%s\t%s\t%s\t%.0f\t\n", name, f.Units, f.InsertPS, f.Work.Round(time.Millisecond), f.PerSec,
+			f.PerSec/river.PerSec, perUnit(f.ProcessCPUPerUnit), perUnit(f.MachineCPUPerUnit), percent(f.MachineBusy), f.AllocsPerUnit)
 	}
 	tw.Flush()
 	fmt.Printf("best of %d rounds; %d workers (Tasker's prefetch %d); %d CPUs; %s\n", *rounds, *workers, *prefetch, runtime.NumCPU(),
 		postgresVersion(ctx, *db))
+}
+
+// perUnit formats a CPU time per unit in µs ("-" when not measured).
+func perUnit(d time.Duration) string {
+	if d <= 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.0fµs", float64(d)/float64(time.Microsecond))
+}
+
+func percent(v float64) string {
+	if v <= 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.0f%%", 100*v)
 }
 
 func freshSchema(prefix string) string {
@@ -229,6 +259,7 @@ func runRiver(ctx context.Context, db string, n, workers int) (Figure, error) {
 		}
 	}()
 	start = time.Now()
+	m := startMeter()
 	if err := client.Start(ctx); err != nil {
 		return Figure{}, err
 	}
@@ -240,9 +271,11 @@ func runRiver(ctx context.Context, db string, n, workers int) (Figure, error) {
 	work := time.Since(start)
 	stopCtx, stop := context.WithTimeout(ctx, 30*time.Second)
 	defer stop()
+	f := Figure{System: "river jobs", Units: n, Insert: insert, Work: work, PerSec: float64(n) / work.Seconds(),
+		InsertPS: float64(n) / insert.Seconds()}
+	m.stop(&f)
 	client.Stop(stopCtx)
-	return Figure{System: "river jobs", Units: n, Insert: insert, Work: work, PerSec: float64(n) / work.Seconds(),
-		InsertPS: float64(n) / insert.Seconds()}, nil
+	return f, nil
 }
 
 const oneStep = `namespace: peers
@@ -306,6 +339,7 @@ func runTasker(ctx context.Context, db string, n, workers, prefetch int, diamond
 	}
 	insert := time.Since(start)
 	start = time.Now()
+	m := startMeter()
 	if err := c.Start(ctx, nil); err != nil {
 		return Figure{}, err
 	}
@@ -318,8 +352,10 @@ func runTasker(ctx context.Context, db string, n, workers, prefetch int, diamond
 	}
 	work := time.Since(start)
 	units := tasks * steps
-	return Figure{System: name, Units: units, Insert: insert, Work: work, PerSec: float64(units) / work.Seconds(),
-		InsertPS: float64(units) / insert.Seconds()}, nil
+	f := Figure{System: name, Units: units, Insert: insert, Work: work, PerSec: float64(units) / work.Seconds(),
+		InsertPS: float64(units) / insert.Seconds()}
+	m.stop(&f)
+	return f, nil
 }
 
 func postgresVersion(ctx context.Context, db string) string {

@@ -64,6 +64,7 @@ func runModel(ctx context.Context, db string, n, workers int) (Figure, error) {
 	var failed atomic.Pointer[error]
 	var wg sync.WaitGroup
 	start = time.Now()
+	m := startMeter()
 	for w := range workers {
 		wg.Go(func() {
 			for done.Load() < int64(n) && failed.Load() == nil {
@@ -105,6 +106,8 @@ func runModel(ctx context.Context, db string, n, workers int) (Figure, error) {
 		return Figure{}, fmt.Errorf("model: %w", *err)
 	}
 	work := time.Since(start)
-	return Figure{System: "one-row model", Units: n, Insert: insert, Work: work,
-		PerSec: float64(n) / work.Seconds(), InsertPS: float64(n) / insert.Seconds()}, nil
+	f := Figure{System: "one-row model", Units: n, Insert: insert, Work: work,
+		PerSec: float64(n) / work.Seconds(), InsertPS: float64(n) / insert.Seconds()}
+	m.stop(&f)
+	return f, nil
 }
