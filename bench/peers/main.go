@@ -246,7 +246,10 @@ func runRiver(ctx context.Context, db string, n, workers int) (Figure, error) {
 		left -= batch
 	}
 	insert := time.Since(start)
-	events, cancel := client.Subscribe(river.EventKindJobCompleted)
+	// River drops the events a subscriber's channel has no room for (it
+	// holds 1,000 by default), and a missed completion would leave the
+	// count short forever: with room for every job, none is dropped.
+	events, cancel := client.SubscribeConfig(&river.SubscribeConfig{ChanSize: n, Kinds: []river.EventKind{river.EventKindJobCompleted}})
 	defer cancel()
 	var done atomic.Int64
 	finished := make(chan struct{})
