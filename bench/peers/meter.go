@@ -11,8 +11,8 @@ import (
 
 // meter measures what a work phase cost, per unit: this process's CPU
 // time and allocations, and the whole machine's busy CPU time (Linux's
-// /proc/stat: the PostgreSQL server's too). Unlike the rates, these
-// hardly move with the load of a shared machine.
+// /proc/stat: the PostgreSQL server's too). These move less than the
+// rates with the load of a shared machine.
 type meter struct {
 	start      time.Time
 	proc       time.Duration
@@ -62,8 +62,10 @@ func (m *meter) stop(f *Figure) {
 const clockTicks = 100
 
 // machineCPU returns the machine's busy and idle CPU time so far, in clock
-// ticks, from the first line of /proc/stat (busy: user, nice, system, irq,
-// softirq, steal; idle: idle and iowait).
+// ticks, from the first line of /proc/stat (busy: user, nice, system, irq
+// and softirq; idle: idle and iowait). Steal time, when a virtual
+// machine's hypervisor ran something else, is neither: no one here used
+// it.
 func machineCPU() (busy, idle int64, ok bool) {
 	f, err := os.Open("/proc/stat")
 	if err != nil {
@@ -84,5 +86,5 @@ func machineCPU() (busy, idle int64, ok bool) {
 			return 0, 0, false
 		}
 	}
-	return v[0] + v[1] + v[2] + v[5] + v[6] + v[7], v[3] + v[4], true
+	return v[0] + v[1] + v[2] + v[5] + v[6], v[3] + v[4], true
 }
