@@ -264,13 +264,12 @@ func (r *Result) summary() string {
 			r.Scenario, fmtDuration(s.SmallPerStep), s.SmallSteps, fmtDuration(s.BigPerStep), r.Steps, s.Ratio)
 	case r.Process != nil:
 		p := r.Process
-		line := fmt.Sprintf("%s: %.0f allocations and %.1f KB allocated per task in the work phase, %d collections",
-			r.Scenario, p.AllocsPerTask, p.BytesPerTask/1024, p.GCCycles)
+		line := r.Scenario + ": the work phase took "
 		if p.CPUPerTask > 0 {
-			line = fmt.Sprintf("%s: the work phase took %s of this process's CPU per task (user %s, system %s; %.2f cores busy), %.0f allocations and %.1f KB allocated per task, %d collections",
-				r.Scenario, fmtDuration(p.CPUPerTask), fmtDuration(p.UserPerTask), fmtDuration(p.SystemPerTask), p.Cores,
-				p.AllocsPerTask, p.BytesPerTask/1024, p.GCCycles)
+			line += fmt.Sprintf("%s of this process's CPU per task (user %s, system %s; %.2f cores busy), ",
+				fmtDuration(p.CPUPerTask), fmtDuration(p.UserPerTask), fmtDuration(p.SystemPerTask), p.Cores)
 		}
+		line += fmt.Sprintf("%.0f allocations and %.1f KB allocated per task, %d collections", p.AllocsPerTask, p.BytesPerTask/1024, p.GCCycles)
 		if r.Store == "postgres" {
 			line += " (the PostgreSQL server's CPU is not counted)"
 		}
