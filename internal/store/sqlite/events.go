@@ -21,14 +21,8 @@ const maxRowsPerInsert = 400
 func appendEvents(ctx context.Context, tx *sql.Tx, evs []*store.Event) error {
 	for start := 0; start < len(evs); start += maxRowsPerInsert {
 		chunk := evs[start:min(start+maxRowsPerInsert, len(evs))]
-		var b strings.Builder
-		b.WriteString("INSERT INTO events (task_id, step_id, step_name, seq, from_state, to_state, name, data, occurred_at) VALUES ")
-		args := make([]any, 0, len(chunk)*9)
-		for i, e := range chunk {
-			if i > 0 {
-				b.WriteString(", ")
-			}
-			b.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?)")
+		args := make([]any, 0, batchRows(len(chunk))*9)
+		for _, e := range chunk {
 			data, err := eventData(e)
 			if err != nil {
 				return err
@@ -40,11 +34,15 @@ func appendEvents(ctx context.Context, tx *sql.Tx, evs []*store.Event) error {
 			args = append(args, e.TaskID, nullString(e.StepID), nullString(e.StepName), seq,
 				nullString(e.From), nullString(e.To), string(e.Name), data, us(e.OccurredAt))
 		}
-		// The writer is SQLite's only connection that writes, and
-		// AUTOINCREMENT never hands out a cursor below one it gave before:
-		// one statement's rows get consecutive cursors, in order, the last
-		// of which is the statement's last inserted row id.
-		r, err := tx.ExecContext(ctx, b.String(), args...)
+		// The rows are padded to batchRows with rows of NULLs, which the
+		// WHERE leaves out (every entry has a task). The writer is SQLite's
+		// only connection that writes, and AUTOINCREMENT never hands out a
+		// cursor below one it gave before: one statement's rows get
+		// consecutive cursors, in order, the last of which is the
+		// statement's last inserted row id.
+		rows, args := paddedValueRows(len(chunk), 9, args)
+		r, err := tx.ExecContext(ctx, "INSERT INTO events (task_id, step_id, step_name, seq, from_state, to_state, name, data, occurred_at) "+
+			"SELECT * FROM (VALUES "+rows+") WHERE column1 IS NOT NULL", args...)
 		if err != nil {
 			return fmt.Errorf("insert events: %w", err)
 		}

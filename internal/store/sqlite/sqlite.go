@@ -385,6 +385,47 @@ func notFound(err error, what string) error {
 // Statements are kept per text (stmtcache.go), one per limit used.
 func limitClause(n int) string { return " LIMIT " + strconv.Itoa(n) }
 
+// batchRows is the number of rows a batch statement is written for when
+// it carries n: n rounded up to one of a few sizes (each about 1.5 times
+// the last), so that the batches of every size share a handful of
+// statement texts, each parsed once and kept (stmtcache.go). With one
+// text per size, batches of up to a few hundred rows make more texts than
+// the cache keeps, and SQLite parsed the large ones again and again. The
+// rows beyond n repeat a value (inList) or are NULLs that match nothing
+// (paddedValueRows).
+func batchRows(n int) int {
+	for _, size := range [...]int{1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512} {
+		if n <= size {
+			return size
+		}
+	}
+	return n
+}
+
+// inList returns the placeholders and arguments of "IN (…)" for ids
+// (at least one), padded to batchRows by repeating the last id, which
+// changes no IN's outcome.
+func inList(ids []string) (string, []any) {
+	n := batchRows(len(ids))
+	args := make([]any, n)
+	for i := range args {
+		args[i] = ids[min(i, len(ids)-1)]
+	}
+	return placeholders(n), args
+}
+
+// paddedValueRows is valueRows for n rows of cols, padded to batchRows
+// with rows of NULLs; it appends the padding's arguments to args. A
+// statement that joins the rows on their first column (UPDATE … FROM) or
+// keeps those whose first column is not NULL skips the padding.
+func paddedValueRows(n, cols int, args []any) (string, []any) {
+	size := batchRows(n)
+	for range (size - n) * cols {
+		args = append(args, nil)
+	}
+	return valueRows(size, cols), args
+}
+
 // placeholders returns "?, ?, ?" for n values.
 func placeholders(n int) string {
 	if n <= 0 {

@@ -269,9 +269,10 @@ func (c *change) writeCompletions(ctx context.Context, tx *sql.Tx) error {
 		for _, w := range chunk {
 			args = append(args, w.id, w.results, w.token, w.attempts)
 		}
+		rows, args := paddedValueRows(len(chunk), 4, args)
 		r, err := tx.ExecContext(ctx, `UPDATE steps SET state = 'complete', seq = seq + 1, updated_at = ?, run_at = NULL,
 			lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, results = v.column2, finished_at = ?
-			FROM (VALUES `+valueRows(len(chunk), 4)+`) AS v
+			FROM (VALUES `+rows+`) AS v
 			WHERE steps.id = v.column1 AND steps.state = 'in_progress' AND steps.lease_token = v.column3
 				AND steps.attempts = v.column4`, args...)
 		if err != nil {
@@ -349,7 +350,7 @@ func loadStepsOrdered(ctx context.Context, q queryer, whereAndOrder string, args
 func claimIn(ctx context.Context, tx *sql.Tx, c *change, p *store.StepClaimParams) ([]*store.ClaimedStep, error) {
 	now := c.now
 	q, args := claimFilter(now, p.Handlers, p.TemplateIDs, p.ExcludeTemplateIDs, p.TaskIDs, p.Limit)
-	steps, contexts, tasks, err := loadClaimable(ctx, tx, q, args...)
+	steps, contexts, tasks, err := loadClaimable(ctx, tx, p.Limit, q, args...)
 	if err != nil || len(steps) == 0 {
 		return nil, err
 	}
@@ -358,11 +359,12 @@ func claimIn(ctx context.Context, tx *sql.Tx, c *change, p *store.StepClaimParam
 		ids[i] = st.ID
 	}
 	expires := now.Add(p.LeaseTTL)
+	in, inArgs := inList(ids)
 	r, err := tx.ExecContext(ctx, `UPDATE steps SET state = 'in_progress', attempts = attempts + 1, run_at = NULL,
 		lease_owner = ?, lease_token = ?, lease_expires_at = ?, seq = seq + 1, updated_at = ?,
 		started_at = COALESCE(started_at, ?), finished_at = NULL
-		WHERE state IN ('pending', 'waiting_for_retry') AND id IN (`+placeholders(len(ids))+`)`,
-		append([]any{p.Worker, p.LeaseToken, us(expires), us(now), us(now)}, idArgs(ids)...)...)
+		WHERE state IN ('pending', 'waiting_for_retry') AND id IN (`+in+`)`,
+		append([]any{p.Worker, p.LeaseToken, us(expires), us(now), us(now)}, inArgs...)...)
 	if err != nil {
 		return nil, fmt.Errorf("claim: %w", err)
 	}
@@ -417,11 +419,12 @@ func claimIn(ctx context.Context, tx *sql.Tx, c *change, p *store.StepClaimParam
 	return out, nil
 }
 
-// loadClaimable reads the steps a claim takes, in claim order, with their
+// loadClaimable reads the steps a claim takes, up to limit in claim order
+// (the statement's own LIMIT may be higher, claimFilter), with their
 // tasks' contexts (a claim hands its steps their task's context; the tasks a
 // write reads leave it out, writeTaskColumns) and their tasks' identity and
 // step count (the only columns of a task a claim needs).
-func loadClaimable(ctx context.Context, tx *sql.Tx, whereAndOrder string, args ...any) ([]*stepRow, map[string]json.RawMessage, map[string]*taskRow, error) {
+func loadClaimable(ctx context.Context, tx *sql.Tx, limit int, whereAndOrder string, args ...any) ([]*stepRow, map[string]json.RawMessage, map[string]*taskRow, error) {
 	rows, err := tx.QueryContext(ctx, claimSelect(whereAndOrder), args...)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("load steps: %w", err)
@@ -430,7 +433,7 @@ func loadClaimable(ctx context.Context, tx *sql.Tx, whereAndOrder string, args .
 	var out []*stepRow
 	contexts := map[string]json.RawMessage{}
 	tasks := map[string]*taskRow{}
-	for rows.Next() {
+	for len(out) < limit && rows.Next() {
 		var (
 			c                 sql.NullString
 			ns, name, version string
@@ -472,10 +475,12 @@ func (w withExtra) Scan(dest ...any) error { return w.sc.Scan(append(dest, w.ext
 
 // claimFilter is the condition and order of a claim: up to limit ready
 // steps in (run_at, idx) order, the order of the steps_claim index, so the
-// query stops after limit rows.
+// query stops after limit rows. The LIMIT written into the statement is
+// limit rounded up (batchRows), so that claims of every size share a few
+// statements; the reader stops after limit rows (loadClaimable).
 func claimFilter(now time.Time, handlers, templates, excluded, tasks []string, limit int) (string, []any) {
 	where, args := readyFilter(now, handlers, templates, excluded, tasks)
-	return where + " ORDER BY run_at, idx" + limitClause(limit), args
+	return where + " ORDER BY run_at, idx" + limitClause(batchRows(limit)), args
 }
 
 func readyFilter(now time.Time, handlers, templates, excluded, tasks []string) (string, []any) {
@@ -500,8 +505,9 @@ func readyFilter(now time.Time, handlers, templates, excluded, tasks []string) (
 }
 
 func dependencyResults(ctx context.Context, tx *sql.Tx, childIDs []string) (map[string]map[string]json.RawMessage, error) {
+	in, inArgs := inList(childIDs)
 	rows, err := tx.QueryContext(ctx, `SELECT e.child_id, p.name, p.results FROM step_edges e JOIN steps p ON p.id = e.parent_id
-		WHERE e.child_id IN (`+placeholders(len(childIDs))+`)`, idArgs(childIDs)...)
+		WHERE e.child_id IN (`+in+`)`, inArgs...)
 	if err != nil {
 		return nil, fmt.Errorf("dependency results: %w", err)
 	}
@@ -548,7 +554,8 @@ func (s *Store) StepCompleteMany(ctx context.Context, p *store.StepCompleteManyP
 		for i, o := range p.Outcomes {
 			ids[i] = o.StepID
 		}
-		rows, err := loadSteps(ctx, tx, "id IN ("+placeholders(len(ids))+")", idArgs(ids)...)
+		in, inArgs := inList(ids)
+		rows, err := loadSteps(ctx, tx, "id IN ("+in+")", inArgs...)
 		if err != nil {
 			return nil, err
 		}
@@ -717,7 +724,8 @@ func (s *Store) StepRelease(ctx context.Context, p *store.StepReleaseParams) (*s
 		for i, l := range p.Leases {
 			ids[i] = l.StepID
 		}
-		rows, err := loadSteps(ctx, tx, "id IN ("+placeholders(len(ids))+")", idArgs(ids)...)
+		in, inArgs := inList(ids)
+		rows, err := loadSteps(ctx, tx, "id IN ("+in+")", inArgs...)
 		if err != nil {
 			return nil, err
 		}

@@ -348,7 +348,8 @@ func (c *change) preloadTasks(ctx context.Context, tx *sql.Tx, ids []string) err
 	if len(want) < 2 {
 		return nil // c.task reads a single task as well
 	}
-	rows, err := tx.QueryContext(ctx, "SELECT "+writeTaskColumns+" FROM tasks WHERE id IN ("+placeholders(len(want))+")", idArgs(want)...)
+	in, inArgs := inList(want)
+	rows, err := tx.QueryContext(ctx, "SELECT "+writeTaskColumns+" FROM tasks WHERE id IN ("+in+")", inArgs...)
 	if err != nil {
 		return fmt.Errorf("load tasks: %w", err)
 	}
@@ -529,9 +530,10 @@ func writeTaskCompletions(ctx context.Context, tx *sql.Tx, now time.Time, comple
 		for _, tc := range chunk {
 			args = append(args, tc.id, tc.done, tc.opens)
 		}
+		rows, args := paddedValueRows(len(chunk), 3, args)
 		r, err := tx.ExecContext(ctx, `UPDATE tasks SET state = 'complete', seq = seq + 1, updated_at = ?, finished_at = ?,
 			steps_done = steps_done + v.column2, steps_open = steps_open + v.column3
-			FROM (VALUES `+valueRows(len(chunk), 3)+`) AS v
+			FROM (VALUES `+rows+`) AS v
 			WHERE tasks.id = v.column1 AND tasks.state = 'in_progress'`, args...)
 		if err != nil {
 			return fmt.Errorf("complete tasks: %w", err)

@@ -1,0 +1,110 @@
+package sqlite
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/tasker-go/tasker/internal/store"
+)
+
+// Claims and completions of every batch size from 1 to maxBatch share a
+// few statement texts (batchRows): the writer keeps a bounded number of
+// prepared statements instead of one per size and statement, and the
+// padding changes no outcome: every claim takes exactly what it asked
+// for, every completion finalizes its tasks, and each task's log holds
+// its three work-phase entries once.
+func TestBatchesOfEverySizeShareStatements(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(ctx, filepath.Join(t.TempDir(), "batch.db"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	now := time.Now()
+	tp, err := s.TemplateRegister(ctx, &store.TemplateRegisterParams{ID: "batch", Namespace: "batch", Name: "batch",
+		Version: "1.0.0", Definition: json.RawMessage(`{"id":"batch"}`), Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const maxBatch = 40
+	total := maxBatch * (maxBatch + 1) / 2
+	for range total {
+		if _, err := s.TaskCreate(ctx, &store.TaskCreateParams{TemplateID: tp.ID, Namespace: tp.Namespace, Name: tp.Name,
+			Version: tp.Version, Context: json.RawMessage(`{}`), Now: now,
+			Steps: []store.StepSpec{{Name: "work", Handler: "noop", MaxAttempts: 1, Timeout: time.Minute}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := keptStatements(ctx, t, s)
+	for n := 1; n <= maxBatch; n++ {
+		claimed, err := s.StepClaim(ctx, &store.StepClaimParams{Worker: "w", LeaseToken: int64(n), Limit: n,
+			Now: time.Now(), LeaseTTL: time.Minute})
+		if err != nil {
+			t.Fatalf("claim %d: %v", n, err)
+		}
+		if len(claimed.Steps) != n {
+			t.Fatalf("a claim of %d took %d steps", n, len(claimed.Steps))
+		}
+		outs := make([]store.StepOutcome, n)
+		for i, cs := range claimed.Steps {
+			outs[i] = store.StepOutcome{StepID: cs.Step.ID, LeaseToken: cs.Step.LeaseToken, Attempt: cs.Step.Attempts,
+				Kind: store.OutcomeComplete, Result: json.RawMessage(`{"n":1}`)}
+		}
+		res, err := s.StepCompleteMany(ctx, &store.StepCompleteManyParams{Worker: "w", Now: time.Now(), Outcomes: outs})
+		if err != nil {
+			t.Fatalf("complete %d: %v", n, err)
+		}
+		if len(res.Stale) != 0 || len(res.Finalized) != n {
+			t.Fatalf("a completion of %d: %d stale, %d tasks finalized", n, len(res.Stale), len(res.Finalized))
+		}
+	}
+	var open, entries int
+	if err := s.rdb.QueryRowContext(ctx, "SELECT COUNT(*) FROM tasks WHERE state <> 'complete'").Scan(&open); err != nil || open != 0 {
+		t.Fatalf("%d tasks not complete (%v)", open, err)
+	}
+	if err := s.rdb.QueryRowContext(ctx, `SELECT COUNT(*) FROM events WHERE name IN
+		('step.execution_requested', 'step.completed', 'task.completed')`).Scan(&entries); err != nil || entries != 3*total {
+		t.Fatalf("%d work-phase log entries for %d tasks, want %d (%v)", entries, total, 3*total, err)
+	}
+	var dup int
+	if err := s.rdb.QueryRowContext(ctx, `SELECT COUNT(*) FROM (SELECT task_id, name FROM events
+		GROUP BY task_id, name, step_id HAVING COUNT(*) > 1)`).Scan(&dup); err != nil || dup != 0 {
+		t.Fatalf("%d log entries written twice (%v)", dup, err)
+	}
+
+	// The writer's kept statements: one per statement and size would be
+	// over 200 new ones here (six statements of the claim and completion,
+	// in 40 sizes each); rounded sizes keep them to a few per statement.
+	after := keptStatements(ctx, t, s)
+	t.Logf("the writer keeps %d statements before the batches and %d after", before, after)
+	if after-before > 100 {
+		t.Errorf("the batches of 1 to %d left %d more statements kept on the writer", maxBatch, after-before)
+	}
+}
+
+// keptStatements returns the number of statements the writer's connection
+// keeps prepared.
+func keptStatements(ctx context.Context, t *testing.T, s *Store) int {
+	t.Helper()
+	conn, err := s.wdb.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	n := 0
+	if err := conn.Raw(func(dc any) error {
+		c, ok := dc.(*cachingConn)
+		if !ok {
+			return errors.New("the writer's connection keeps no statements")
+		}
+		n = len(c.stmts)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
