@@ -82,8 +82,12 @@ func (e *Engine) record(ctx context.Context, batch []*attempt) {
 	// the children they release start without a claim of their own. The
 	// claim reserves a slot per outcome, or per child a completed step may
 	// release if it has more; other free slots stay with the dispatcher and
-	// with task creations meanwhile.
+	// with task creations meanwhile. On a store whose writes are serial it
+	// reserves every free slot (serialWriter).
 	want := 0
+	if e.fillOnCompletion {
+		want = e.cfg.ClaimBatch
+	}
 	for _, a := range done {
 		n := 1
 		if a.outcome.Kind == store.OutcomeComplete && a.tmpl != nil {

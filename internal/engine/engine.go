@@ -55,7 +55,11 @@ type Config struct {
 	// PrefetchBelow is the mean handler duration under which the engine
 	// prefetches. Default 100ms.
 	PrefetchBelow time.Duration
-	// ClaimBatch caps the steps claimed per store call. Default Concurrency.
+	// ClaimBatch caps the steps claimed per store call. Default
+	// Concurrency; on a store whose writes commit one after another
+	// (SQLite), Concurrency plus Prefetch, since there every commit costs
+	// a sync of its own and a completion claims every free slot (see
+	// fillOnCompletion).
 	ClaimBatch int
 	// PollInterval is the fallback interval for looking for ready steps when
 	// no signal arrives. Default 1s.
@@ -103,21 +107,24 @@ type Config struct {
 // concurrency.
 func DefaultPrefetch(concurrency int) int { return 2 * concurrency }
 
-func (c Config) withDefaults() Config {
+func (c Config) withDefaults(serial bool) Config {
 	if c.WorkerID == "" {
 		c.WorkerID = NewWorkerID()
 	}
 	if c.Concurrency <= 0 {
 		c.Concurrency = 16
 	}
-	if c.ClaimBatch <= 0 {
-		c.ClaimBatch = c.Concurrency
-	}
 	switch {
 	case c.Prefetch == 0:
 		c.Prefetch = DefaultPrefetch(c.Concurrency)
 	case c.Prefetch < 0:
 		c.Prefetch = 0
+	}
+	if c.ClaimBatch <= 0 {
+		c.ClaimBatch = c.Concurrency
+		if serial {
+			c.ClaimBatch += c.Prefetch
+		}
 	}
 	if c.PrefetchBelow <= 0 {
 		c.PrefetchBelow = 100 * time.Millisecond
@@ -213,9 +220,12 @@ type statementCounter interface {
 // store a transaction saved is a commit taken off the writer's path, so
 // the engine leaves the slot a handler frees to the completion that
 // records its outcome, which claims for it in the same transaction,
-// instead of waking the dispatcher for a claim transaction of its own.
-// On a store whose transactions run side by side (PostgreSQL) the two
-// overlap, and the dispatcher claims at once.
+// instead of waking the dispatcher for a claim transaction of its own;
+// and that completion claims for every free slot, not only those its
+// outcomes free, so that each commit carries as many steps as the engine
+// may hold (a commit's sync and the pages it writes cost the same for
+// one step as for fifty). On a store whose transactions run side by side
+// (PostgreSQL) the two overlap, and the dispatcher claims at once.
 type serialWriter interface {
 	SerialWrites() bool
 }
@@ -284,7 +294,9 @@ type Engine struct {
 
 // New returns an engine over st that publishes on bus. Call Start to run it.
 func New(st store.Store, bus *eventbus.Bus, cfg Config) *Engine {
-	cfg = cfg.withDefaults()
+	sw, ok := st.(serialWriter)
+	serial := ok && sw.SerialWrites()
+	cfg = cfg.withDefaults(serial)
 	e := &Engine{
 		cfg:          cfg,
 		store:        st,
@@ -302,9 +314,7 @@ func New(st store.Store, bus *eventbus.Bus, cfg Config) *Engine {
 	for name := range cfg.Handlers {
 		e.handlerNames = append(e.handlerNames, name)
 	}
-	if sw, ok := st.(serialWriter); ok {
-		e.fillOnCompletion = sw.SerialWrites()
-	}
+	e.fillOnCompletion = serial
 	st.OnCommit(e.announce)
 	go e.runPublisher()
 	return e
