@@ -66,7 +66,9 @@ type Config struct {
 	// steps as its handlers get through in the time of a claim, so that a
 	// step waits no longer, on average, than another worker would take to
 	// claim it. The steps waiting hold their leases (renewed like running
-	// ones); Stop releases them. Default twice Concurrency; negative: none.
+	// ones); Stop releases them. Default twice Concurrency, eight times on
+	// SQLite, where every claim rides on a commit of the only writer;
+	// negative: none.
 	Prefetch int
 	// PollInterval is the fallback interval of the dispatcher. Default 1s.
 	PollInterval time.Duration

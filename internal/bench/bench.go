@@ -341,10 +341,11 @@ func clientPrefetch(n int) int {
 func (c Config) PrefetchUsed() int {
 	switch {
 	case c.Prefetch == 0:
+		serial := !tasker.IsPostgresURL(c.DB)
 		if c.Concurrency == 0 {
-			return engine.DefaultPrefetch(DefaultConcurrency)
+			return engine.DefaultPrefetch(DefaultConcurrency, serial)
 		}
-		return engine.DefaultPrefetch(c.Concurrency)
+		return engine.DefaultPrefetch(c.Concurrency, serial)
 	case c.Prefetch < 0:
 		return 0
 	}

@@ -41,7 +41,7 @@ func TestCommand(t *testing.T) {
 		t.Fatalf("chain --json: %v\n%s", err, out)
 	}
 	if len(rep.Results) != 1 || rep.Results[0].Scenario != "chain" || rep.Results[0].Steps != 3 || rep.Results[0].Synchronous != "NORMAL" ||
-		rep.Settings.Runs != 1 || rep.Machine.NumCPU < 1 || rep.Results[0].Prefetch != 32 {
+		rep.Settings.Runs != 1 || rep.Machine.NumCPU < 1 || rep.Results[0].Prefetch != 128 {
 		t.Errorf("chain report = %+v", rep)
 	}
 	// --prefetch 0 turns prefetching off, and the report says so.

@@ -256,7 +256,7 @@ func serveWorkerMetrics(ctx context.Context, c *tasker.Client, log *slog.Logger,
 // addPrefetchFlag adds --prefetch, whose value prefetchValue turns into
 // tasker.Config.Prefetch.
 func addPrefetchFlag(fl *pflag.FlagSet, p *int) {
-	fl.IntVar(p, "prefetch", 0, "most claimed steps that may wait for a slot beyond --concurrency while handlers are short (under 100ms), so that a freed slot starts its next step at once; within it, as many as the handlers get through in one claim's time; 0: none (default: twice --concurrency)")
+	fl.IntVar(p, "prefetch", 0, "most claimed steps that may wait for a slot beyond --concurrency while handlers are short (under 100ms), so that a freed slot starts its next step at once; within it, as many as the handlers get through in one claim's time; 0: none (default: twice --concurrency on PostgreSQL, eight times on SQLite)")
 }
 
 // prefetchValue is tasker.Config.Prefetch for the --prefetch flag: the

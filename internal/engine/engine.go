@@ -49,8 +49,8 @@ type Config struct {
 	// claim time ÷ the mean handler time): a prefetched step waits, on
 	// average, no longer than another worker would take to claim it. A long
 	// handler gains nothing from prefetching, and a step waiting behind one
-	// would be held from other workers. Default twice Concurrency;
-	// negative: none.
+	// would be held from other workers. Default twice Concurrency, eight
+	// times on SQLite (DefaultPrefetch); negative: none.
 	Prefetch int
 	// PrefetchBelow is the mean handler duration under which the engine
 	// prefetches. Default 100ms.
@@ -104,8 +104,18 @@ type Config struct {
 }
 
 // DefaultPrefetch is Config.Prefetch when it is not set: twice the
-// concurrency.
-func DefaultPrefetch(concurrency int) int { return 2 * concurrency }
+// concurrency, or eight times on a store whose writes are serial
+// (SQLite). There every claim rides on a commit of the only writer, which
+// costs its sync and the pages it touches whether it carries one step or
+// a hundred, so the engine holds enough steps to fill each commit; there
+// is rarely a second worker they would be held from. Within it, the
+// handlers' mean duration bounds the depth as everywhere (Prefetch).
+func DefaultPrefetch(concurrency int, serialWrites bool) int {
+	if serialWrites {
+		return 8 * concurrency
+	}
+	return 2 * concurrency
+}
 
 func (c Config) withDefaults(serial bool) Config {
 	if c.WorkerID == "" {
@@ -116,7 +126,7 @@ func (c Config) withDefaults(serial bool) Config {
 	}
 	switch {
 	case c.Prefetch == 0:
-		c.Prefetch = DefaultPrefetch(c.Concurrency)
+		c.Prefetch = DefaultPrefetch(c.Concurrency, serial)
 	case c.Prefetch < 0:
 		c.Prefetch = 0
 	}

@@ -164,6 +164,31 @@ func TestPrefetchHoldsStepsForFreedSlots(t *testing.T) {
 	}
 }
 
+// On SQLite, whose writes are serial, the default prefetch is eight times
+// Concurrency (DefaultPrefetch): every claim rides on a commit of the
+// only writer, so the engine holds enough steps to fill each one.
+func TestDefaultPrefetchOnSQLite(t *testing.T) {
+	if p := engine.DefaultPrefetch(2, true); p != 16 {
+		t.Fatalf("DefaultPrefetch(2, serial) = %d, want 16", p)
+	}
+	if p := engine.DefaultPrefetch(2, false); p != 4 {
+		t.Fatalf("DefaultPrefetch(2, not serial) = %d, want 4", p)
+	}
+	g := &gate{}
+	b := setupGated(t, g, engine.Config{Concurrency: 2, PollInterval: 20 * time.Millisecond})
+	ids, got := blockAndCount(t, b, g, 24)
+	if got != 18 {
+		t.Errorf("claimed steps = %d, want 18 (concurrency 2 + the default prefetch on SQLite, 16)", got)
+	}
+	g.open()
+	for _, id := range ids {
+		b.waitTask(t, id, lifecycle.TaskComplete)
+	}
+	if p := g.peak.Load(); p > 2 {
+		t.Errorf("at most %d handlers ran at once, want at most 2 (the concurrency)", p)
+	}
+}
+
 // Without prefetching (turned off, handlers longer than PrefetchBelow, or
 // handlers longer than a claim takes) the engine claims only for free
 // handler slots. It prefetches only as many steps as its handlers get
