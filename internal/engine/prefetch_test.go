@@ -141,41 +141,26 @@ func blockAndCount(t *testing.T, b *bundle, g *gate, n int) ([]string, int) {
 
 // With short handlers, the engine holds Concurrency + Prefetch claimed
 // steps, runs no more than Concurrency of them at once, and runs the
-// waiting ones when slots free up. On SQLite, whose writes are serial, the
-// default prefetch is eight times Concurrency (DefaultPrefetch): every
-// claim rides on a commit of the only writer, so the engine holds enough
-// steps to fill each one.
+// waiting ones when slots free up.
 func TestPrefetchHoldsStepsForFreedSlots(t *testing.T) {
-	if p, q := engine.DefaultPrefetch(2, true), engine.DefaultPrefetch(2, false); p != 16 || q != 4 {
-		t.Fatalf("DefaultPrefetch(2, serial) = %d and (2, not serial) = %d, want 16 and 4", p, q)
+	g := &gate{}
+	b := setupGated(t, g, engine.Config{Concurrency: 2, Prefetch: 3, PollInterval: 20 * time.Millisecond})
+	ids, got := blockAndCount(t, b, g, 8)
+	if got != 5 {
+		t.Errorf("claimed steps = %d, want 5 (concurrency 2 + prefetch 3)", got)
 	}
-	for name, tc := range map[string]struct {
-		prefetch, tasks, held int
-	}{
-		"prefetch 3":            {prefetch: 3, tasks: 8, held: 5},
-		"the default on SQLite": {prefetch: 0, tasks: 24, held: 18},
-	} {
-		t.Run(name, func(t *testing.T) {
-			g := &gate{}
-			b := setupGated(t, g, engine.Config{Concurrency: 2, Prefetch: tc.prefetch, PollInterval: 20 * time.Millisecond})
-			ids, got := blockAndCount(t, b, g, tc.tasks)
-			if got != tc.held {
-				t.Errorf("claimed steps = %d, want %d (concurrency 2 + its prefetch)", got, tc.held)
-			}
-			if r := g.running.Load(); r != 2 {
-				t.Errorf("running handlers = %d, want 2", r)
-			}
-			g.open()
-			for _, id := range ids {
-				b.waitTask(t, id, lifecycle.TaskComplete)
-			}
-			if p := g.peak.Load(); p > 2 {
-				t.Errorf("at most %d handlers ran at once, want at most 2 (the concurrency)", p)
-			}
-			if s := b.eng.Stats(); s.Prefetched != 0 || s.Running != 0 {
-				t.Errorf("stats after the work: running %d, prefetched %d; want 0 and 0", s.Running, s.Prefetched)
-			}
-		})
+	if r := g.running.Load(); r != 2 {
+		t.Errorf("running handlers = %d, want 2", r)
+	}
+	g.open()
+	for _, id := range ids {
+		b.waitTask(t, id, lifecycle.TaskComplete)
+	}
+	if p := g.peak.Load(); p > 2 {
+		t.Errorf("at most %d handlers ran at once, want at most 2 (the concurrency)", p)
+	}
+	if s := b.eng.Stats(); s.Prefetched != 0 || s.Running != 0 {
+		t.Errorf("stats after the work: running %d, prefetched %d; want 0 and 0", s.Running, s.Prefetched)
 	}
 }
 
