@@ -113,8 +113,6 @@ func (c *change) applyStep(ctx context.Context, tx *sql.Tx, t *taskRow, st *step
 		return nil
 	}
 	from := st.State
-	set := []string{"state = ?", "seq = seq + 1", "updated_at = ?"}
-	args := []any{string(ch.to), us(c.now)}
 	var runAt sql.NullInt64
 	switch {
 	case ch.to == lifecycle.StepWaitingForRetry:
@@ -122,50 +120,13 @@ func (c *change) applyStep(ctx context.Context, tx *sql.Tx, t *taskRow, st *step
 	case ch.to == lifecycle.StepPending && st.DepsRemaining == 0:
 		runAt = sql.NullInt64{Int64: us(c.now), Valid: true}
 	}
-	set = append(set, "run_at = ?")
-	args = append(args, runAt)
-	if from == lifecycle.StepInProgress {
-		set = append(set, "lease_owner = NULL", "lease_token = NULL", "lease_expires_at = NULL")
-	}
-	if ch.to == lifecycle.StepComplete {
-		set = append(set, "results = ?")
-		args = append(args, nullString(string(ch.results)))
-	}
-	if ch.errMsg != "" || ch.errClass != "" {
-		set = append(set, "last_error = ?", "error_class = ?")
-		args = append(args, nullString(ch.errMsg), nullString(ch.errClass))
-	}
-	if ch.raiseLimit {
-		set = append(set, "retry_limit = attempts + max_attempts")
-	}
-	if ch.refund {
-		set = append(set, "retry_limit = retry_limit + 1")
-	}
-	if ch.to.Terminal() || ch.to == lifecycle.StepError {
-		set = append(set, "finished_at = ?")
-		args = append(args, us(c.now))
-	} else {
-		set = append(set, "finished_at = NULL")
-	}
-	where := "id = ? AND state = ?"
-	args = append(args, st.ID, string(from))
-	if from == lifecycle.StepInProgress {
-		where += " AND lease_token = ? AND attempts = ?"
-		args = append(args, st.LeaseToken, st.Attempts)
-	}
 	if c.batchCompletions && from == lifecycle.StepInProgress && ch.to == lifecycle.StepComplete &&
 		ch.errMsg == "" && ch.errClass == "" && !ch.raiseLimit && !ch.refund {
 		// Written with the batch's other completions (writeCompletions).
 		c.completions = append(c.completions, completionWrite{id: st.ID, results: nullString(string(ch.results)),
 			token: st.LeaseToken, attempts: st.Attempts})
-	} else {
-		r, err := tx.ExecContext(ctx, "UPDATE steps SET "+strings.Join(set, ", ")+" WHERE "+where, args...)
-		if err != nil {
-			return fmt.Errorf("transition step %s: %w", st.ID, err)
-		}
-		if n, _ := r.RowsAffected(); n != 1 {
-			return fmt.Errorf("transition step %s %s → %s: state changed concurrently: %w", st.ID, from, ch.to, store.ErrConflict)
-		}
+	} else if err := c.writeStep(ctx, tx, st, from, ch, runAt); err != nil {
+		return err
 	}
 	st.State = ch.to
 	st.seq++
@@ -199,6 +160,50 @@ func (c *change) applyStep(ctx context.Context, tx *sql.Tx, t *taskRow, st *step
 		c.addReady(t.ID, ready)
 	}
 	c.delta(t.ID, done, open)
+	return nil
+}
+
+// writeStep is applyStep's update of one step, guarded by its state (and
+// its lease, when in progress).
+func (c *change) writeStep(ctx context.Context, tx *sql.Tx, st *stepRow, from lifecycle.StepState, ch stepChange, runAt sql.NullInt64) error {
+	set := []string{"state = ?", "seq = seq + 1", "updated_at = ?", "run_at = ?"}
+	args := []any{string(ch.to), us(c.now), runAt}
+	if from == lifecycle.StepInProgress {
+		set = append(set, "lease_owner = NULL", "lease_token = NULL", "lease_expires_at = NULL")
+	}
+	if ch.to == lifecycle.StepComplete {
+		set = append(set, "results = ?")
+		args = append(args, nullString(string(ch.results)))
+	}
+	if ch.errMsg != "" || ch.errClass != "" {
+		set = append(set, "last_error = ?", "error_class = ?")
+		args = append(args, nullString(ch.errMsg), nullString(ch.errClass))
+	}
+	if ch.raiseLimit {
+		set = append(set, "retry_limit = attempts + max_attempts")
+	}
+	if ch.refund {
+		set = append(set, "retry_limit = retry_limit + 1")
+	}
+	if ch.to.Terminal() || ch.to == lifecycle.StepError {
+		set = append(set, "finished_at = ?")
+		args = append(args, us(c.now))
+	} else {
+		set = append(set, "finished_at = NULL")
+	}
+	where := "id = ? AND state = ?"
+	args = append(args, st.ID, string(from))
+	if from == lifecycle.StepInProgress {
+		where += " AND lease_token = ? AND attempts = ?"
+		args = append(args, st.LeaseToken, st.Attempts)
+	}
+	r, err := tx.ExecContext(ctx, "UPDATE steps SET "+strings.Join(set, ", ")+" WHERE "+where, args...)
+	if err != nil {
+		return fmt.Errorf("transition step %s: %w", st.ID, err)
+	}
+	if n, _ := r.RowsAffected(); n != 1 {
+		return fmt.Errorf("transition step %s %s → %s: state changed concurrently: %w", st.ID, from, ch.to, store.ErrConflict)
+	}
 	return nil
 }
 
