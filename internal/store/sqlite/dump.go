@@ -146,8 +146,9 @@ func loadTaskPage(ctx context.Context, tx *sql.Tx, after string, limit int) ([]*
 	}
 	defer rows.Close()
 	var out []*taskRow
+	var sc taskScanner
 	for rows.Next() {
-		t, err := scanTask(rows)
+		t, err := sc.scan(rows)
 		if err != nil {
 			return nil, err
 		}

@@ -23,32 +23,46 @@ type stepRow struct {
 }
 
 func scanStep(sc interface{ Scan(...any) error }) (*stepRow, error) {
-	var (
-		s                                 stepRow
-		state                             string
-		timeout                           int64
-		runAt, token, expires             sql.NullInt64
-		owner, results, lastErr, errClass sql.NullString
-		created, updated                  int64
-		started, finished                 sql.NullInt64
-	)
-	if err := sc.Scan(&s.ID, &s.TaskID, &s.Index, &s.Name, &s.TemplateID, &s.Handler, &state, &s.Attempts, &s.MaxAttempts,
-		&s.RetryLimit, &timeout, &s.DepsRemaining, &runAt, &owner, &token, &expires, &results, &lastErr, &errClass, &s.seq,
-		&created, &updated, &started, &finished); err != nil {
+	var r stepScanner
+	return r.scan(sc)
+}
+
+// stepScanner scans step rows. Its holders of the columns that need
+// converting, and the list of destinations, are reused from row to row:
+// a row costs its own allocations only (the step and its strings), not one
+// per holder.
+type stepScanner struct {
+	dest                              []any
+	state                             string
+	timeout                           int64
+	runAt, token, expires             sql.NullInt64
+	owner, results, lastErr, errClass sql.NullString
+	created, updated                  int64
+	started, finished                 sql.NullInt64
+}
+
+// scan reads a step's columns (stepColumns), then those of extra.
+func (r *stepScanner) scan(sc interface{ Scan(...any) error }, extra ...any) (*stepRow, error) {
+	s := &stepRow{}
+	r.dest = append(r.dest[:0], &s.ID, &s.TaskID, &s.Index, &s.Name, &s.TemplateID, &s.Handler, &r.state, &s.Attempts,
+		&s.MaxAttempts, &s.RetryLimit, &r.timeout, &s.DepsRemaining, &r.runAt, &r.owner, &r.token, &r.expires, &r.results,
+		&r.lastErr, &r.errClass, &s.seq, &r.created, &r.updated, &r.started, &r.finished)
+	r.dest = append(r.dest, extra...)
+	if err := sc.Scan(r.dest...); err != nil {
 		return nil, err
 	}
-	s.State = lifecycle.StepState(state)
-	s.Timeout = time.Duration(timeout) * time.Microsecond
-	s.RunAt, s.LeaseExpiresAt = fromNullUS(runAt), fromNullUS(expires)
-	s.LeaseOwner, s.LeaseToken = owner.String, token.Int64
-	if results.Valid {
-		s.Results = json.RawMessage(results.String)
+	s.State = lifecycle.StepState(r.state)
+	s.Timeout = time.Duration(r.timeout) * time.Microsecond
+	s.RunAt, s.LeaseExpiresAt = fromNullUS(r.runAt), fromNullUS(r.expires)
+	s.LeaseOwner, s.LeaseToken = r.owner.String, r.token.Int64
+	if r.results.Valid {
+		s.Results = json.RawMessage(r.results.String)
 	}
-	s.LastError, s.ErrorClass = lastErr.String, errClass.String
-	s.CreatedAt, s.UpdatedAt = fromUS(created), fromUS(updated)
-	s.StartedAt, s.FinishedAt = fromNullUS(started), fromNullUS(finished)
+	s.LastError, s.ErrorClass = r.lastErr.String, r.errClass.String
+	s.CreatedAt, s.UpdatedAt = fromUS(r.created), fromUS(r.updated)
+	s.StartedAt, s.FinishedAt = fromNullUS(r.started), fromNullUS(r.finished)
 	s.Seq = s.seq
-	return &s, nil
+	return s, nil
 }
 
 func loadSteps(ctx context.Context, q queryer, where string, args ...any) ([]*stepRow, error) {
@@ -338,8 +352,9 @@ func loadStepsOrdered(ctx context.Context, q queryer, whereAndOrder string, args
 	}
 	defer rows.Close()
 	var out []*stepRow
+	var sc stepScanner
 	for rows.Next() {
-		s, err := scanStep(rows)
+		s, err := sc.scan(rows)
 		if err != nil {
 			return nil, fmt.Errorf("load steps: %w", err)
 		}
@@ -438,13 +453,17 @@ func loadClaimable(ctx context.Context, tx *sql.Tx, limit int, whereAndOrder str
 	var out []*stepRow
 	contexts := map[string]json.RawMessage{}
 	tasks := map[string]*taskRow{}
+	// The extra columns' holders are reused from row to row: their
+	// values are copied out before the next.
+	var (
+		sc                stepScanner
+		c                 sql.NullString
+		ns, name, version string
+		total             int
+	)
+	extra := []any{&c, &ns, &name, &version, &total}
 	for len(out) < limit && rows.Next() {
-		var (
-			c                 sql.NullString
-			ns, name, version string
-			total             int
-		)
-		st, err := scanStep(withExtra{rows, []any{&c, &ns, &name, &version, &total}})
+		st, err := sc.scan(rows, extra...)
 		if err != nil {
 			return nil, nil, nil, fmt.Errorf("load steps: %w", err)
 		}
@@ -469,14 +488,6 @@ func claimSelect(whereAndOrder string) string {
 		"FROM steps JOIN (SELECT id AS t_id, namespace AS t_ns, name AS t_name, version AS t_version, steps_total AS t_total FROM tasks) t " +
 		"ON t.t_id = steps.task_id WHERE " + whereAndOrder
 }
-
-// withExtra scans a row's further columns after those of the wrapped scan.
-type withExtra struct {
-	sc    interface{ Scan(...any) error }
-	extra []any
-}
-
-func (w withExtra) Scan(dest ...any) error { return w.sc.Scan(append(dest, w.extra...)...) }
 
 // claimFilter is the condition and order of a claim: up to limit ready
 // steps in (run_at, idx) order, the order of the steps_claim index, so the

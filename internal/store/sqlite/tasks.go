@@ -36,24 +36,35 @@ type taskRow struct {
 }
 
 func scanTask(sc interface{ Scan(...any) error }) (*taskRow, error) {
-	var (
-		t                 taskRow
-		state, ctx        string
-		identity, idem    sql.NullString
-		created, updated  int64
-		started, finished sql.NullInt64
-	)
-	if err := sc.Scan(&t.ID, &t.TemplateID, &t.Namespace, &t.Name, &t.Version, &state, &ctx, &identity, &idem,
-		&t.StepsTotal, &t.StepsDone, &t.StepsOpen, &t.seq, &created, &updated, &started, &finished); err != nil {
+	var r taskScanner
+	return r.scan(sc)
+}
+
+// taskScanner scans task rows, reusing its holders of the columns that
+// need converting and its list of destinations from row to row (see
+// stepScanner).
+type taskScanner struct {
+	dest              []any
+	state, context    string
+	identity, idem    sql.NullString
+	created, updated  int64
+	started, finished sql.NullInt64
+}
+
+func (r *taskScanner) scan(sc interface{ Scan(...any) error }) (*taskRow, error) {
+	t := &taskRow{}
+	r.dest = append(r.dest[:0], &t.ID, &t.TemplateID, &t.Namespace, &t.Name, &t.Version, &r.state, &r.context, &r.identity,
+		&r.idem, &t.StepsTotal, &t.StepsDone, &t.StepsOpen, &t.seq, &r.created, &r.updated, &r.started, &r.finished)
+	if err := sc.Scan(r.dest...); err != nil {
 		return nil, err
 	}
-	t.State = lifecycle.TaskState(state)
-	t.Context = []byte(ctx)
-	t.IdentityKey, t.IdempotencyKey = identity.String, idem.String
-	t.CreatedAt, t.UpdatedAt = fromUS(created), fromUS(updated)
-	t.StartedAt, t.FinishedAt = fromNullUS(started), fromNullUS(finished)
+	t.State = lifecycle.TaskState(r.state)
+	t.Context = []byte(r.context)
+	t.IdentityKey, t.IdempotencyKey = r.identity.String, r.idem.String
+	t.CreatedAt, t.UpdatedAt = fromUS(r.created), fromUS(r.updated)
+	t.StartedAt, t.FinishedAt = fromNullUS(r.started), fromNullUS(r.finished)
 	t.Seq = t.seq
-	return &t, nil
+	return t, nil
 }
 
 func loadTask(ctx context.Context, q queryer, columns, id string) (*taskRow, error) {
@@ -82,8 +93,9 @@ func (s *Store) TaskList(ctx context.Context, p *store.TaskListParams) ([]*store
 	}
 	defer rows.Close()
 	var out []*store.Task
+	var sc taskScanner
 	for rows.Next() {
-		t, err := scanTask(rows)
+		t, err := sc.scan(rows)
 		if err != nil {
 			return nil, fmt.Errorf("list tasks: %w", err)
 		}
@@ -357,8 +369,9 @@ func (c *change) preloadTasks(ctx context.Context, tx *sql.Tx, ids []string) err
 	if c.preloaded == nil {
 		c.preloaded = map[string]*taskRow{}
 	}
+	var sc taskScanner
 	for rows.Next() {
-		t, err := scanTask(rows)
+		t, err := sc.scan(rows)
 		if err != nil {
 			return fmt.Errorf("load tasks: %w", err)
 		}
