@@ -75,7 +75,8 @@ func eventData(e *store.Event) (*string, error) {
 		s := string(e.Payload)
 		return &s, nil
 	}
-	b, err := json.Marshal(e.Metadata)
+	var buf [256]byte
+	b, err := e.Metadata.AppendJSON(buf[:0])
 	if err != nil {
 		return nil, fmt.Errorf("encode transition metadata: %w", err)
 	}

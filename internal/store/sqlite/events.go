@@ -19,6 +19,7 @@ const maxRowsPerInsert = 400
 
 // appendEvents inserts log entries in order and sets their cursors.
 func appendEvents(ctx context.Context, tx *sql.Tx, evs []*store.Event) error {
+	var buf []byte // the metadata's JSON, reused from entry to entry
 	for start := 0; start < len(evs); start += maxRowsPerInsert {
 		chunk := evs[start:min(start+maxRowsPerInsert, len(evs))]
 		// The arguments are plain values or nil, not sql.Null* wrappers,
@@ -29,7 +30,7 @@ func appendEvents(ctx context.Context, tx *sql.Tx, evs []*store.Event) error {
 		var at int64
 		var boxedAt any
 		for _, e := range chunk {
-			data, err := eventData(e)
+			data, err := eventData(e, &buf)
 			if err != nil {
 				return err
 			}
@@ -70,18 +71,20 @@ func appendEvents(ctx context.Context, tx *sql.Tx, evs []*store.Event) error {
 }
 
 // eventData is an entry's data column: a custom event's payload or a
-// transition's metadata as JSON, or nil for none.
-func eventData(e *store.Event) (any, error) {
+// transition's metadata as JSON, or nil for none. The metadata is encoded
+// into *buf, which it keeps for the next entry.
+func eventData(e *store.Event, buf *[]byte) (any, error) {
 	if !e.IsTransition() {
 		if len(e.Payload) == 0 {
 			return nil, nil
 		}
 		return string(e.Payload), nil
 	}
-	b, err := json.Marshal(e.Metadata)
+	b, err := e.Metadata.AppendJSON((*buf)[:0])
 	if err != nil {
 		return nil, fmt.Errorf("encode transition metadata: %w", err)
 	}
+	*buf = b
 	if string(b) == "{}" {
 		return nil, nil
 	}
