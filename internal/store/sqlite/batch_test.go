@@ -108,3 +108,25 @@ func keptStatements(ctx context.Context, t *testing.T, s *Store) int {
 	}
 	return n
 }
+
+// The padding helpers: sizes only grow, IN lists repeat their last id
+// (and an empty list stays empty), VALUES lists add NULL rows.
+func TestBatchPadding(t *testing.T) {
+	t.Parallel()
+	for n := 1; n <= 600; n++ {
+		if r := batchRows(n); r < n || r > n*3/2+1 {
+			t.Fatalf("batchRows(%d) = %d", n, r)
+		}
+	}
+	if in, args := inList(nil); in != "" || args != nil {
+		t.Errorf("inList(nil) = %q, %v", in, args)
+	}
+	in, args := inList([]string{"a", "b", "c", "d", "e"})
+	if in != placeholders(6) || len(args) != 6 || args[4] != "e" || args[5] != "e" {
+		t.Errorf("inList of 5 = %q, %v", in, args)
+	}
+	rows, vals := paddedValueRows(5, 2, []any{1, 2, 3, 4, 5, 6, 7, 8, 9, 10})
+	if rows != valueRows(6, 2) || len(vals) != 12 || vals[10] != nil || vals[11] != nil {
+		t.Errorf("paddedValueRows(5, 2) = %q, %v", rows, vals)
+	}
+}

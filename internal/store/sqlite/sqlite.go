@@ -402,10 +402,13 @@ func batchRows(n int) int {
 	return n
 }
 
-// inList returns the placeholders and arguments of "IN (…)" for ids
-// (at least one), padded to batchRows by repeating the last id, which
-// changes no IN's outcome.
+// inList returns the placeholders and arguments of "IN (…)" for ids,
+// padded to batchRows by repeating the last id, which changes no IN's
+// outcome. No ids make an empty list ("IN ()", false in SQLite).
 func inList(ids []string) (string, []any) {
+	if len(ids) == 0 {
+		return "", nil
+	}
 	n := batchRows(len(ids))
 	args := make([]any, n)
 	for i := range args {
