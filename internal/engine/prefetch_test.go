@@ -167,9 +167,10 @@ func TestPrefetchHoldsStepsForFreedSlots(t *testing.T) {
 // Without prefetching (turned off, handlers longer than PrefetchBelow, or
 // handlers longer than a claim takes) the engine claims only for free
 // handler slots. It prefetches only as many steps as its handlers get
-// through in the time of a claim: with handlers of 80 ms and claims of a
+// through in the time of a claim: with handlers of 400 ms and claims of a
 // few milliseconds (SQLite), two slots get through none in a claim's time,
-// though Prefetch allows 3 and the handlers are under PrefetchBelow.
+// though Prefetch allows 3 and the handlers are under PrefetchBelow. (With
+// 80 ms handlers a loaded machine's claims of 40 ms made it prefetch one.)
 func TestNoPrefetch(t *testing.T) {
 	for name, tc := range map[string]struct {
 		cfg   engine.Config
@@ -178,7 +179,7 @@ func TestNoPrefetch(t *testing.T) {
 		"turned off":                   {cfg: engine.Config{Prefetch: -1}},
 		"long handlers":                {cfg: engine.Config{Prefetch: 3, PrefetchBelow: time.Nanosecond}},
 		"default, long handlers":       {cfg: engine.Config{PrefetchBelow: time.Nanosecond}},
-		"handlers longer than a claim": {cfg: engine.Config{Prefetch: 3, PrefetchBelow: 10 * time.Second}, delay: 80 * time.Millisecond},
+		"handlers longer than a claim": {cfg: engine.Config{Prefetch: 3, PrefetchBelow: 10 * time.Second}, delay: 400 * time.Millisecond},
 	} {
 		t.Run(name, func(t *testing.T) {
 			g := &gate{delay: tc.delay}
