@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"testing"
 	"time"
@@ -128,5 +129,72 @@ func TestBatchPadding(t *testing.T) {
 	rows, vals := paddedValueRows(5, 2, []any{1, 2, 3, 4, 5, 6, 7, 8, 9, 10})
 	if rows != valueRows(6, 2) || len(vals) != 12 || vals[10] != nil || vals[11] != nil {
 		t.Errorf("paddedValueRows(5, 2) = %q, %v", rows, vals)
+	}
+}
+
+// A claim and a completion larger than one statement can carry: SQLite
+// binds at most 32,766 values to a statement, and an engine with a large
+// concurrency claims Concurrency + Prefetch steps at once. Every list of
+// ids is written in pieces (maxIDsPerStatement), so a claim of 33,000
+// steps takes them all and one completion of them all finalizes the task.
+func TestBatchesBeyondOneStatement(t *testing.T) {
+	if testing.Short() {
+		t.Skip("creates a task of 33,000 steps")
+	}
+	t.Parallel()
+	ctx := context.Background()
+	s, err := Open(ctx, filepath.Join(t.TempDir(), "big.db"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	now := time.Now()
+	tp, err := s.TemplateRegister(ctx, &store.TemplateRegisterParams{ID: "big", Namespace: "big", Name: "big",
+		Version: "1.0.0", Definition: json.RawMessage(`{"id":"big"}`), Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 33000
+	specs := make([]store.StepSpec, n)
+	for i := range specs {
+		specs[i] = store.StepSpec{Name: fmt.Sprintf("s%d", i), Handler: "noop", MaxAttempts: 1, Timeout: time.Minute}
+	}
+	task, err := s.TaskCreate(ctx, &store.TaskCreateParams{TemplateID: tp.ID, Namespace: tp.Namespace, Name: tp.Name,
+		Version: tp.Version, Context: json.RawMessage(`{}`), Now: now, Steps: specs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	claimed, err := s.StepClaim(ctx, &store.StepClaimParams{Worker: "w", LeaseToken: 1, Limit: n + 100,
+		Now: time.Now(), LeaseTTL: time.Minute})
+	if err != nil {
+		t.Fatalf("claim of %d: %v", n, err)
+	}
+	if len(claimed.Steps) != n {
+		t.Fatalf("a claim of up to %d took %d of %d ready steps", n+100, len(claimed.Steps), n)
+	}
+	outs := make([]store.StepOutcome, n)
+	seen := make(map[string]bool, n)
+	for i, cs := range claimed.Steps {
+		if seen[cs.Step.ID] {
+			t.Fatalf("step %s claimed twice", cs.Step.ID)
+		}
+		seen[cs.Step.ID] = true
+		outs[i] = store.StepOutcome{StepID: cs.Step.ID, LeaseToken: cs.Step.LeaseToken, Attempt: cs.Step.Attempts,
+			Kind: store.OutcomeComplete, Result: json.RawMessage(`{}`)}
+	}
+	res, err := s.StepCompleteMany(ctx, &store.StepCompleteManyParams{Worker: "w", Now: time.Now(), Outcomes: outs})
+	if err != nil {
+		t.Fatalf("completion of %d: %v", n, err)
+	}
+	if len(res.Stale) != 0 || len(res.Finalized) != 1 || res.Finalized[0].TaskID != task.Task.ID {
+		t.Fatalf("completion of %d: %d stale, finalized %v", n, len(res.Stale), res.Finalized)
+	}
+	var done, entries int
+	if err := s.rdb.QueryRowContext(ctx, "SELECT COUNT(*) FROM steps WHERE task_id = ? AND state = 'complete'", task.Task.ID).Scan(&done); err != nil || done != n {
+		t.Fatalf("%d of %d steps complete (%v)", done, n, err)
+	}
+	if err := s.rdb.QueryRowContext(ctx, `SELECT COUNT(*) FROM events WHERE task_id = ? AND name IN
+		('step.execution_requested', 'step.completed')`, task.Task.ID).Scan(&entries); err != nil || entries != 2*n {
+		t.Fatalf("%d claim and completion log entries, want %d (%v)", entries, 2*n, err)
 	}
 }

@@ -399,7 +399,29 @@ func batchRows(n int) int {
 			return size
 		}
 	}
-	return n
+	// Only a claim's LIMIT is written for more (id lists are cut at
+	// maxIDsPerStatement): a multiple of 256 above 512.
+	return (n + 255) / 256 * 256
+}
+
+// maxIDsPerStatement is the most ids one statement carries, the largest
+// size batchRows rounds to. SQLite binds at most 32,766 values to a
+// statement, and a claim or completion can take more steps than that (an
+// engine on SQLite claims up to Concurrency + Prefetch at once): longer
+// lists are read and written in pieces (idChunks).
+const maxIDsPerStatement = 512
+
+// idChunks cuts ids into pieces of at most maxIDsPerStatement.
+func idChunks(ids []string) [][]string {
+	var out [][]string
+	for len(ids) > maxIDsPerStatement {
+		out = append(out, ids[:maxIDsPerStatement])
+		ids = ids[maxIDsPerStatement:]
+	}
+	if len(ids) > 0 {
+		out = append(out, ids)
+	}
+	return out
 }
 
 // inList returns the placeholders and arguments of "IN (…)" for ids,

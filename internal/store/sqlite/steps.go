@@ -69,6 +69,21 @@ func loadSteps(ctx context.Context, q queryer, where string, args ...any) ([]*st
 	return loadStepsOrdered(ctx, q, where+" ORDER BY task_id, idx", args...)
 }
 
+// loadStepsByID reads the steps of ids (those that exist), in no
+// particular order, up to maxIDsPerStatement per statement.
+func loadStepsByID(ctx context.Context, q queryer, ids []string) ([]*stepRow, error) {
+	var out []*stepRow
+	for _, chunk := range idChunks(ids) {
+		in, inArgs := inList(chunk)
+		rows, err := loadStepsOrdered(ctx, q, "id IN ("+in+")", inArgs...)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, rows...)
+	}
+	return out, nil
+}
+
 func idArgs(ids []string) []any {
 	out := make([]any, len(ids))
 	for i, id := range ids {
@@ -379,17 +394,19 @@ func claimIn(ctx context.Context, tx *sql.Tx, c *change, p *store.StepClaimParam
 		ids[i] = st.ID
 	}
 	expires := now.Add(p.LeaseTTL)
-	in, inArgs := inList(ids)
-	r, err := tx.ExecContext(ctx, `UPDATE steps SET state = 'in_progress', attempts = attempts + 1, run_at = NULL,
-		lease_owner = ?, lease_token = ?, lease_expires_at = ?, seq = seq + 1, updated_at = ?,
-		started_at = COALESCE(started_at, ?), finished_at = NULL
-		WHERE state IN ('pending', 'waiting_for_retry') AND id IN (`+in+`)`,
-		append([]any{p.Worker, p.LeaseToken, us(expires), us(now), us(now)}, inArgs...)...)
-	if err != nil {
-		return nil, fmt.Errorf("claim: %w", err)
-	}
-	if n, _ := r.RowsAffected(); int(n) != len(ids) {
-		return nil, fmt.Errorf("claim: %d of %d steps changed state concurrently: %w", len(ids)-int(n), len(ids), store.ErrConflict)
+	for _, chunk := range idChunks(ids) {
+		in, inArgs := inList(chunk)
+		r, err := tx.ExecContext(ctx, `UPDATE steps SET state = 'in_progress', attempts = attempts + 1, run_at = NULL,
+			lease_owner = ?, lease_token = ?, lease_expires_at = ?, seq = seq + 1, updated_at = ?,
+			started_at = COALESCE(started_at, ?), finished_at = NULL
+			WHERE state IN ('pending', 'waiting_for_retry') AND id IN (`+in+`)`,
+			append([]any{p.Worker, p.LeaseToken, us(expires), us(now), us(now)}, inArgs...)...)
+		if err != nil {
+			return nil, fmt.Errorf("claim: %w", err)
+		}
+		if n, _ := r.RowsAffected(); int(n) != len(chunk) {
+			return nil, fmt.Errorf("claim: %d of %d steps changed state concurrently: %w", len(chunk)-int(n), len(chunk), store.ErrConflict)
+		}
 	}
 	var out []*store.ClaimedStep
 	for _, st := range steps {
@@ -521,21 +538,32 @@ func readyFilter(now time.Time, handlers, templates, excluded, tasks []string) (
 }
 
 func dependencyResults(ctx context.Context, tx *sql.Tx, childIDs []string) (map[string]map[string]json.RawMessage, error) {
+	out := map[string]map[string]json.RawMessage{}
+	for _, chunk := range idChunks(childIDs) {
+		if err := readDependencyResults(ctx, tx, chunk, out); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// readDependencyResults adds the parents' results of up to
+// maxIDsPerStatement children to out.
+func readDependencyResults(ctx context.Context, tx *sql.Tx, childIDs []string, out map[string]map[string]json.RawMessage) error {
 	in, inArgs := inList(childIDs)
 	rows, err := tx.QueryContext(ctx, `SELECT e.child_id, p.name, p.results FROM step_edges e JOIN steps p ON p.id = e.parent_id
 		WHERE e.child_id IN (`+in+`)`, inArgs...)
 	if err != nil {
-		return nil, fmt.Errorf("dependency results: %w", err)
+		return fmt.Errorf("dependency results: %w", err)
 	}
 	defer rows.Close()
-	out := map[string]map[string]json.RawMessage{}
 	for rows.Next() {
 		var (
 			child, name string
 			results     sql.NullString
 		)
 		if err := rows.Scan(&child, &name, &results); err != nil {
-			return nil, err
+			return fmt.Errorf("dependency results: %w", err)
 		}
 		m := out[child]
 		if m == nil {
@@ -548,7 +576,7 @@ func dependencyResults(ctx context.Context, tx *sql.Tx, childIDs []string) (map[
 		}
 		m[name] = raw
 	}
-	return out, rows.Err()
+	return rows.Err()
 }
 
 // StepCompleteMany applies attempt outcomes whose lease is still held.
@@ -570,8 +598,7 @@ func (s *Store) StepCompleteMany(ctx context.Context, p *store.StepCompleteManyP
 		for i, o := range p.Outcomes {
 			ids[i] = o.StepID
 		}
-		in, inArgs := inList(ids)
-		rows, err := loadSteps(ctx, tx, "id IN ("+in+")", inArgs...)
+		rows, err := loadStepsByID(ctx, tx, ids)
 		if err != nil {
 			return nil, err
 		}
@@ -740,8 +767,7 @@ func (s *Store) StepRelease(ctx context.Context, p *store.StepReleaseParams) (*s
 		for i, l := range p.Leases {
 			ids[i] = l.StepID
 		}
-		in, inArgs := inList(ids)
-		rows, err := loadSteps(ctx, tx, "id IN ("+in+")", inArgs...)
+		rows, err := loadStepsByID(ctx, tx, ids)
 		if err != nil {
 			return nil, err
 		}

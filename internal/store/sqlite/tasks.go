@@ -360,15 +360,25 @@ func (c *change) preloadTasks(ctx context.Context, tx *sql.Tx, ids []string) err
 	if len(want) < 2 {
 		return nil // c.task reads a single task as well
 	}
-	in, inArgs := inList(want)
+	if c.preloaded == nil {
+		c.preloaded = map[string]*taskRow{}
+	}
+	for _, chunk := range idChunks(want) {
+		if err := c.readTasks(ctx, tx, chunk); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// readTasks reads up to maxIDsPerStatement tasks into c.preloaded.
+func (c *change) readTasks(ctx context.Context, tx *sql.Tx, ids []string) error {
+	in, inArgs := inList(ids)
 	rows, err := tx.QueryContext(ctx, "SELECT "+writeTaskColumns+" FROM tasks WHERE id IN ("+in+")", inArgs...)
 	if err != nil {
 		return fmt.Errorf("load tasks: %w", err)
 	}
 	defer rows.Close()
-	if c.preloaded == nil {
-		c.preloaded = map[string]*taskRow{}
-	}
 	var sc taskScanner
 	for rows.Next() {
 		t, err := sc.scan(rows)
