@@ -80,7 +80,7 @@ See docs/performance.md for the figures measured so far and what limits them.`,
   tasker bench diamond -n 2000 --cpuprofile cpu.out`,
 		Args: cobra.NoArgs,
 	}
-	cmd.PersistentFlags().IntVar(&f.concurrency, "concurrency", bench.DefaultConcurrency, "maximum steps running at once (also the claim batch size)")
+	cmd.PersistentFlags().IntVar(&f.concurrency, "concurrency", bench.DefaultConcurrency, "maximum steps running at once (a claim takes at most this many, plus the prefetch on SQLite)")
 	addPrefetchFlag(cmd.PersistentFlags(), &f.prefetch)
 	cmd.PersistentFlags().StringVar(&f.synchronous, "synchronous", bench.DefaultSynchronous, "SQLite synchronous setting: FULL (the product default) or NORMAL")
 	cmd.PersistentFlags().BoolVar(&f.jsonOut, "json", false, "print a JSON report (machine, settings, results) instead of a table")
