@@ -74,16 +74,8 @@ func (s *Store) TaskDeleteFinished(ctx context.Context, p *store.TaskDeleteFinis
 		if n == 0 {
 			return nil
 		}
-		in := "(" + placeholders(len(ids)) + ")"
-		args := idArgs(ids)
-		for _, q := range []string{
-			"DELETE FROM events WHERE task_id IN " + in,
-			"DELETE FROM step_edges WHERE task_id IN " + in,
-			"DELETE FROM steps WHERE task_id IN " + in,
-			"DELETE FROM task_contexts WHERE task_id IN " + in,
-			"DELETE FROM tasks WHERE id IN " + in,
-		} {
-			if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+		for _, chunk := range idChunks(ids) {
+			if err := deleteTasks(ctx, tx, chunk); err != nil {
 				return err
 			}
 		}
@@ -93,4 +85,23 @@ func (s *Store) TaskDeleteFinished(ctx context.Context, p *store.TaskDeleteFinis
 		return 0, fmt.Errorf("delete finished tasks: %w", err)
 	}
 	return n, nil
+}
+
+// deleteTasks deletes up to maxIDsPerStatement tasks with everything they
+// own: their log entries, edges, steps and contexts.
+func deleteTasks(ctx context.Context, tx *sql.Tx, ids []string) error {
+	in := "(" + placeholders(len(ids)) + ")"
+	args := idArgs(ids)
+	for _, q := range []string{
+		"DELETE FROM events WHERE task_id IN " + in,
+		"DELETE FROM step_edges WHERE task_id IN " + in,
+		"DELETE FROM steps WHERE task_id IN " + in,
+		"DELETE FROM task_contexts WHERE task_id IN " + in,
+		"DELETE FROM tasks WHERE id IN " + in,
+	} {
+		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+			return err
+		}
+	}
+	return nil
 }
