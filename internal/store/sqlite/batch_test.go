@@ -20,17 +20,8 @@ import (
 // its three work-phase entries once.
 func TestBatchesOfEverySizeShareStatements(t *testing.T) {
 	ctx := context.Background()
-	s, err := Open(ctx, filepath.Join(t.TempDir(), "batch.db"), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s, tp := openWithTemplate(t, "batch")
 	now := time.Now()
-	tp, err := s.TemplateRegister(ctx, &store.TemplateRegisterParams{ID: "batch", Namespace: "batch", Name: "batch",
-		Version: "1.0.0", Definition: json.RawMessage(`{"id":"batch"}`), Now: now})
-	if err != nil {
-		t.Fatal(err)
-	}
 	const maxBatch = 40
 	total := maxBatch * (maxBatch + 1) / 2
 	for range total {
@@ -143,17 +134,8 @@ func TestBatchesBeyondOneStatement(t *testing.T) {
 	}
 	t.Parallel()
 	ctx := context.Background()
-	s, err := Open(ctx, filepath.Join(t.TempDir(), "big.db"), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s, tp := openWithTemplate(t, "big")
 	now := time.Now()
-	tp, err := s.TemplateRegister(ctx, &store.TemplateRegisterParams{ID: "big", Namespace: "big", Name: "big",
-		Version: "1.0.0", Definition: json.RawMessage(`{"id":"big"}`), Now: now})
-	if err != nil {
-		t.Fatal(err)
-	}
 	const n = 33000
 	specs := make([]store.StepSpec, n)
 	for i := range specs {
@@ -197,4 +179,22 @@ func TestBatchesBeyondOneStatement(t *testing.T) {
 		('step.execution_requested', 'step.completed')`, task.Task.ID).Scan(&entries); err != nil || entries != 2*n {
 		t.Fatalf("%d claim and completion log entries, want %d (%v)", entries, 2*n, err)
 	}
+}
+
+// openWithTemplate opens a store on a new file, closed when the test
+// ends, and registers a template named name.
+func openWithTemplate(t *testing.T, name string) (*Store, *store.Template) {
+	t.Helper()
+	ctx := context.Background()
+	s, err := Open(ctx, filepath.Join(t.TempDir(), name+".db"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	tp, err := s.TemplateRegister(ctx, &store.TemplateRegisterParams{ID: name, Namespace: name, Name: name,
+		Version: "1.0.0", Definition: json.RawMessage(`{"id":"` + name + `"}`), Now: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, tp
 }

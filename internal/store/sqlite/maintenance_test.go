@@ -3,7 +3,6 @@ package sqlite
 import (
 	"context"
 	"encoding/json"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -16,17 +15,8 @@ import (
 func TestRetentionDeletesTheLogByKey(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	s, err := Open(ctx, filepath.Join(t.TempDir(), "retention.db"), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s, tp := openWithTemplate(t, "retention")
 	now := time.Now()
-	tp, err := s.TemplateRegister(ctx, &store.TemplateRegisterParams{ID: "r", Namespace: "r", Name: "r",
-		Version: "1.0.0", Definition: json.RawMessage(`{"id":"r"}`), Now: now})
-	if err != nil {
-		t.Fatal(err)
-	}
 	create := func() string {
 		t.Helper()
 		res, err := s.TaskCreate(ctx, &store.TaskCreateParams{TemplateID: tp.ID, Namespace: tp.Namespace, Name: tp.Name,
