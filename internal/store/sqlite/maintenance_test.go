@@ -12,7 +12,7 @@ import (
 // Retention deletes a finished task's log entries, and only that task's:
 // the listing by task reads through the tasks table and would not show
 // entries left behind, so this reads the log table itself.
-func TestRetentionDeletesTheLogByKey(t *testing.T) {
+func TestRetentionDeletesTheTaskLog(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	s, tp := openWithTemplate(t, "retention")
