@@ -314,3 +314,80 @@ func TestBurnDownOnPostgres(t *testing.T) {
 		t.Errorf("report machine = %+v", rep.Machine)
 	}
 }
+
+// Compare alternates the stores from pair to pair and summarizes the
+// ratios of the pairs it ran.
+func TestCompare(t *testing.T) {
+	t.Parallel()
+	url := pgtest.URL(t)
+	cfg := tiny(t)
+	cfg.DB = url
+	var progress bytes.Buffer
+	results, cmp, err := bench.Compare(ctx(t), cfg, 2, &progress)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stores []string
+	for _, r := range results {
+		stores = append(stores, r.Store)
+		if r.Scenario != "burn-down" || r.N != 50 || r.Engine.Completed != 50 {
+			t.Errorf("result %+v: want a burn-down of the 50 tasks", r)
+		}
+	}
+	if got := strings.Join(stores, " "); got != "sqlite postgres postgres sqlite" {
+		t.Errorf("stores in the order they ran: %s", got)
+	}
+	if len(cmp.Pairs) != 2 || cmp.Pairs[0].First != "sqlite" || cmp.Pairs[1].First != "postgres" {
+		t.Fatalf("pairs = %+v", cmp.Pairs)
+	}
+	pairs := [][2]*bench.Result{{results[0], results[1]}, {results[3], results[2]}}
+	for i, p := range cmp.Pairs {
+		lite, pg := pairs[i][0], pairs[i][1]
+		if p.SQLite != lite.TasksPerSec || p.Postgres != pg.TasksPerSec || p.Ratio != lite.TasksPerSec/pg.TasksPerSec {
+			t.Errorf("pair %d = %+v, from SQLite %v and PostgreSQL %v tasks/s", i+1, p, lite.TasksPerSec, pg.TasksPerSec)
+		}
+	}
+	lo, hi := min(cmp.Pairs[0].Ratio, cmp.Pairs[1].Ratio), max(cmp.Pairs[0].Ratio, cmp.Pairs[1].Ratio)
+	if cmp.Min != lo || cmp.Max != hi || cmp.Median != (lo+hi)/2 || cmp.Target != 2 {
+		t.Errorf("summary = %+v, want min %v, max %v, median their mean, target 2", cmp, lo, hi)
+	}
+	if n := strings.Count(progress.String(), "\n"); n != 4 || !strings.Contains(progress.String(), "pair 2 of 2: PostgreSQL") {
+		t.Errorf("progress:\n%s", progress.String())
+	}
+	// Several results are numbered in the table and in the lines under it.
+	var all bytes.Buffer
+	if err := bench.WriteTable(&all, results...); err != nil {
+		t.Fatal(err)
+	}
+	if lines := strings.Split(all.String(), "\n"); !strings.HasPrefix(strings.TrimSpace(lines[0]), "#") ||
+		!strings.HasPrefix(strings.TrimSpace(lines[4]), "4 ") || !strings.Contains(all.String(), "\n#4 burn-down: the work phase took") {
+		t.Errorf("table of the results:\n%s", all.String())
+	}
+	var table bytes.Buffer
+	if err := bench.WriteComparison(&table, cmp); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(table.String(), fmt.Sprintf("median %.2f×", cmp.Median)) || strings.Count(table.String(), "\n") != 4 {
+		t.Errorf("comparison table:\n%s", table.String())
+	}
+}
+
+// A comparison that cannot run says so before it measures anything.
+func TestCompareErrors(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name  string
+		cfg   bench.Config
+		pairs int
+		want  string
+	}{
+		{"no PostgreSQL", bench.Config{DB: filepath.Join(t.TempDir(), "x.db")}, 1, "needs a PostgreSQL URL"},
+		{"no pairs", bench.Config{DB: "postgres://127.0.0.1:1/none"}, 0, "pairs must be between 1 and 100"},
+		{"bad setting", bench.Config{DB: "postgres://127.0.0.1:1/none", Synchronous: "OFF"}, 1, "synchronous must be FULL or NORMAL"},
+	} {
+		results, cmp, err := bench.Compare(ctx(t), tc.cfg, tc.pairs, nil)
+		if err == nil || !strings.Contains(err.Error(), tc.want) || results != nil || cmp != nil {
+			t.Errorf("%s: %v, %v, %v; want an error saying %q and nothing run", tc.name, results, cmp, err, tc.want)
+		}
+	}
+}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/tasker-go/tasker/internal/bench"
 	"github.com/tasker-go/tasker/internal/cli"
+	"github.com/tasker-go/tasker/internal/store/postgres/pgtest"
 )
 
 // TestCommand runs `tasker bench` (internal/cli/bench.go) end to end: by
@@ -72,5 +73,34 @@ func TestCommand(t *testing.T) {
 		if code := cli.Main(ctx(t), append([]string{"bench", "burn-down"}, bad...), &out2, &errOut2); code != cli.ExitUsage {
 			t.Errorf("%s: exit %d, want %d; stderr %q", strings.Join(bad, " "), code, cli.ExitUsage, errOut2.String())
 		}
+	}
+}
+
+// `tasker bench compare` needs a PostgreSQL --db, and reports the
+// comparison in its JSON.
+func TestCompareCommand(t *testing.T) {
+	t.Parallel()
+	var out, errOut bytes.Buffer
+	if code := cli.Main(ctx(t), []string{"bench", "compare", "-n", "10"}, &out, &errOut); code != cli.ExitUsage ||
+		!strings.Contains(errOut.String(), "needs --db with the PostgreSQL URL") {
+		t.Errorf("compare without --db: exit %d, stderr %q", code, errOut.String())
+	}
+	url := pgtest.URL(t)
+	out.Reset()
+	errOut.Reset()
+	args := []string{"--db", url, "bench", "compare", "-n", "20", "--pairs", "1", "--synchronous", "NORMAL", "--json"}
+	if code := cli.Main(ctx(t), args, &out, &errOut); code != cli.ExitOK {
+		t.Fatalf("compare: exit %d\n%s", code, errOut.String())
+	}
+	var rep bench.Report
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+		t.Fatalf("compare --json: %v\n%s", err, out.String())
+	}
+	if c := rep.Comparison; c == nil || len(c.Pairs) != 1 || len(rep.Results) != 2 || c.Pairs[0].SQLite != rep.Results[0].TasksPerSec ||
+		c.Pairs[0].Postgres != rep.Results[1].TasksPerSec || c.Median != c.Pairs[0].Ratio {
+		t.Errorf("compare report: comparison %+v, %d results", rep.Comparison, len(rep.Results))
+	}
+	if !strings.Contains(errOut.String(), "pair 1 of 1: PostgreSQL") {
+		t.Errorf("compare progress on stderr: %q", errOut.String())
 	}
 }

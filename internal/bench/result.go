@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -233,18 +234,33 @@ func (r *Result) Row() []string {
 	return row
 }
 
-// WriteTable writes results as an aligned table with a header.
+// WriteTable writes results as an aligned table with a header, numbered
+// when there are several.
 func WriteTable(w io.Writer, results ...*Result) error {
+	// Several results are numbered, and so are the lines under the table
+	// that belong to them.
+	numbered := len(results) > 1
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, strings.Join(TableHeader(), "\t")+"\t")
-	for _, r := range results {
-		fmt.Fprintln(tw, strings.Join(r.Row(), "\t")+"\t")
+	header := strings.Join(TableHeader(), "\t") + "\t"
+	if numbered {
+		header = "#\t" + header
+	}
+	fmt.Fprintln(tw, header)
+	for i, r := range results {
+		row := strings.Join(r.Row(), "\t") + "\t"
+		if numbered {
+			row = strconv.Itoa(i+1) + "\t" + row
+		}
+		fmt.Fprintln(tw, row)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	for _, r := range results {
+	for i, r := range results {
 		if line := r.summary(); line != "" {
+			if numbered {
+				line = fmt.Sprintf("#%d %s", i+1, line)
+			}
 			if _, err := fmt.Fprintln(w, line); err != nil {
 				return err
 			}
@@ -315,6 +331,8 @@ type Report struct {
 	// defaults, and each result states the values it ran with.
 	Settings Config    `json:"settings"`
 	Results  []*Result `json:"results"`
+	// Comparison is the summary of `tasker bench compare` (Compare).
+	Comparison *Comparison `json:"comparison,omitempty"`
 }
 
 // Machine describes where a report was measured.

@@ -8,6 +8,7 @@ import (
 	"os"
 	"runtime/pprof"
 	"runtime/trace"
+	"slices"
 	"strings"
 	"time"
 
@@ -64,12 +65,16 @@ measured, and prints a table (or a JSON report with --json).
   steady     diamond tasks created at a fixed rate: latency from creation to
              the first step's handler and from the end of a parent's handler
              to the start of its child's (p50, p95, p99, max).
+  compare    SQLite's burn-down against PostgreSQL's (--db), in pairs whose
+             order alternates: each pair's ratio, and their median against
+             the target.
 
 Every result also reports the peak RSS of the process and, on PostgreSQL, the
 transactions committed per step. A burn-down, diamond or fanout also gives,
 on a line under the table, what the process spent per task on the work
-phase: CPU time (not a PostgreSQL server's) and allocations. They move far
-less than the rates with the load of a shared machine.
+phase: CPU time (not a PostgreSQL server's) and allocations. The CPU time
+often moves less than the rates with the load of a shared machine, but not
+in every hour: compare two builds in alternating runs either way.
 
 ` + benchDBNote + `
 
@@ -77,7 +82,8 @@ See docs/performance.md for the figures measured so far and what limits them.`,
 		Example: `  tasker bench burn-down
   tasker bench burn-down -n 10000 --synchronous NORMAL
   tasker bench chain --steps 40 --runs 5 --json > chain.json
-  tasker bench diamond -n 2000 --cpuprofile cpu.out`,
+  tasker bench diamond -n 2000 --cpuprofile cpu.out
+  tasker bench compare --db postgres://localhost/bench --pairs 5`,
 		Args: cobra.NoArgs,
 	}
 	cmd.PersistentFlags().IntVar(&f.concurrency, "concurrency", bench.DefaultConcurrency, "maximum steps running at once (a claim takes at most this many, plus the prefetch on SQLite)")
@@ -213,21 +219,101 @@ rate, and the latencies are those of an overloaded system).
 	steady.Flags().Float64Var(&f.rate, "rate", bench.DefaultRate, "tasks created per second")
 	steady.Flags().DurationVar(&f.duration, "duration", bench.DefaultDuration, "how long tasks are created")
 
-	cmd.AddCommand(burn, diamond, fanout, chain, big, steady)
+	var pairs int
+	compare := &cobra.Command{
+		Use:   "compare",
+		Short: "SQLite's burn-down against PostgreSQL's, in alternating pairs",
+		Long: `Compare runs the burn-down of N one-step tasks on a temporary SQLite database
+and on the PostgreSQL database of --db (in a new schema, dropped afterwards,
+unless --schema names one), --pairs times, and prints each pair's tasks/s and
+ratio (SQLite over PostgreSQL), then the median ratio against the target of
+2× (docs/performance.md).
+
+The two stores take turns going first from one pair to the next: on a
+shared machine, whose speed moves by a third from one minute to the next,
+only ratios measured side by side mean anything, and their median over a
+few pairs more than any one of them. A line on stderr reports each
+burn-down as it ends; the whole takes about (N ÷ 1,000) × 1.5 seconds per pair
+on a 2-core machine.`,
+		Example: `  tasker bench compare --db postgres://localhost/bench
+  tasker bench compare --db postgres://localhost/bench -n 30000 --pairs 9 --json > compare.json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runCompare(cmd, e, f, bench.Config{N: f.n, Inserters: f.inserters, ContextBytes: f.ctxBytes}, pairs)
+		},
+	}
+	compare.Flags().IntVarP(&f.n, "n", "n", bench.DefaultCompareN, "number of tasks of each burn-down")
+	compare.Flags().IntVar(&pairs, "pairs", bench.DefaultComparePairs, fmt.Sprintf("pairs of burn-downs, one on each store (at most %d)", bench.MaxComparePairs))
+	compare.Flags().IntVar(&f.inserters, "inserters", bench.DefaultInserters, "goroutines creating the tasks")
+	compare.Flags().IntVar(&f.ctxBytes, "context-bytes", 0, "pad each task's context with a string of this many bytes (0: the context is {})")
+
+	cmd.AddCommand(burn, diamond, fanout, chain, big, steady, compare)
 	return cmd
 }
 
-// runBench runs one scenario with the shared flags and prints its result.
-func runBench(cmd *cobra.Command, e *env, f benchFlags, cfg bench.Config,
-	scenario func(context.Context, bench.Config) (*bench.Result, error)) (err error) {
+// runCompare runs the comparison of SQLite with PostgreSQL and prints
+// every burn-down, then the pairs and their median ratio.
+func runCompare(cmd *cobra.Command, e *env, f benchFlags, cfg bench.Config, pairs int) (err error) {
 	ctx := cmd.Context()
+	if cfg, err = benchConfig(cmd, e, f, cfg); err != nil {
+		return err
+	}
+	if !tasker.IsPostgresURL(cfg.DB) {
+		return exitWith(ExitUsage, errors.New("bench compare needs --db with the PostgreSQL URL to compare SQLite with"))
+	}
+	stop, err := startProfiling(f)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if serr := stop(); serr != nil && err == nil {
+			err = serr
+		}
+	}()
+	where := redact(cfg.DB) + " (a temporary schema)"
+	if cfg.Schema != "" {
+		where = redact(cfg.DB) + ", schema " + cfg.Schema
+	}
+	fmt.Fprintf(e.stderr, "tasker: bench compare: %d pairs of burn-downs of %d tasks, on a temporary SQLite database (synchronous %s) and on %s\n",
+		pairs, cfg.N, cfg.Synchronous, where)
+	results, cmp, err := bench.Compare(ctx, cfg, pairs, e.stderr)
+	if err != nil {
+		if ctx.Err() != nil {
+			return exitWith(ExitInterrupted, err)
+		}
+		return exitWith(ExitUsage, err)
+	}
+	if f.jsonOut {
+		rep := bench.NewReport(ctx, cfg, results...)
+		rep.Comparison = cmp
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(rep); err != nil {
+			return exitWith(ExitUsage, err)
+		}
+		return nil
+	}
+	if err := bench.WriteTable(e.stdout, results...); err != nil {
+		return exitWith(ExitUsage, err)
+	}
+	fmt.Fprintln(e.stdout)
+	if err := bench.WriteComparison(e.stdout, cmp); err != nil {
+		return exitWith(ExitUsage, err)
+	}
+	return nil
+}
+
+// benchConfig completes cfg with the shared flags: the settings, the
+// logger, and the database only when --db (or --schema) is given on this
+// command line.
+func benchConfig(cmd *cobra.Command, e *env, f benchFlags, cfg bench.Config) (bench.Config, error) {
 	log, err := e.logger()
 	if err != nil {
-		return exitWith(ExitUsage, err)
+		return cfg, exitWith(ExitUsage, err)
 	}
 	cfg.Concurrency = f.concurrency
 	if cfg.Prefetch, err = prefetchValue(cmd.Flags(), f.prefetch); err != nil {
-		return exitWith(ExitUsage, err)
+		return cfg, exitWith(ExitUsage, err)
 	}
 	cfg.Synchronous = strings.ToUpper(f.synchronous)
 	cfg.Logger = log
@@ -235,45 +321,82 @@ func runBench(cmd *cobra.Command, e *env, f benchFlags, cfg bench.Config,
 	// (and TASKER_DB) would point at the user's own database.
 	if cmd.Flags().Changed("db") {
 		if e.db == "" {
-			return exitWith(ExitUsage, errors.New("--db is empty"))
+			return cfg, exitWith(ExitUsage, errors.New("--db is empty"))
 		}
 		cfg.DB = e.db
 	}
 	if cmd.Flags().Changed("schema") {
 		cfg.Schema = e.schema
 	}
+	return cfg, nil
+}
+
+// startProfiling starts the CPU profile and the execution trace the flags
+// ask for; stop ends them and reports an error in writing them.
+func startProfiling(f benchFlags) (stop func() error, err error) {
+	var stops []func() error
+	stop = func() error {
+		var errs []error
+		for _, s := range slices.Backward(stops) {
+			errs = append(errs, s())
+		}
+		return errors.Join(errs...)
+	}
 	if f.cpuProfile != "" {
 		out, err := os.Create(f.cpuProfile)
 		if err != nil {
-			return exitWith(ExitUsage, fmt.Errorf("cpu profile: %w", err))
+			return nil, exitWith(ExitUsage, fmt.Errorf("cpu profile: %w", err))
 		}
 		if err := pprof.StartCPUProfile(out); err != nil {
 			out.Close()
-			return exitWith(ExitUsage, fmt.Errorf("cpu profile: %w", err))
+			return nil, exitWith(ExitUsage, fmt.Errorf("cpu profile: %w", err))
 		}
-		defer func() {
+		stops = append(stops, func() error {
 			pprof.StopCPUProfile()
-			if cerr := out.Close(); cerr != nil && err == nil {
-				err = exitWith(ExitUsage, fmt.Errorf("cpu profile: %w", cerr))
+			if err := out.Close(); err != nil {
+				return exitWith(ExitUsage, fmt.Errorf("cpu profile: %w", err))
 			}
-		}()
+			return nil
+		})
 	}
 	if f.trace != "" {
 		out, err := os.Create(f.trace)
 		if err != nil {
-			return exitWith(ExitUsage, fmt.Errorf("trace: %w", err))
+			_ = stop()
+			return nil, exitWith(ExitUsage, fmt.Errorf("trace: %w", err))
 		}
 		if err := trace.Start(out); err != nil {
 			out.Close()
-			return exitWith(ExitUsage, fmt.Errorf("trace: %w", err))
+			_ = stop()
+			return nil, exitWith(ExitUsage, fmt.Errorf("trace: %w", err))
 		}
-		defer func() {
+		stops = append(stops, func() error {
 			trace.Stop()
-			if cerr := out.Close(); cerr != nil && err == nil {
-				err = exitWith(ExitUsage, fmt.Errorf("trace: %w", cerr))
+			if err := out.Close(); err != nil {
+				return exitWith(ExitUsage, fmt.Errorf("trace: %w", err))
 			}
-		}()
+			return nil
+		})
 	}
+	return stop, nil
+}
+
+// runBench runs one scenario with the shared flags and prints its result.
+func runBench(cmd *cobra.Command, e *env, f benchFlags, cfg bench.Config,
+	scenario func(context.Context, bench.Config) (*bench.Result, error)) (err error) {
+	ctx := cmd.Context()
+	if cfg, err = benchConfig(cmd, e, f, cfg); err != nil {
+		return err
+	}
+	stop, err := startProfiling(f)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if serr := stop(); serr != nil && err == nil {
+			err = serr
+		}
+	}()
 	where := "a temporary database"
 	switch {
 	case tasker.IsPostgresURL(cfg.DB) && cfg.Schema == "":
