@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"runtime/pprof"
 	"runtime/trace"
@@ -265,11 +266,7 @@ func runCompare(cmd *cobra.Command, e *env, f benchFlags, cfg bench.Config, pair
 	if err != nil {
 		return err
 	}
-	defer func() {
-		if serr := stop(); serr != nil && err == nil {
-			err = serr
-		}
-	}()
+	defer stopProfiling(stop, &err)
 	where := redact(cfg.DB) + " (a temporary schema)"
 	if cfg.Schema != "" {
 		where = redact(cfg.DB) + ", schema " + cfg.Schema
@@ -286,12 +283,7 @@ func runCompare(cmd *cobra.Command, e *env, f benchFlags, cfg bench.Config, pair
 	if f.jsonOut {
 		rep := bench.NewReport(ctx, cfg, results...)
 		rep.Comparison = cmp
-		enc := json.NewEncoder(e.stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(rep); err != nil {
-			return exitWith(ExitUsage, err)
-		}
-		return nil
+		return writeReport(e.stdout, rep)
 	}
 	if err := bench.WriteTable(e.stdout, results...); err != nil {
 		return exitWith(ExitUsage, err)
@@ -381,6 +373,24 @@ func startProfiling(f benchFlags) (stop func() error, err error) {
 	return stop, nil
 }
 
+// stopProfiling ends what startProfiling started, setting *err to its
+// error unless *err is set already.
+func stopProfiling(stop func() error, err *error) {
+	if serr := stop(); serr != nil && *err == nil {
+		*err = serr
+	}
+}
+
+// writeReport prints a JSON report.
+func writeReport(w io.Writer, rep *bench.Report) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(rep); err != nil {
+		return exitWith(ExitUsage, err)
+	}
+	return nil
+}
+
 // runBench runs one scenario with the shared flags and prints its result.
 func runBench(cmd *cobra.Command, e *env, f benchFlags, cfg bench.Config,
 	scenario func(context.Context, bench.Config) (*bench.Result, error)) (err error) {
@@ -392,11 +402,7 @@ func runBench(cmd *cobra.Command, e *env, f benchFlags, cfg bench.Config,
 	if err != nil {
 		return err
 	}
-	defer func() {
-		if serr := stop(); serr != nil && err == nil {
-			err = serr
-		}
-	}()
+	defer stopProfiling(stop, &err)
 	where := "a temporary database"
 	switch {
 	case tasker.IsPostgresURL(cfg.DB) && cfg.Schema == "":
@@ -418,12 +424,7 @@ func runBench(cmd *cobra.Command, e *env, f benchFlags, cfg bench.Config,
 		return exitWith(ExitUsage, err)
 	}
 	if f.jsonOut {
-		enc := json.NewEncoder(e.stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(bench.NewReport(ctx, cfg, res)); err != nil {
-			return exitWith(ExitUsage, err)
-		}
-		return nil
+		return writeReport(e.stdout, bench.NewReport(ctx, cfg, res))
 	}
 	if err := bench.WriteTable(e.stdout, res); err != nil {
 		return exitWith(ExitUsage, err)
