@@ -1,8 +1,8 @@
 // Package bench holds Tasker's reusable performance scenarios. Each scenario
 // drives the public root package API (tasker.Open, RegisterTemplate,
-// CreateTask, Start, WaitTask, Stats) on the embedded SQLite store, so it
-// measures the product as users run it, and returns a Result that prints as
-// a table row and marshals to JSON:
+// CreateTask, Start, WaitTask, Stats) on the embedded SQLite store or on
+// PostgreSQL, so it measures the product as users run it, and returns a
+// Result that prints as a table row and marshals to JSON:
 //
 //   - BurnDown: N one-step "noop" tasks are inserted first, then a client is
 //     started and the time until every task is complete is measured.
@@ -10,6 +10,13 @@
 //     one after the other on a started client; the end-to-end latency of each
 //     run and the overhead per step are reported.
 //   - Diamond: BurnDown with N four-step diamond tasks (a → b, c → d).
+//   - Fanout: BurnDown with tasks of a root, width parallel steps and a join.
+//   - Big: tasks of 100 steps, then one of up to 10,000 steps of the same
+//     shape: time per step of each.
+//   - Steady: diamond tasks created at a fixed rate; creation and hand-off
+//     latency percentiles.
+//   - Compare: BurnDown on SQLite and on PostgreSQL in alternating pairs,
+//     and the ratios of the pairs.
 //
 // `tasker bench` is the command-line front end; docs/performance.md has the
 // commands, the figures measured so far and what limits them.
