@@ -383,6 +383,7 @@ func TestCompareErrors(t *testing.T) {
 	}{
 		{"no PostgreSQL", bench.Config{DB: filepath.Join(t.TempDir(), "x.db")}, 1, "needs a PostgreSQL URL"},
 		{"no pairs", bench.Config{DB: "postgres://127.0.0.1:1/none"}, 0, "pairs must be between 1 and 100"},
+		{"a kept schema", bench.Config{DB: "postgres://127.0.0.1:1/none", Schema: "kept"}, 1, "fresh schema, not in a given one"},
 		{"bad setting", bench.Config{DB: "postgres://127.0.0.1:1/none", Synchronous: "OFF"}, 1, "synchronous must be FULL or NORMAL"},
 	} {
 		results, cmp, err := bench.Compare(ctx(t), tc.cfg, tc.pairs, nil)

@@ -88,6 +88,12 @@ func TestCompareCommand(t *testing.T) {
 	url := pgtest.URL(t)
 	out.Reset()
 	errOut.Reset()
+	if code := cli.Main(ctx(t), []string{"--db", url, "--schema", "kept", "bench", "compare", "-n", "10"}, &out, &errOut); code != cli.ExitUsage ||
+		!strings.Contains(errOut.String(), "--schema is refused") || strings.Contains(errOut.String(), "pairs of burn-downs") {
+		t.Errorf("compare with --schema: exit %d, stderr %q", code, errOut.String())
+	}
+	out.Reset()
+	errOut.Reset()
 	args := []string{"--db", url, "bench", "compare", "-n", "20", "--pairs", "1", "--synchronous", "NORMAL", "--json"}
 	if code := cli.Main(ctx(t), args, &out, &errOut); code != cli.ExitOK {
 		t.Fatalf("compare: exit %d\n%s", code, errOut.String())

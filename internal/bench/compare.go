@@ -47,7 +47,8 @@ type ComparedPair struct {
 
 // Compare runs burn-downs of cfg.N one-step tasks on a temporary SQLite
 // database and on the PostgreSQL database of cfg.DB (each in a fresh
-// schema unless cfg.Schema names one), pairs times, and returns every
+// schema: cfg.Schema must be empty, since a kept schema would grow from
+// one run to the next while every SQLite run starts empty), pairs times, and returns every
 // result (in the order they ran) and the ratios of the pairs. The order
 // of the two stores alternates from one pair to the next, so that a
 // machine whose speed drifts (a shared one moves by a third from one
@@ -57,6 +58,9 @@ type ComparedPair struct {
 func Compare(ctx context.Context, cfg Config, pairs int, progress io.Writer) ([]*Result, *Comparison, error) {
 	if !tasker.IsPostgresURL(cfg.DB) {
 		return nil, nil, errors.New("bench: a comparison needs a PostgreSQL URL to compare SQLite with")
+	}
+	if cfg.Schema != "" {
+		return nil, nil, errors.New("bench: a comparison runs each PostgreSQL burn-down in a fresh schema, not in a given one (its tables would grow from run to run)")
 	}
 	if pairs < 1 || pairs > MaxComparePairs {
 		return nil, nil, fmt.Errorf("bench: pairs must be between 1 and %d, not %d", MaxComparePairs, pairs)
