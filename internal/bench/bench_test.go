@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"runtime"
@@ -372,6 +373,39 @@ func TestCompare(t *testing.T) {
 	}
 }
 
+// A comparison stopped part of the way (here cancelled once its first
+// pair is done) returns what it measured with the error.
+func TestCompareCancelled(t *testing.T) {
+	t.Parallel()
+	url := pgtest.URL(t)
+	cfg := tiny(t)
+	cfg.DB = url
+	c, cancel := context.WithCancel(ctx(t))
+	defer cancel()
+	lines := &cancelAfter{n: 2, cancel: cancel}
+	results, cmp, err := bench.Compare(c, cfg, 3, lines)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("error %v, want context.Canceled", err)
+	}
+	if len(results) != 2 || cmp == nil || len(cmp.Pairs) != 1 || cmp.Median != cmp.Pairs[0].Ratio ||
+		cmp.Pairs[0].SQLite != results[0].TasksPerSec || cmp.Pairs[0].Postgres != results[1].TasksPerSec {
+		t.Errorf("after the first pair: %d results, comparison %+v", len(results), cmp)
+	}
+}
+
+// cancelAfter is a progress writer that cancels after n lines.
+type cancelAfter struct {
+	n      int
+	cancel context.CancelFunc
+}
+
+func (w *cancelAfter) Write(p []byte) (int, error) {
+	if w.n -= bytes.Count(p, []byte("\n")); w.n <= 0 {
+		w.cancel()
+	}
+	return len(p), nil
+}
+
 // A comparison that cannot run says so before it measures anything.
 func TestCompareErrors(t *testing.T) {
 	t.Parallel()
@@ -390,5 +424,12 @@ func TestCompareErrors(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) || results != nil || cmp != nil {
 			t.Errorf("%s: %v, %v, %v; want an error saying %q and nothing run", tc.name, results, cmp, err, tc.want)
 		}
+		if _, err := bench.CompareConfig(tc.cfg, tc.pairs); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: CompareConfig: %v, want an error saying %q", tc.name, err, tc.want)
+		}
+	}
+	cfg, err := bench.CompareConfig(bench.Config{DB: "postgres://127.0.0.1:1/none"}, 1)
+	if err != nil || cfg.N != bench.DefaultCompareN {
+		t.Errorf("CompareConfig with no N: %v, N %d; want N %d", err, cfg.N, bench.DefaultCompareN)
 	}
 }

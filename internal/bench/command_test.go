@@ -30,7 +30,14 @@ func TestCommand(t *testing.T) {
 		return out.String(), errOut.String()
 	}
 
-	out, _ := run("bench", "burn-down", "-n", "10", "--synchronous", "NORMAL")
+	// A scenario's defaults are its own: compare's (20,000 tasks) do not
+	// leak into burn-down's.
+	out, _ := run("bench", "burn-down", "--synchronous", "NORMAL", "--json")
+	var def bench.Report
+	if err := json.Unmarshal([]byte(out), &def); err != nil || len(def.Results) != 1 || def.Results[0].N != bench.DefaultN {
+		t.Errorf("burn-down without -n: %v, report %+v; want %d tasks", err, def.Results, bench.DefaultN)
+	}
+	out, _ = run("bench", "burn-down", "-n", "10", "--synchronous", "NORMAL")
 	// The table, then the line on the work phase's CPU and allocations.
 	if lines := strings.Split(strings.TrimSpace(out), "\n"); len(lines) != 3 || !strings.Contains(lines[1], "burn-down") ||
 		!strings.HasPrefix(strings.TrimSpace(lines[2]), "burn-down: the work phase took ") {
@@ -89,8 +96,14 @@ func TestCompareCommand(t *testing.T) {
 	out.Reset()
 	errOut.Reset()
 	if code := cli.Main(ctx(t), []string{"--db", url, "--schema", "kept", "bench", "compare", "-n", "10"}, &out, &errOut); code != cli.ExitUsage ||
-		!strings.Contains(errOut.String(), "--schema is refused") || strings.Contains(errOut.String(), "pairs of burn-downs") {
+		!strings.Contains(errOut.String(), "--schema is refused") || strings.Contains(errOut.String(), "burn-downs of") {
 		t.Errorf("compare with --schema: exit %d, stderr %q", code, errOut.String())
+	}
+	out.Reset()
+	errOut.Reset()
+	if code := cli.Main(ctx(t), []string{"--db", url, "bench", "compare", "--pairs", "0"}, &out, &errOut); code != cli.ExitUsage ||
+		!strings.Contains(errOut.String(), "pairs must be between 1 and 100") || strings.Contains(errOut.String(), "burn-downs of") {
+		t.Errorf("compare --pairs 0: exit %d, stderr %q", code, errOut.String())
 	}
 	out.Reset()
 	errOut.Reset()

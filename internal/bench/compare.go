@@ -12,8 +12,10 @@ import (
 
 // Defaults of Compare.
 const (
+	// DefaultComparePairs is the number of pairs of burn-downs.
 	DefaultComparePairs = 5
-	DefaultCompareN     = 20000
+	// DefaultCompareN is the number of tasks of each burn-down.
+	DefaultCompareN = 20000
 	// MaxComparePairs bounds the pairs of one comparison.
 	MaxComparePairs = 100
 	// CompareTarget is the ratio the SQLite burn-down is meant to reach
@@ -45,38 +47,56 @@ type ComparedPair struct {
 	Ratio float64 `json:"ratio"`
 }
 
-// Compare runs burn-downs of cfg.N one-step tasks on a temporary SQLite
-// database and on the PostgreSQL database of cfg.DB (each in a fresh
-// schema: cfg.Schema must be empty, since a kept schema would grow from
-// one run to the next while every SQLite run starts empty), pairs times, and returns every
-// result (in the order they ran) and the ratios of the pairs. The order
-// of the two stores alternates from one pair to the next, so that a
-// machine whose speed drifts (a shared one moves by a third from one
-// minute to the next) slows both alike: only ratios measured this way,
-// side by side, mean anything there. progress, when not nil, gets a
-// line per burn-down as it ends.
-func Compare(ctx context.Context, cfg Config, pairs int, progress io.Writer) ([]*Result, *Comparison, error) {
+// CompareConfig returns cfg with Compare's defaults applied (its N), or
+// the reason Compare would refuse it and pairs, without running anything.
+func CompareConfig(cfg Config, pairs int) (Config, error) {
 	if !tasker.IsPostgresURL(cfg.DB) {
-		return nil, nil, errors.New("bench: a comparison needs a PostgreSQL URL to compare SQLite with")
+		return cfg, errors.New("bench: a comparison needs a PostgreSQL URL to compare SQLite with")
 	}
 	if cfg.Schema != "" {
-		return nil, nil, errors.New("bench: a comparison runs each PostgreSQL burn-down in a fresh schema, not in a given one (its tables would grow from run to run)")
+		return cfg, errors.New("bench: a comparison runs each PostgreSQL burn-down in a fresh schema, " +
+			"not in a given one (its tables would grow from run to run)")
 	}
 	if pairs < 1 || pairs > MaxComparePairs {
-		return nil, nil, fmt.Errorf("bench: pairs must be between 1 and %d, not %d", MaxComparePairs, pairs)
+		return cfg, fmt.Errorf("bench: pairs must be between 1 and %d, not %d", MaxComparePairs, pairs)
 	}
 	if cfg.N == 0 {
 		cfg.N = DefaultCompareN
 	}
-	lite := cfg
-	lite.DB, lite.Schema = "", ""
-	// Validate both configurations before the first run: a mistake
-	// should not surface after minutes of measuring.
-	for _, c := range []Config{lite, cfg} {
+	for _, c := range []Config{sqliteHalf(cfg), cfg} {
 		if _, err := c.prepare(); err != nil {
-			return nil, nil, err
+			return cfg, err
 		}
 	}
+	return cfg, nil
+}
+
+// sqliteHalf is the configuration of a comparison's SQLite burn-downs.
+func sqliteHalf(cfg Config) Config {
+	cfg.DB, cfg.Schema = "", ""
+	return cfg
+}
+
+// Compare runs burn-downs of cfg.N one-step tasks on a temporary SQLite
+// database and on the PostgreSQL database of cfg.DB, pairs times, and
+// returns every result (in the order they ran) and the ratios of the
+// pairs. Each PostgreSQL burn-down runs in a fresh schema: cfg.Schema must
+// be empty, since a kept schema would grow from one run to the next while
+// every SQLite run starts empty (CompareConfig says what is refused).
+//
+// The order of the two stores alternates from one pair to the next, so
+// that a machine whose speed drifts (a shared one moves by a third from
+// one minute to the next) slows both alike: only ratios measured this
+// way, side by side, mean anything there. progress, when not nil, gets a
+// line per burn-down as it ends. On an error (a cancelled ctx among
+// them) Compare returns the results measured so far and the comparison
+// of the pairs completed (nil if none was), with the error.
+func Compare(ctx context.Context, cfg Config, pairs int, progress io.Writer) ([]*Result, *Comparison, error) {
+	cfg, err := CompareConfig(cfg, pairs)
+	if err != nil {
+		return nil, nil, err
+	}
+	lite := sqliteHalf(cfg)
 	var results []*Result
 	cmp := &Comparison{Target: CompareTarget}
 	for i := range pairs {
@@ -88,7 +108,7 @@ func Compare(ctx context.Context, cfg Config, pairs int, progress io.Writer) ([]
 		for _, c := range order {
 			r, err := BurnDown(ctx, c)
 			if err != nil {
-				return results, nil, fmt.Errorf("bench: pair %d, %s: %w", i+1, storeName(c), err)
+				return results, cmp.summarized(), fmt.Errorf("bench: pair %d, %s: %w", i+1, storeLabel(storeName(c)), err)
 			}
 			results = append(results, r)
 			if p.First == "" {
@@ -108,18 +128,27 @@ func Compare(ctx context.Context, cfg Config, pairs int, progress io.Writer) ([]
 		}
 		cmp.Pairs = append(cmp.Pairs, p)
 	}
-	ratios := make([]float64, len(cmp.Pairs))
-	for i, p := range cmp.Pairs {
+	return results, cmp.summarized(), nil
+}
+
+// summarized sets the median, smallest and largest ratio of c's pairs and
+// returns c, or nil when c has no pairs.
+func (c *Comparison) summarized() *Comparison {
+	if len(c.Pairs) == 0 {
+		return nil
+	}
+	ratios := make([]float64, len(c.Pairs))
+	for i, p := range c.Pairs {
 		ratios[i] = p.Ratio
 	}
 	slices.Sort(ratios)
-	cmp.Min, cmp.Max = ratios[0], ratios[len(ratios)-1]
+	c.Min, c.Max = ratios[0], ratios[len(ratios)-1]
 	if n := len(ratios); n%2 == 1 {
-		cmp.Median = ratios[n/2]
+		c.Median = ratios[n/2]
 	} else {
-		cmp.Median = (ratios[n/2-1] + ratios[n/2]) / 2
+		c.Median = (ratios[n/2-1] + ratios[n/2]) / 2
 	}
-	return results, cmp, nil
+	return c
 }
 
 func storeName(c Config) string {
@@ -151,7 +180,15 @@ func WriteComparison(w io.Writer, c *Comparison) error {
 	if c.Median >= c.Target {
 		verdict = "the target is met"
 	}
-	_, err := fmt.Fprintf(w, "median %.2f× (from %.2f× to %.2f×) over %d pairs; target at least %.0f×: %s\n",
-		c.Median, c.Min, c.Max, len(c.Pairs), c.Target, verdict)
+	_, err := fmt.Fprintf(w, "median %.2f× (from %.2f× to %.2f×) over %s; target at least %.0f×: %s\n",
+		c.Median, c.Min, c.Max, Pairs(len(c.Pairs)), c.Target, verdict)
 	return err
+}
+
+// Pairs is "1 pair" or "N pairs".
+func Pairs(n int) string {
+	if n == 1 {
+		return "1 pair"
+	}
+	return fmt.Sprintf("%d pairs", n)
 }

@@ -38,6 +38,8 @@ type benchFlags struct {
 	bigSteps    int
 	fanoutN     int
 	bigRuns     int
+	compareN    int
+	pairs       int
 }
 
 const benchDBNote = `The benchmark runs on a new temporary SQLite database that is removed
@@ -220,32 +222,32 @@ rate, and the latencies are those of an overloaded system).
 	steady.Flags().Float64Var(&f.rate, "rate", bench.DefaultRate, "tasks created per second")
 	steady.Flags().DurationVar(&f.duration, "duration", bench.DefaultDuration, "how long tasks are created")
 
-	var pairs int
 	compare := &cobra.Command{
 		Use:   "compare",
 		Short: "SQLite's burn-down against PostgreSQL's, in alternating pairs",
 		Long: `Compare runs the burn-down of N one-step tasks on a temporary SQLite database
 and on the PostgreSQL database of --db (each time in a new schema, dropped
 afterwards; --schema is refused: a kept schema would grow from run to run),
---pairs times, and prints each pair's tasks/s and
-ratio (SQLite over PostgreSQL), then the median ratio against the target of
-2× (docs/performance.md).
+--pairs times, and prints each pair's tasks/s and ratio (SQLite over
+PostgreSQL), then the median ratio against the target of 2×
+(docs/performance.md).
 
 The two stores take turns going first from one pair to the next: on a
 shared machine, whose speed moves by a third from one minute to the next,
 only ratios measured side by side mean anything, and their median over a
 few pairs more than any one of them. A line on stderr reports each
-burn-down as it ends; the whole takes about (N ÷ 1,000) × 1.5 seconds per pair
-on a 2-core machine.`,
+burn-down as it ends. A comparison stopped early (an interrupt, an error)
+prints the burn-downs it finished and the pairs it completed. The whole
+takes about (N ÷ 1,000) × 1.5 seconds per pair on a 2-core machine.`,
 		Example: `  tasker bench compare --db postgres://localhost/bench
   tasker bench compare --db postgres://localhost/bench -n 30000 --pairs 9 --json > compare.json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runCompare(cmd, e, f, bench.Config{N: f.n, Inserters: f.inserters, ContextBytes: f.ctxBytes}, pairs)
+			return runCompare(cmd, e, f, bench.Config{N: f.compareN, Inserters: f.inserters, ContextBytes: f.ctxBytes})
 		},
 	}
-	compare.Flags().IntVarP(&f.n, "n", "n", bench.DefaultCompareN, "number of tasks of each burn-down")
-	compare.Flags().IntVar(&pairs, "pairs", bench.DefaultComparePairs, fmt.Sprintf("pairs of burn-downs, one on each store (at most %d)", bench.MaxComparePairs))
+	compare.Flags().IntVarP(&f.compareN, "n", "n", bench.DefaultCompareN, "number of tasks of each burn-down")
+	compare.Flags().IntVar(&f.pairs, "pairs", bench.DefaultComparePairs, fmt.Sprintf("pairs of burn-downs, one on each store (at most %d)", bench.MaxComparePairs))
 	compare.Flags().IntVar(&f.inserters, "inserters", bench.DefaultInserters, "goroutines creating the tasks")
 	compare.Flags().IntVar(&f.ctxBytes, "context-bytes", 0, "pad each task's context with a string of this many bytes (0: the context is {})")
 
@@ -254,8 +256,10 @@ on a 2-core machine.`,
 }
 
 // runCompare runs the comparison of SQLite with PostgreSQL and prints
-// every burn-down, then the pairs and their median ratio.
-func runCompare(cmd *cobra.Command, e *env, f benchFlags, cfg bench.Config, pairs int) (err error) {
+// every burn-down, then the pairs and their median ratio. A comparison
+// that stops early (an error, an interrupt) prints what it measured
+// before it reports why.
+func runCompare(cmd *cobra.Command, e *env, f benchFlags, cfg bench.Config) (err error) {
 	ctx := cmd.Context()
 	if cfg, err = benchConfig(cmd, e, f, cfg); err != nil {
 		return err
@@ -266,31 +270,47 @@ func runCompare(cmd *cobra.Command, e *env, f benchFlags, cfg bench.Config, pair
 	if cfg.Schema != "" {
 		return exitWith(ExitUsage, errors.New("bench compare runs each PostgreSQL burn-down in a new schema: --schema is refused (a kept schema would grow from run to run)"))
 	}
+	if cfg, err = bench.CompareConfig(cfg, f.pairs); err != nil {
+		return exitWith(ExitUsage, err)
+	}
 	stop, err := startProfiling(f)
 	if err != nil {
 		return err
 	}
 	defer stopProfiling(stop, &err)
-	where := redact(cfg.DB) + " (a temporary schema each time)"
-	fmt.Fprintf(e.stderr, "tasker: bench compare: %d pairs of burn-downs of %d tasks, on a temporary SQLite database (synchronous %s) and on %s\n",
-		pairs, cfg.N, cfg.Synchronous, where)
-	results, cmp, err := bench.Compare(ctx, cfg, pairs, e.stderr)
-	if err != nil {
-		if ctx.Err() != nil {
-			return exitWith(ExitInterrupted, err)
+	fmt.Fprintf(e.stderr, "tasker: bench compare: %s of burn-downs of %d tasks, on a temporary SQLite database (synchronous %s) and on %s (a temporary schema each time)\n",
+		bench.Pairs(f.pairs), cfg.N, cfg.Synchronous, redact(cfg.DB))
+	results, cmp, runErr := bench.Compare(ctx, cfg, f.pairs, e.stderr)
+	if len(results) > 0 {
+		if err := writeComparison(ctx, e.stdout, f.jsonOut, cfg, results, cmp); err != nil {
+			return err
 		}
-		return exitWith(ExitUsage, err)
 	}
-	if f.jsonOut {
+	switch {
+	case runErr != nil && ctx.Err() != nil:
+		return exitWith(ExitInterrupted, runErr)
+	case runErr != nil:
+		return exitWith(ExitUsage, runErr)
+	}
+	return nil
+}
+
+// writeComparison prints the burn-downs of a comparison and, when a pair
+// was completed, the pairs' ratios: a table, or a JSON report.
+func writeComparison(ctx context.Context, w io.Writer, jsonOut bool, cfg bench.Config, results []*bench.Result, cmp *bench.Comparison) error {
+	if jsonOut {
 		rep := bench.NewReport(ctx, cfg, results...)
 		rep.Comparison = cmp
-		return writeReport(e.stdout, rep)
+		return writeReport(w, rep)
 	}
-	if err := bench.WriteTable(e.stdout, results...); err != nil {
+	if err := bench.WriteTable(w, results...); err != nil {
 		return exitWith(ExitUsage, err)
 	}
-	fmt.Fprintln(e.stdout)
-	if err := bench.WriteComparison(e.stdout, cmp); err != nil {
+	if cmp == nil {
+		return nil
+	}
+	fmt.Fprintln(w)
+	if err := bench.WriteComparison(w, cmp); err != nil {
 		return exitWith(ExitUsage, err)
 	}
 	return nil

@@ -249,6 +249,9 @@ func progress(t *testing.T, conn *pgx.Conn, schema string) string {
 			fmt.Fprintf(&b, "%s: %d\n", what, n)
 		}
 		rows.Close()
+		if err := rows.Err(); err != nil {
+			fmt.Fprintf(&b, "%s: %v\n", q, err)
+		}
 	}
 	return b.String()
 }
@@ -521,7 +524,7 @@ func TestWorkersRideOutDatabaseRestart(t *testing.T) {
 	// when most of the steps are done, and on a loaded machine that took
 	// longer than the deadline.)
 	deadline := time.Now().Add(time.Minute)
-	for stepsComplete(t, conn, schema) < n {
+	for steps := 4 * n; stepsComplete(t, conn, schema) < steps/4; {
 		if time.Now().After(deadline) {
 			t.Fatalf("no progress before the restart:\n%s\n%s", progress(t, conn, schema), cl.logs())
 		}
