@@ -227,6 +227,11 @@ func TestReport(t *testing.T) {
 	if s := got["settings"].(map[string]any); s["synchronous"] != "NORMAL" || s["steps"].(float64) != 3 {
 		t.Errorf("settings = %v", s)
 	}
+	// The database's password stays out of a report.
+	withPassword := bench.NewReport(ctx(t), bench.Config{DB: "postgres://bench:s3cret@127.0.0.1:1/bench?sslmode=disable"}, r)
+	if db := withPassword.Settings.DB; strings.Contains(db, "s3cret") || !strings.Contains(db, "bench:xxxxx@127.0.0.1:1/bench") {
+		t.Errorf("report's database = %q, want the URL without its password", db)
+	}
 	res := got["results"].([]any)[0].(map[string]any)
 	if res["latency"].(map[string]any)["p50_ns"].(float64) != 1e6 {
 		t.Errorf("result = %v", res)

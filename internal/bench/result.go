@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"os/exec"
 	"runtime"
@@ -362,6 +363,10 @@ func NewReport(ctx context.Context, cfg Config, results ...*Result) *Report {
 	m := machineInfo(ctx)
 	if tasker.IsPostgresURL(cfg.DB) {
 		m.PostgresVersion = postgresVersion(ctx, cfg.DB)
+	}
+	// A report is meant to be kept and shared: no password goes in it.
+	if u, err := url.Parse(cfg.DB); err == nil && u.User != nil {
+		cfg.DB = u.Redacted()
 	}
 	return &Report{Timestamp: time.Now().UTC(), Machine: m, Settings: cfg, Results: results}
 }
