@@ -14,7 +14,10 @@
 //     steps as River's jobs.
 //   - With -model, the one-row model (model.go): not a product, a bound on
 //     what a one-step task kept in one row, with the same audit trail as
-//     Tasker's work phase, costs on this database.
+//     Tasker's work phase, costs on this database; once indexed as a queue
+//     needs, once as Tasker's tables are. -model-workers and -model-batch
+//     set its shape (16 workers of 5 units by default; 2 of 16 is the
+//     shape of Tasker's engine).
 //
 // It lives in its own Go module so that Tasker does not depend on River.
 // Run it from this directory:
@@ -91,10 +94,16 @@ func main() {
 	prefetch := flag.Int("prefetch", -1, "Tasker's prefetch: the most claimed steps that may wait for one of the workers (-1: Tasker's default, twice -workers; 0: none)")
 	rounds := flag.Int("rounds", 2, "rounds; the order of the systems alternates")
 	jsonOut := flag.Bool("json", false, "print a JSON report")
-	model := flag.Bool("model", false, "also run the one-row model (model.go): a one-step task as one row, with the log entries of Tasker's work phase")
+	model := flag.Bool("model", false, "also run the one-row model (model.go): a one-step task as one row, with the log entries of Tasker's work phase, lean and with the indexes of Tasker's tables")
+	modelWorkers := flag.Int("model-workers", 0, "the one-row model's workers, each with its own connection (0: -workers)")
+	modelBatch := flag.Int("model-batch", 5, "units the one-row model's workers claim and complete per transaction")
 	flag.Parse()
 	if *db == "" {
 		fmt.Fprintln(os.Stderr, "peers: give -db postgres://... (or set TASKER_TEST_POSTGRES_URL)")
+		os.Exit(2)
+	}
+	if *modelWorkers < 0 || *modelBatch < 1 {
+		fmt.Fprintln(os.Stderr, "peers: -model-workers must be 0 or more and -model-batch 1 or more")
 		os.Exit(2)
 	}
 	if *prefetch < -1 {
@@ -116,7 +125,12 @@ func main() {
 			runs[0], runs[1] = runs[1], runs[0]
 		}
 		if *model {
-			runs = append(runs, func() (Figure, error) { return runModel(ctx, *db, *n, *workers) })
+			mw := *modelWorkers
+			if mw <= 0 {
+				mw = *workers
+			}
+			runs = append(runs, func() (Figure, error) { return runModel(ctx, *db, *n, mw, *modelBatch, false) },
+				func() (Figure, error) { return runModel(ctx, *db, *n, mw, *modelBatch, true) })
 		}
 		for _, run := range runs {
 			f, err := run()
@@ -145,7 +159,8 @@ func main() {
 	names := []string{"river jobs", "tasker tasks", "tasker diamond steps"}
 	if *model {
 		report["ratio_model_to_river"] = best["one-row model"].PerSec / river.PerSec
-		names = append(names, "one-row model")
+		report["ratio_product_model_to_river"] = best["one-row model, product's indexes"].PerSec / river.PerSec
+		names = append(names, "one-row model", "one-row model, product's indexes")
 	}
 	if *jsonOut {
 		enc := json.NewEncoder(os.Stdout)
