@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/tasker-go/tasker/internal/event"
 	"github.com/tasker-go/tasker/internal/store"
@@ -19,31 +20,30 @@ import (
 func queueEvents(b *pgx.Batch, evs []*store.Event) error {
 	n := len(evs)
 	var (
-		taskIDs   = make([]string, n)
-		stepIDs   = make([]*string, n)
-		stepNames = make([]*string, n)
-		seqs      = make([]*int32, n)
-		froms     = make([]*string, n)
-		tos       = make([]*string, n)
-		names     = make([]string, n)
-		datas     = make([]*string, n)
-		times     = make([]time.Time, n)
+		taskIDs   = make(pgArray[pgtype.Text], n)
+		stepIDs   = make(pgArray[pgtype.Text], n)
+		stepNames = make(pgArray[pgtype.Text], n)
+		seqs      = make(pgArray[pgtype.Int4], n)
+		froms     = make(pgArray[pgtype.Text], n)
+		tos       = make(pgArray[pgtype.Text], n)
+		names     = make(pgArray[pgtype.Text], n)
+		datas     = make(pgArray[pgtype.Text], n)
+		times     = make(pgArray[pgtype.Timestamptz], n)
 	)
+	text := func(s string) pgtype.Text { return pgtype.Text{String: s, Valid: s != ""} }
 	for i, e := range evs {
-		taskIDs[i] = e.TaskID
-		stepIDs[i], stepNames[i] = nullString(e.StepID), nullString(e.StepName)
+		taskIDs[i] = pgtype.Text{String: e.TaskID, Valid: true}
+		stepIDs[i], stepNames[i] = text(e.StepID), text(e.StepName)
 		if e.IsTransition() {
-			seq := int32(e.Seq)
-			seqs[i] = &seq
+			seqs[i] = pgtype.Int4{Int32: int32(e.Seq), Valid: true}
 		}
-		froms[i], tos[i] = nullString(e.From), nullString(e.To)
-		names[i] = string(e.Name)
-		data, err := eventData(e)
-		if err != nil {
+		froms[i], tos[i] = text(e.From), text(e.To)
+		names[i] = pgtype.Text{String: string(e.Name), Valid: true}
+		var err error
+		if datas[i], err = eventData(e); err != nil {
 			return err
 		}
-		datas[i] = data
-		times[i] = e.OccurredAt.UTC()
+		times[i] = pgtype.Timestamptz{Time: e.OccurredAt.UTC(), Valid: true}
 	}
 	b.Queue(`INSERT INTO events (task_id, step_id, step_name, seq, from_state, to_state, name, data, occurred_at)
 		SELECT t, s, sn, q, f, o, n, d::json, at
@@ -67,24 +67,22 @@ func queueEvents(b *pgx.Batch, evs []*store.Event) error {
 	return nil
 }
 
-func eventData(e *store.Event) (*string, error) {
+func eventData(e *store.Event) (pgtype.Text, error) {
 	if !e.IsTransition() {
 		if len(e.Payload) == 0 {
-			return nil, nil
+			return pgtype.Text{}, nil
 		}
-		s := string(e.Payload)
-		return &s, nil
+		return pgtype.Text{String: string(e.Payload), Valid: true}, nil
 	}
 	var buf [256]byte
 	b, err := e.Metadata.AppendJSON(buf[:0])
 	if err != nil {
-		return nil, fmt.Errorf("encode transition metadata: %w", err)
+		return pgtype.Text{}, fmt.Errorf("encode transition metadata: %w", err)
 	}
 	if string(b) == "{}" {
-		return nil, nil
+		return pgtype.Text{}, nil
 	}
-	s := string(b)
-	return &s, nil
+	return pgtype.Text{String: string(b), Valid: true}, nil
 }
 
 const eventColumns = `e.cursor, e.task_id, e.step_id, e.step_name, e.seq, e.from_state, e.to_state, e.name, e.data::text, e.occurred_at,

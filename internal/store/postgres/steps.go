@@ -360,7 +360,7 @@ func (c *change) queueLockTasks(b *pgx.Batch, stepIDs []string) {
 		known = append(known, id)
 	}
 	b.Queue("SELECT "+lockedTaskColumns+" FROM tasks WHERE id IN (SELECT task_id FROM steps WHERE id = ANY($1)) AND NOT (id = ANY($2)) ORDER BY id FOR UPDATE",
-		stepIDs, known).Query(func(rows pgx.Rows) error {
+		texts(stepIDs), texts(known)).Query(func(rows pgx.Rows) error {
 		return c.keepLocked(rows)
 	})
 }
@@ -373,7 +373,7 @@ func (c *change) lockForSteps(ctx context.Context, tx pgx.Tx, stepIDs []string) 
 	b := &pgx.Batch{}
 	c.planForIndexes(b)
 	c.queueLockTasks(b, stepIDs)
-	b.Queue("SELECT "+stepColumns+" FROM steps WHERE id = ANY($1) ORDER BY id FOR UPDATE", stepIDs).Query(func(rows pgx.Rows) error {
+	b.Queue("SELECT "+stepColumns+" FROM steps WHERE id = ANY($1) ORDER BY id FOR UPDATE", texts(stepIDs)).Query(func(rows pgx.Rows) error {
 		steps, err := collectSteps(rows, nil)
 		if err != nil {
 			return err
@@ -530,8 +530,8 @@ func (c *change) complete(ctx context.Context, tx pgx.Tx, p *store.StepCompleteM
 	b := &pgx.Batch{}
 	c.planForIndexes(b)
 	c.queueLockTasks(b, ids)
-	b.Queue(completeSQL, c.now, ids, tos, runAts, finished, tokens, attempts, results, setErr, nullStrings(errs),
-		nullStrings(classes), string(lifecycle.StepInProgress)).Query(func(rows pgx.Rows) error {
+	b.Queue(completeSQL, c.now, texts(ids), texts(tos), timePtrs(runAts), timePtrs(finished), int8s(tokens), attempts,
+		textPtrs(results), setErr, nullTexts(errs), nullTexts(classes), string(lifecycle.StepInProgress)).Query(func(rows pgx.Rows) error {
 		for rows.Next() {
 			var (
 				kind, id, task, name, state     string
@@ -592,14 +592,6 @@ func (c *change) complete(ctx context.Context, tx pgx.Tx, p *store.StepCompleteM
 	}
 	claimed, err := c.claimed(q, p.Claim)
 	return stale, claimed, err
-}
-
-func nullStrings(ss []string) []*string {
-	out := make([]*string, len(ss))
-	for i, s := range ss {
-		out[i] = nullString(s)
-	}
-	return out
 }
 
 // StepRescue returns expired or orphaned leases to the ready set and

@@ -230,12 +230,12 @@ func createTask(ctx context.Context, tx pgx.Tx, p *store.TaskCreateParams, c *ch
 		FROM unnest($1::text[], $5::int[], $6::text[], $7::text[], $8::int[], $9::bigint[], $10::int[], $11::timestamptz[], $12::bool[])
 			AS u(id, i, n, h, m, t, d, r, c)
 		WHERE EXISTS (SELECT 1 FROM tasks WHERE id = $2)`,
-		ids, taskID, p.TemplateID, now, idx, names, handlers, maxAttempts, timeouts, deps, runAts, claimed,
-		worker, token, expires)
+		texts(ids), taskID, p.TemplateID, now, idx, texts(names), texts(handlers), maxAttempts, int8s(timeouts), deps, timePtrs(runAts),
+		claimed, worker, token, expires)
 	if len(parents) > 0 {
 		b.Queue(`INSERT INTO step_edges (parent_id, child_id, task_id)
 			SELECT p, c, $3 FROM unnest($1::text[], $2::text[]) AS u(p, c)
-			WHERE EXISTS (SELECT 1 FROM tasks WHERE id = $3)`, parents, children, taskID)
+			WHERE EXISTS (SELECT 1 FROM tasks WHERE id = $3)`, texts(parents), texts(children), taskID)
 	}
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return nil, fmt.Errorf("insert task: %w", err)
@@ -467,7 +467,7 @@ func (c *change) sync(ctx context.Context, tx pgx.Tx) error {
 	c.queueWrites(b)
 	var ready []releasedChild
 	if len(c.released) > 0 {
-		b.Queue(releaseChildrenSQL, c.now, c.released).Query(func(rows pgx.Rows) error {
+		b.Queue(releaseChildrenSQL, c.now, texts(c.released)).Query(func(rows pgx.Rows) error {
 			for rows.Next() {
 				var (
 					ch    releasedChild

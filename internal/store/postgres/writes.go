@@ -158,15 +158,16 @@ func (c *change) queueWrites(b *pgx.Batch) {
 		case w.steps != nil:
 			g := w.steps
 			sql, want, what = stepWritesSQL, len(g.ids), "transition steps"
-			args = []any{c.now, g.ids, g.froms, g.tos, g.runAts, g.finished, g.leased, g.tokens, g.attempts,
-				g.setResults, g.results, g.setErrors, g.errMsgs, g.errClasses, g.limits}
+			args = []any{c.now, texts(g.ids), texts(g.froms), texts(g.tos), timePtrs(g.runAts), timePtrs(g.finished), g.leased,
+				int8s(g.tokens), g.attempts, g.setResults, textPtrs(g.results), g.setErrors, textPtrs(g.errMsgs),
+				textPtrs(g.errClasses), g.limits}
 			if want == 1 {
 				what = fmt.Sprintf("transition step %s %s → %s", g.ids[0], g.froms[0], g.tos[0])
 			}
 		default:
 			g := w.tasks
 			sql, want, what = taskWritesSQL, len(g.ids), "transition tasks"
-			args = []any{c.now, g.ids, g.froms, g.tos, g.started, g.finished, g.done, g.open}
+			args = []any{c.now, texts(g.ids), texts(g.froms), texts(g.tos), g.started, g.finished, g.done, g.open}
 			if want == 1 {
 				what = fmt.Sprintf("transition task %s %s → %s", g.ids[0], g.froms[0], g.tos[0])
 			}
