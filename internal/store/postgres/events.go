@@ -51,8 +51,17 @@ func queueEvents(b *pgx.Batch, evs []*store.Event) error {
 			WITH ORDINALITY AS u(t, s, sn, q, f, o, n, d, at, ord)
 		ORDER BY ord
 		RETURNING cursor`, taskIDs, stepIDs, stepNames, seqs, froms, tos, names, datas, times).Query(func(rows pgx.Rows) error {
-		cursors, err := pgx.CollectRows(rows, pgx.RowTo[int64])
-		if err != nil {
+		// One holder for every row: a holder per row (pgx.RowTo) is an
+		// allocation per log entry.
+		cursors := make([]int64, 0, n)
+		var cursor int64
+		for rows.Next() {
+			if err := rows.Scan(&cursor); err != nil {
+				return fmt.Errorf("insert events: %w", err)
+			}
+			cursors = append(cursors, cursor)
+		}
+		if err := rows.Err(); err != nil {
 			return fmt.Errorf("insert events: %w", err)
 		}
 		if len(cursors) != n {

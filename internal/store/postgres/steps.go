@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/tasker-go/tasker/internal/event"
 	"github.com/tasker-go/tasker/internal/lifecycle"
@@ -20,37 +21,59 @@ const stepColumns = `id, task_id, idx, name, template_id, handler, state, attemp
 	created_at, updated_at, started_at, finished_at`
 
 func scanStep(row pgx.Row) (*store.Step, error) {
-	var (
-		s                                 store.Step
-		state                             string
-		timeout                           int64
-		runAt, expires, started, finished *time.Time
-		owner, results, lastErr, errClass *string
-		token                             *int64
-	)
-	if err := row.Scan(&s.ID, &s.TaskID, &s.Index, &s.Name, &s.TemplateID, &s.Handler, &state, &s.Attempts, &s.MaxAttempts,
-		&s.RetryLimit, &timeout, &s.DepsRemaining, &runAt, &owner, &token, &expires, &results, &lastErr, &errClass, &s.Seq,
-		&s.CreatedAt, &s.UpdatedAt, &started, &finished); err != nil {
+	var sc stepScanner
+	return sc.scan(row, nil, nil)
+}
+
+// stepScanner scans step rows (stepColumns). Its holders of the columns
+// that need converting, and its list of destinations, serve every row: a
+// holder declared per row is an allocation per row, and a NULL-able
+// column scanned through a pointer one more.
+type stepScanner struct {
+	dest                              []any
+	state                             string
+	timeout, token                    pgtype.Int8
+	runAt, expires, started, finished pgtype.Timestamptz
+	owner, results, lastErr, errClass pgtype.Text
+}
+
+// scan reads a row of before's columns, then a step's, then after's.
+func (r *stepScanner) scan(row pgx.Row, before, after []any) (*store.Step, error) {
+	s := &store.Step{}
+	r.dest = append(append(r.dest[:0], before...), &s.ID, &s.TaskID, &s.Index, &s.Name, &s.TemplateID, &s.Handler, &r.state,
+		&s.Attempts, &s.MaxAttempts, &s.RetryLimit, &r.timeout, &s.DepsRemaining, &r.runAt, &r.owner, &r.token, &r.expires,
+		&r.results, &r.lastErr, &r.errClass, &s.Seq, &s.CreatedAt, &s.UpdatedAt, &r.started, &r.finished)
+	r.dest = append(r.dest, after...)
+	if err := row.Scan(r.dest...); err != nil {
 		return nil, err
 	}
-	s.State = lifecycle.StepState(state)
-	s.Timeout = time.Duration(timeout) * time.Microsecond
-	s.RunAt, s.LeaseExpiresAt = utc(runAt), utc(expires)
-	s.LeaseOwner, s.LeaseToken = deref(owner), deref(token)
-	if results != nil {
-		s.Results = json.RawMessage(*results)
+	s.State = lifecycle.StepState(r.state)
+	s.Timeout = time.Duration(r.timeout.Int64) * time.Microsecond
+	s.RunAt, s.LeaseExpiresAt = validTime(r.runAt), validTime(r.expires)
+	s.LeaseOwner, s.LeaseToken = r.owner.String, r.token.Int64
+	if r.results.Valid {
+		s.Results = json.RawMessage(r.results.String)
 	}
-	s.LastError, s.ErrorClass = deref(lastErr), deref(errClass)
+	s.LastError, s.ErrorClass = r.lastErr.String, r.errClass.String
 	s.CreatedAt, s.UpdatedAt = s.CreatedAt.UTC(), s.UpdatedAt.UTC()
-	s.StartedAt, s.FinishedAt = utc(started), utc(finished)
-	return &s, nil
+	s.StartedAt, s.FinishedAt = validTime(r.started), validTime(r.finished)
+	return s, nil
+}
+
+// validTime is a NULL-able time column's value in UTC, or the zero time.
+func validTime(t pgtype.Timestamptz) time.Time {
+	if !t.Valid {
+		return time.Time{}
+	}
+	return t.Time.UTC()
 }
 
 func collectSteps(rows pgx.Rows, err error) ([]*store.Step, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load steps: %w", err)
 	}
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*store.Step, error) { return scanStep(r) })
+	var sc stepScanner
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*store.Step, error) { return sc.scan(r, nil, nil) })
 	if err != nil {
 		return nil, fmt.Errorf("load steps: %w", err)
 	}
@@ -214,13 +237,13 @@ func (c *change) queueClaim(b *pgx.Batch, p *store.StepClaimParams) *queuedClaim
 	b.Queue(claimSQL, now, nilIfEmpty(p.Handlers), nilIfEmpty(p.TemplateIDs), nilIfEmpty(p.ExcludeTemplateIDs),
 		nilIfEmpty(p.TaskIDs), p.Limit, p.Worker, p.LeaseToken, expires).Query(func(rows pgx.Rows) error {
 		var (
+			sc                                   stepScanner
 			from, ns, name, version, taskContext string
-			deps                                 *string
+			deps                                 pgtype.Text
 		)
-		row := extraScan{row: rows, before: []any{&from}, after: []any{&ns, &name, &version, &taskContext, &deps}}
+		before, after := []any{&from}, []any{&ns, &name, &version, &taskContext, &deps}
 		for rows.Next() {
-			deps = nil
-			st, err := scanStep(row)
+			st, err := sc.scan(rows, before, after)
 			if err != nil {
 				return err
 			}
@@ -229,9 +252,9 @@ func (c *change) queueClaim(b *pgx.Batch, p *store.StepClaimParams) *queuedClaim
 				q.tasks[st.TaskID] = &taskRow{Task: store.Task{ID: st.TaskID, Namespace: ns, Name: name, Version: version,
 					Context: []byte(taskContext)}}
 			}
-			if deps != nil {
+			if deps.Valid {
 				m := map[string]json.RawMessage{}
-				if err := json.Unmarshal([]byte(*deps), &m); err != nil {
+				if err := json.Unmarshal([]byte(deps.String), &m); err != nil {
 					return fmt.Errorf("dependency results of %s: %w", st.ID, err)
 				}
 				q.deps[st.ID] = m
@@ -332,17 +355,6 @@ const releaseChildrenSQL = `UPDATE steps s
 
 // leftoverTasksSQL finds in-progress tasks with nothing open (tasks_state_created).
 const leftoverTasksSQL = "SELECT id FROM tasks WHERE state = 'in_progress' AND steps_open = 0 ORDER BY id LIMIT $1"
-
-// extraScan scans columns before and after a step's columns.
-type extraScan struct {
-	row           pgx.Row
-	before, after []any
-}
-
-func (p extraScan) Scan(dest ...any) error {
-	all := make([]any, 0, len(p.before)+len(dest)+len(p.after))
-	return p.row.Scan(append(append(append(all, p.before...), dest...), p.after...)...)
-}
 
 func nilIfEmpty(s []string) []string {
 	if len(s) == 0 {
@@ -467,7 +479,7 @@ func (c *change) complete(ctx context.Context, tx pgx.Tx, p *store.StepCompleteM
 		runAts, finished        []*time.Time
 		tokens                  []int64
 		attempts                []int32
-		results                 []*string
+		results                 pgArray[pgtype.Text]
 		setErr                  []bool
 		metas                   = make([]store.Metadata, n)
 		ords                    []int
@@ -486,16 +498,15 @@ func (c *change) complete(ctx context.Context, tx pgx.Tx, p *store.StepCompleteM
 		var (
 			to           lifecycle.StepState
 			runAt, finAt *time.Time
-			result       *string
+			result       pgtype.Text
 		)
 		switch o.Kind {
 		case store.OutcomeComplete:
 			to, finAt = lifecycle.StepComplete, &c.now
-			r := string(o.Result)
-			if r == "" {
-				r = "null"
+			result = pgtype.Text{String: string(o.Result), Valid: true}
+			if result.String == "" {
+				result.String = "null"
 			}
-			result = &r
 		case store.OutcomeRetry:
 			to, runAt = lifecycle.StepWaitingForRetry, nullTime(o.NextAttemptAt)
 			meta.NextAttemptAt = o.NextAttemptAt.UTC()
@@ -531,12 +542,14 @@ func (c *change) complete(ctx context.Context, tx pgx.Tx, p *store.StepCompleteM
 	c.planForIndexes(b)
 	c.queueLockTasks(b, ids)
 	b.Queue(completeSQL, c.now, texts(ids), texts(tos), timePtrs(runAts), timePtrs(finished), int8s(tokens), attempts,
-		textPtrs(results), setErr, nullTexts(errs), nullTexts(classes), string(lifecycle.StepInProgress)).Query(func(rows pgx.Rows) error {
+		results, setErr, nullTexts(errs), nullTexts(classes), string(lifecycle.StepInProgress)).Query(func(rows pgx.Rows) error {
+		// The holders serve every row: declared in the loop, each would be
+		// an allocation per row.
+		var (
+			kind, id, task, name, state     string
+			ord, seq, retryLimit, idx, deps int
+		)
 		for rows.Next() {
-			var (
-				kind, id, task, name, state     string
-				ord, seq, retryLimit, idx, deps int
-			)
 			if err := rows.Scan(&kind, &ord, &id, &task, &name, &seq, &retryLimit, &state, &idx, &deps); err != nil {
 				return fmt.Errorf("complete: %w", err)
 			}

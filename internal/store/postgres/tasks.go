@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/tasker-go/tasker/internal/lifecycle"
 	"github.com/tasker-go/tasker/internal/store"
@@ -26,22 +27,32 @@ const lockedTaskColumns = `id, template_id, namespace, name, version, state, '',
 	steps_total, steps_done, steps_open, seq, created_at, updated_at, started_at, finished_at`
 
 func scanTask(row pgx.Row) (*store.Task, error) {
-	var (
-		t                 store.Task
-		state, ctx        string
-		identity, idem    *string
-		started, finished *time.Time
-	)
-	if err := row.Scan(&t.ID, &t.TemplateID, &t.Namespace, &t.Name, &t.Version, &state, &ctx, &identity, &idem,
-		&t.StepsTotal, &t.StepsDone, &t.StepsOpen, &t.Seq, &t.CreatedAt, &t.UpdatedAt, &started, &finished); err != nil {
+	var sc taskScanner
+	return sc.scan(row)
+}
+
+// taskScanner scans task rows (taskColumns or lockedTaskColumns) with
+// holders that serve every row, as stepScanner does.
+type taskScanner struct {
+	dest              []any
+	state, ctx        string
+	identity, idem    pgtype.Text
+	started, finished pgtype.Timestamptz
+}
+
+func (r *taskScanner) scan(row pgx.Row) (*store.Task, error) {
+	t := &store.Task{}
+	r.dest = append(r.dest[:0], &t.ID, &t.TemplateID, &t.Namespace, &t.Name, &t.Version, &r.state, &r.ctx, &r.identity, &r.idem,
+		&t.StepsTotal, &t.StepsDone, &t.StepsOpen, &t.Seq, &t.CreatedAt, &t.UpdatedAt, &r.started, &r.finished)
+	if err := row.Scan(r.dest...); err != nil {
 		return nil, err
 	}
-	t.State = lifecycle.TaskState(state)
-	t.Context = []byte(ctx)
-	t.IdentityKey, t.IdempotencyKey = deref(identity), deref(idem)
+	t.State = lifecycle.TaskState(r.state)
+	t.Context = []byte(r.ctx)
+	t.IdentityKey, t.IdempotencyKey = r.identity.String, r.idem.String
 	t.CreatedAt, t.UpdatedAt = t.CreatedAt.UTC(), t.UpdatedAt.UTC()
-	t.StartedAt, t.FinishedAt = utc(started), utc(finished)
-	return &t, nil
+	t.StartedAt, t.FinishedAt = validTime(r.started), validTime(r.finished)
+	return t, nil
 }
 
 // TaskGet returns one task.
@@ -60,7 +71,8 @@ func (s *Store) TaskList(ctx context.Context, p *store.TaskListParams) ([]*store
 	if err != nil {
 		return nil, fmt.Errorf("list tasks: %w", err)
 	}
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*store.Task, error) { return scanTask(r) })
+	var sc taskScanner
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*store.Task, error) { return sc.scan(r) })
 	if err != nil {
 		return nil, fmt.Errorf("list tasks: %w", err)
 	}
@@ -377,7 +389,8 @@ func (c *change) lockTasks(ctx context.Context, tx pgx.Tx, ids []string) error {
 
 // keepLocked keeps the tasks a locking query returned, in its order.
 func (c *change) keepLocked(rows pgx.Rows) error {
-	tasks, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*store.Task, error) { return scanTask(r) })
+	var sc taskScanner
+	tasks, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*store.Task, error) { return sc.scan(r) })
 	if err != nil {
 		return fmt.Errorf("lock tasks: %w", err)
 	}
