@@ -38,78 +38,52 @@ func (a pgArray[T]) Index(i int) any { return &a[i] }
 // IndexType implements pgtype.ArrayGetter.
 func (a pgArray[T]) IndexType() any { return new(T) }
 
-// texts is ss as a text[] parameter.
-func texts(ss []string) pgArray[pgtype.Text] {
-	if ss == nil {
-		return nil
-	}
-	out := make(pgArray[pgtype.Text], len(ss))
-	for i, s := range ss {
-		out[i] = pgtype.Text{String: s, Valid: true}
-	}
-	return out
-}
-
-// nullTexts is ss as a text[] parameter whose empty strings are NULL.
-func nullTexts(ss []string) pgArray[pgtype.Text] {
-	if ss == nil {
-		return nil
-	}
-	out := make(pgArray[pgtype.Text], len(ss))
-	for i, s := range ss {
-		out[i] = pgtype.Text{String: s, Valid: s != ""}
-	}
-	return out
-}
-
-// textPtrs is ps as a text[] parameter whose nil pointers are NULL.
-func textPtrs(ps []*string) pgArray[pgtype.Text] {
-	if ps == nil {
-		return nil
-	}
-	out := make(pgArray[pgtype.Text], len(ps))
-	for i, p := range ps {
-		if p != nil {
-			out[i] = pgtype.Text{String: *p, Valid: true}
-		}
-	}
-	return out
-}
-
-// times is ts as a timestamptz[] parameter.
-func times(ts []time.Time) pgArray[pgtype.Timestamptz] {
-	if ts == nil {
-		return nil
-	}
-	out := make(pgArray[pgtype.Timestamptz], len(ts))
-	for i, t := range ts {
-		out[i] = pgtype.Timestamptz{Time: t, Valid: true}
-	}
-	return out
-}
-
-// timePtrs is ps as a timestamptz[] parameter whose nil pointers are NULL.
-func timePtrs(ps []*time.Time) pgArray[pgtype.Timestamptz] {
-	if ps == nil {
-		return nil
-	}
-	out := make(pgArray[pgtype.Timestamptz], len(ps))
-	for i, p := range ps {
-		if p != nil {
-			out[i] = pgtype.Timestamptz{Time: *p, Valid: true}
-		}
-	}
-	return out
-}
-
-// int8s is vs as a bigint[] parameter.
-func int8s(vs []int64) pgArray[pgtype.Int8] {
+// arrayOf is vs converted element by element; a nil slice is a NULL array.
+func arrayOf[E, T any](vs []E, conv func(E) T) pgArray[T] {
 	if vs == nil {
 		return nil
 	}
-	out := make(pgArray[pgtype.Int8], len(vs))
+	out := make(pgArray[T], len(vs))
 	for i, v := range vs {
-		out[i] = pgtype.Int8{Int64: v, Valid: true}
+		out[i] = conv(v)
 	}
 	return out
 }
+
+// text is s as a text value; nullText is "" as NULL, s otherwise.
+func text(s string) pgtype.Text     { return pgtype.Text{String: s, Valid: true} }
+func nullText(s string) pgtype.Text { return pgtype.Text{String: s, Valid: s != ""} }
+
+// textPtr is *p as a text value, NULL for a nil pointer.
+func textPtr(p *string) pgtype.Text {
+	if p == nil {
+		return pgtype.Text{}
+	}
+	return text(*p)
+}
+
+// timestamptz is t as a timestamptz value; timestamptzPtr is NULL for a nil
+// pointer.
+func timestamptz(t time.Time) pgtype.Timestamptz { return pgtype.Timestamptz{Time: t, Valid: true} }
+func timestamptzPtr(p *time.Time) pgtype.Timestamptz {
+	if p == nil {
+		return pgtype.Timestamptz{}
+	}
+	return timestamptz(*p)
+}
+
+func int8Value(v int64) pgtype.Int8 { return pgtype.Int8{Int64: v, Valid: true} }
+
+// texts is ss as a text[] parameter; nullTexts makes its empty strings NULL
+// and textPtrs its nil pointers.
+func texts(ss []string) pgArray[pgtype.Text]     { return arrayOf(ss, text) }
+func nullTexts(ss []string) pgArray[pgtype.Text] { return arrayOf(ss, nullText) }
+func textPtrs(ps []*string) pgArray[pgtype.Text] { return arrayOf(ps, textPtr) }
+
+// times is ts as a timestamptz[] parameter; timePtrs makes its nil
+// pointers NULL.
+func times(ts []time.Time) pgArray[pgtype.Timestamptz]     { return arrayOf(ts, timestamptz) }
+func timePtrs(ps []*time.Time) pgArray[pgtype.Timestamptz] { return arrayOf(ps, timestamptzPtr) }
+
+// int8s is vs as a bigint[] parameter.
+func int8s(vs []int64) pgArray[pgtype.Int8] { return arrayOf(vs, int8Value) }

@@ -136,13 +136,13 @@ func (im *Importer) Add(ctx context.Context, d *store.Dump) error {
 	if len(d.Events) > 0 {
 		rows := make([][]any, len(d.Events))
 		for i, e := range d.Events {
-			text, err := eventData(e)
+			value, err := eventData(e)
 			if err != nil {
 				return err
 			}
 			var data *string
-			if text.Valid {
-				data = &text.String
+			if value.Valid {
+				data = &value.String
 			}
 			var seq *int32
 			if e.IsTransition() {

@@ -28,29 +28,28 @@ func queueEvents(b *pgx.Batch, evs []*store.Event) error {
 		tos       = make(pgArray[pgtype.Text], n)
 		names     = make(pgArray[pgtype.Text], n)
 		datas     = make(pgArray[pgtype.Text], n)
-		times     = make(pgArray[pgtype.Timestamptz], n)
+		ats       = make(pgArray[pgtype.Timestamptz], n)
 	)
-	text := func(s string) pgtype.Text { return pgtype.Text{String: s, Valid: s != ""} }
 	for i, e := range evs {
-		taskIDs[i] = pgtype.Text{String: e.TaskID, Valid: true}
-		stepIDs[i], stepNames[i] = text(e.StepID), text(e.StepName)
+		taskIDs[i] = text(e.TaskID)
+		stepIDs[i], stepNames[i] = nullText(e.StepID), nullText(e.StepName)
 		if e.IsTransition() {
 			seqs[i] = pgtype.Int4{Int32: int32(e.Seq), Valid: true}
 		}
-		froms[i], tos[i] = text(e.From), text(e.To)
-		names[i] = pgtype.Text{String: string(e.Name), Valid: true}
+		froms[i], tos[i] = nullText(e.From), nullText(e.To)
+		names[i] = text(string(e.Name))
 		var err error
 		if datas[i], err = eventData(e); err != nil {
 			return err
 		}
-		times[i] = pgtype.Timestamptz{Time: e.OccurredAt.UTC(), Valid: true}
+		ats[i] = timestamptz(e.OccurredAt.UTC())
 	}
 	b.Queue(`INSERT INTO events (task_id, step_id, step_name, seq, from_state, to_state, name, data, occurred_at)
 		SELECT t, s, sn, q, f, o, n, d::json, at
 		FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[], $6::text[], $7::text[], $8::text[], $9::timestamptz[])
 			WITH ORDINALITY AS u(t, s, sn, q, f, o, n, d, at, ord)
 		ORDER BY ord
-		RETURNING cursor`, taskIDs, stepIDs, stepNames, seqs, froms, tos, names, datas, times).Query(func(rows pgx.Rows) error {
+		RETURNING cursor`, taskIDs, stepIDs, stepNames, seqs, froms, tos, names, datas, ats).Query(func(rows pgx.Rows) error {
 		// One holder for every row: a holder per row (pgx.RowTo) is an
 		// allocation per log entry.
 		cursors := make([]int64, 0, n)
