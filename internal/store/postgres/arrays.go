@@ -19,7 +19,7 @@ import (
 // the whole array.
 
 // pgArray is a one-dimensional array parameter of pgtype values (Text,
-// Timestamptz, Int8); an element that is not Valid is NULL, and a nil
+// Int4, Int8, Timestamptz); an element that is not Valid is NULL, and a nil
 // pgArray is a NULL array.
 type pgArray[T any] []T
 
