@@ -576,7 +576,7 @@ func (c *change) finish(s *Store) (*pgx.Batch, error) {
 	if len(ids) > 0 {
 		queueGuarded(b, `UPDATE tasks t SET steps_done = t.steps_done + d.done, steps_open = t.steps_open + d.open, updated_at = $4
 			FROM unnest($1::text[], $2::int[], $3::int[]) AS d(id, done, open) WHERE t.id = d.id`,
-			[]any{ids, done, opens, c.now}, len(ids), "update task counters: a task is missing")
+			[]any{texts(ids), done, opens, c.now}, len(ids), "update task counters: a task is missing")
 	}
 	c.queueWrites(b)
 	if len(c.events) > 0 {
