@@ -28,17 +28,32 @@ func (e *Engine) heartbeatLoop(ctx context.Context) {
 }
 
 func (e *Engine) heartbeat(ctx context.Context) {
+	attempts, leases := e.leaseSnapshot()
+	if len(leases) == 0 {
+		return
+	}
+	e.renewLeases(ctx, attempts, leases)
+}
+
+// leaseSnapshot lists the attempts in flight and their leases.
+func (e *Engine) leaseSnapshot() ([]*attempt, []store.Lease) {
 	e.mu.Lock()
+	defer e.mu.Unlock()
 	attempts := make([]*attempt, 0, len(e.inflight))
 	leases := make([]store.Lease, 0, len(e.inflight))
 	for a := range e.inflight {
 		attempts = append(attempts, a)
 		leases = append(leases, store.Lease{StepID: a.cs.Step.ID, LeaseToken: a.cs.Step.LeaseToken, Attempt: a.cs.Step.Attempts})
 	}
-	e.mu.Unlock()
-	if len(leases) == 0 {
-		return
-	}
+	return attempts, leases
+}
+
+// renewLeases renews the leases of a snapshot of the attempts in flight,
+// and cancels those whose lease is lost. An attempt whose handler finished
+// while the renewal ran has left e.inflight: its lease is gone because its
+// outcome was recorded (or will be refused if it really was lost), so it
+// is not counted as a lost lease and there is nothing left to cancel.
+func (e *Engine) renewLeases(ctx context.Context, attempts []*attempt, leases []store.Lease) {
 	now := e.clock.Now()
 	// A renewal that cannot finish within one interval is as good as failed.
 	rctx, cancel := context.WithTimeout(ctx, e.cfg.HeartbeatInterval)
@@ -54,7 +69,7 @@ func (e *Engine) heartbeat(ctx context.Context) {
 		e.mu.Lock()
 		var expired []*attempt
 		for _, a := range attempts {
-			if !a.leaseUntil.After(now) {
+			if _, running := e.inflight[a]; running && !a.leaseUntil.After(now) {
 				expired = append(expired, a)
 			}
 		}
@@ -64,11 +79,11 @@ func (e *Engine) heartbeat(ctx context.Context) {
 		}
 		return
 	}
-	renewed := map[store.Lease]bool{}
+	renewed := make(map[store.Lease]bool, len(res.Renewed))
 	for _, l := range res.Renewed {
 		renewed[l] = true
 	}
-	lost := map[store.Lease]bool{}
+	lost := make(map[store.Lease]bool, len(res.Lost))
 	for _, l := range res.Lost {
 		lost[l] = true
 	}
@@ -80,7 +95,9 @@ func (e *Engine) heartbeat(ctx context.Context) {
 		case renewed[leases[i]]:
 			a.leaseUntil = until
 		case lost[leases[i]]:
-			gone = append(gone, a)
+			if _, running := e.inflight[a]; running {
+				gone = append(gone, a)
+			}
 		}
 	}
 	e.mu.Unlock()
