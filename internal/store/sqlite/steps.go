@@ -149,16 +149,19 @@ func (c *change) applyStep(ctx context.Context, tx *sql.Tx, t *taskRow, st *step
 	case ch.to == lifecycle.StepPending && st.DepsRemaining == 0:
 		runAt = sql.NullInt64{Int64: us(c.now), Valid: true}
 	}
-	if c.batchCompletions && from == lifecycle.StepInProgress && ch.to == lifecycle.StepComplete &&
-		ch.errMsg == "" && ch.errClass == "" && !ch.raiseLimit && !ch.refund {
-		// Written with the batch's other completions (writeCompletions).
-		c.completions = append(c.completions, completionWrite{id: st.ID, results: nullString(string(ch.results)),
-			token: st.LeaseToken, attempts: st.Attempts})
-	} else if err := c.writeStep(ctx, tx, st, from, ch, runAt); err != nil {
+	if err := c.writeStep(ctx, tx, st, from, ch, runAt); err != nil {
 		return err
 	}
-	st.State = ch.to
 	st.seq++
+	return c.recordStep(ctx, tx, t, st, from, ch, d, runAt)
+}
+
+// recordStep follows the write of a step's transition (from, by d, to
+// ch.to; st.seq is the step's sequence after it): it updates st in memory
+// and records the transition's log entry, the task's counters and the
+// children it makes ready.
+func (c *change) recordStep(ctx context.Context, tx *sql.Tx, t *taskRow, st *stepRow, from lifecycle.StepState, ch stepChange, d lifecycle.Decision, runAt sql.NullInt64) error {
+	st.State = ch.to
 	st.Seq = st.seq
 	st.RunAt = fromNullUS(runAt)
 	if ch.raiseLimit {
@@ -284,40 +287,71 @@ func (c *change) releaseChildren(ctx context.Context, tx *sql.Tx, stepID string)
 	return names, nil
 }
 
-// completionWrite is a running step's completion, written with the others
-// of its batch.
-type completionWrite struct {
-	id       string
-	results  sql.NullString
-	token    int64
-	attempts int
-}
-
-// writeCompletions writes the completions applyStep collected, in one
-// statement per chunk, guarded like applyStep's own write (still running,
-// same lease and attempt).
-func (c *change) writeCompletions(ctx context.Context, tx *sql.Tx) error {
-	for start := 0; start < len(c.completions); start += maxRowsPerInsert {
-		chunk := c.completions[start:min(start+maxRowsPerInsert, len(c.completions))]
-		args := []any{us(c.now), us(c.now)}
-		for _, w := range chunk {
-			args = append(args, w.id, w.results, w.token, w.attempts)
+// completeRunning writes the completions among outcomes (those of kind
+// OutcomeComplete) of steps still running under the outcome's lease and
+// attempt, in one guarded statement per chunk, and returns the steps it
+// changed by id, with what recording their transitions needs (read back
+// from the statement itself: the completion does not read the steps
+// first). A step it did not change was no longer running under that lease
+// and attempt: its outcome is stale. A step named by two outcomes is
+// completed by the first.
+func completeRunning(ctx context.Context, tx *sql.Tx, now time.Time, outcomes []store.StepOutcome) (map[string]*stepRow, error) {
+	done := map[string]*stepRow{}
+	var args []any
+	n := 0
+	seen := map[string]bool{}
+	flush := func() error {
+		if n == 0 {
+			return nil
 		}
-		rows, args := paddedValueRows(len(chunk), 4, args)
-		r, err := tx.ExecContext(ctx, `UPDATE steps SET state = 'complete', seq = seq + 1, updated_at = ?, run_at = NULL,
+		rows, args := paddedValueRows(n, 4, args)
+		res, err := tx.QueryContext(ctx, `UPDATE steps SET state = 'complete', seq = seq + 1, updated_at = ?, run_at = NULL,
 			lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, results = v.column2, finished_at = ?
 			FROM (VALUES `+rows+`) AS v
 			WHERE steps.id = v.column1 AND steps.state = 'in_progress' AND steps.lease_token = v.column3
-				AND steps.attempts = v.column4`, args...)
+				AND steps.attempts = v.column4
+			RETURNING id, task_id, name, attempts, retry_limit, deps_remaining, seq`, args...)
 		if err != nil {
 			return fmt.Errorf("complete steps: %w", err)
 		}
-		if n, _ := r.RowsAffected(); int(n) != len(chunk) {
-			return fmt.Errorf("complete steps: %d of %d changed state concurrently: %w", len(chunk)-int(n), len(chunk), store.ErrConflict)
+		defer res.Close()
+		for res.Next() {
+			st := &stepRow{}
+			st.State = lifecycle.StepInProgress
+			if err := res.Scan(&st.ID, &st.TaskID, &st.Name, &st.Attempts, &st.RetryLimit, &st.DepsRemaining, &st.seq); err != nil {
+				return fmt.Errorf("complete steps: %w", err)
+			}
+			done[st.ID] = st
+		}
+		if err := res.Err(); err != nil {
+			return fmt.Errorf("complete steps: %w", err)
+		}
+		n = 0
+		return nil
+	}
+	for _, o := range outcomes {
+		if o.Kind != store.OutcomeComplete || seen[o.StepID] {
+			continue
+		}
+		seen[o.StepID] = true
+		if n == 0 {
+			args = append(args[:0], us(now), us(now))
+		}
+		results := o.Result
+		if len(results) == 0 {
+			results = json.RawMessage("null")
+		}
+		args = append(args, o.StepID, string(results), o.LeaseToken, o.Attempt)
+		if n++; n == maxRowsPerInsert {
+			if err := flush(); err != nil {
+				return nil, err
+			}
 		}
 	}
-	c.completions = nil
-	return nil
+	if err := flush(); err != nil {
+		return nil, err
+	}
+	return done, nil
 }
 
 // transitionStep is applyStep for operator and sweep transitions.
@@ -594,24 +628,65 @@ func (s *Store) StepCompleteMany(ctx context.Context, p *store.StepCompleteManyP
 		res = &store.StepCompleteManyResult{}
 		c := newChange(p.Now)
 		c.batchCompletions = true
-		ids := make([]string, len(p.Outcomes))
-		for i, o := range p.Outcomes {
-			ids[i] = o.StepID
-		}
-		rows, err := loadStepsByID(ctx, tx, ids)
+		// The completions are written first, and read back from their
+		// own statement; the other outcomes (retries, failures) read their
+		// steps and are written one by one.
+		completed, err := completeRunning(ctx, tx, c.now, p.Outcomes)
 		if err != nil {
 			return nil, err
 		}
-		byID := make(map[string]*stepRow, len(rows))
-		taskIDs := make([]string, 0, len(rows))
-		for _, r := range rows {
-			byID[r.ID] = r
-			taskIDs = append(taskIDs, r.TaskID)
+		taskIDs := make([]string, 0, len(p.Outcomes))
+		for _, st := range completed {
+			taskIDs = append(taskIDs, st.TaskID)
+		}
+		var others []string
+		for _, o := range p.Outcomes {
+			if o.Kind != store.OutcomeComplete {
+				others = append(others, o.StepID)
+			}
+		}
+		byID := map[string]*stepRow{}
+		if len(others) > 0 {
+			rows, err := loadStepsByID(ctx, tx, others)
+			if err != nil {
+				return nil, err
+			}
+			for _, r := range rows {
+				byID[r.ID] = r
+				taskIDs = append(taskIDs, r.TaskID)
+			}
 		}
 		if err := c.preloadTasks(ctx, tx, taskIDs); err != nil {
 			return nil, err
 		}
+		toComplete, err := lifecycle.Step(lifecycle.StepInProgress, lifecycle.StepComplete)
+		if err != nil {
+			return nil, err
+		}
 		for i, o := range p.Outcomes {
+			meta := store.Metadata{Attempt: o.Attempt, Worker: p.Worker, LeaseToken: o.LeaseToken, DurationMS: o.DurationMS,
+				Error: o.Error, ErrorClass: o.ErrorClass}
+			ch := stepChange{meta: meta, errMsg: o.Error, errClass: o.ErrorClass}
+			if o.Kind == store.OutcomeComplete {
+				st := completed[o.StepID]
+				if st == nil || st.State != lifecycle.StepInProgress {
+					// Not running under this lease, or completed by an
+					// earlier outcome of the batch.
+					res.Stale = append(res.Stale, i)
+					continue
+				}
+				t, err := c.task(ctx, tx, st.TaskID)
+				if err != nil {
+					return nil, err
+				}
+				ch.to = lifecycle.StepComplete
+				if err := c.recordStep(ctx, tx, t, st, lifecycle.StepInProgress, ch, toComplete, sql.NullInt64{}); err != nil {
+					return nil, err
+				}
+				c.customEvents(t, st, o.CustomEvents)
+				c.count++
+				continue
+			}
 			st := byID[o.StepID]
 			if st == nil || st.State != lifecycle.StepInProgress || st.LeaseToken != o.LeaseToken || st.Attempts != o.Attempt {
 				res.Stale = append(res.Stale, i)
@@ -621,16 +696,7 @@ func (s *Store) StepCompleteMany(ctx context.Context, p *store.StepCompleteManyP
 			if err != nil {
 				return nil, err
 			}
-			meta := store.Metadata{Attempt: o.Attempt, Worker: p.Worker, LeaseToken: o.LeaseToken, DurationMS: o.DurationMS,
-				Error: o.Error, ErrorClass: o.ErrorClass}
-			ch := stepChange{meta: meta, errMsg: o.Error, errClass: o.ErrorClass}
 			switch o.Kind {
-			case store.OutcomeComplete:
-				ch.to = lifecycle.StepComplete
-				ch.results = o.Result
-				if len(ch.results) == 0 {
-					ch.results = json.RawMessage("null")
-				}
 			case store.OutcomeRetry:
 				ch.to = lifecycle.StepWaitingForRetry
 				ch.runAt = o.NextAttemptAt
@@ -644,13 +710,8 @@ func (s *Store) StepCompleteMany(ctx context.Context, p *store.StepCompleteManyP
 			if err := c.applyStep(ctx, tx, t, st, ch); err != nil {
 				return nil, err
 			}
-			for _, ce := range o.CustomEvents {
-				c.event(t, &store.Event{StepID: st.ID, StepName: st.Name, Name: event.Name(ce.Name), Payload: ce.Payload})
-			}
+			c.customEvents(t, st, o.CustomEvents)
 			c.count++
-		}
-		if err := c.writeCompletions(ctx, tx); err != nil {
-			return nil, err
 		}
 		if err := c.settle(ctx, tx); err != nil {
 			return nil, err
@@ -860,4 +921,11 @@ func (s *Store) StepLeaseOwners(ctx context.Context) ([]string, error) {
 		out = append(out, o)
 	}
 	return out, rows.Err()
+}
+
+// customEvents records the custom events a step's handler emitted.
+func (c *change) customEvents(t *taskRow, st *stepRow, evs []store.CustomEvent) {
+	for _, ce := range evs {
+		c.event(t, &store.Event{StepID: st.ID, StepName: st.Name, Name: event.Name(ce.Name), Payload: ce.Payload})
+	}
 }

@@ -315,10 +315,9 @@ type change struct {
 	operator store.Metadata
 	// preloaded are tasks read ahead by preloadTasks, not touched yet.
 	preloaded map[string]*taskRow
-	// batchCompletions makes applyStep collect the completions of running
-	// steps in completions, for writeCompletions to write in one statement.
+	// batchCompletions marks a change of StepCompleteMany: settle writes
+	// the tasks it completes in one statement.
 	batchCompletions bool
-	completions      []completionWrite
 }
 
 type taskDelta struct{ done, open int }
