@@ -385,6 +385,7 @@ func (e *Engine) Start(ctx context.Context) error {
 		e.started.Store(false)
 		return errors.New("engine: no handlers registered")
 	}
+	e.warm(ctx)
 	if err := e.sweep(ctx); err != nil {
 		e.started.Store(false)
 		return fmt.Errorf("engine: initial sweep: %w", err)

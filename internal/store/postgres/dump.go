@@ -28,7 +28,7 @@ func (s *Store) BeginImport(ctx context.Context) (*Importer, error) {
 		return nil, fmt.Errorf("begin import: %w", err)
 	}
 	// Keep writers of the log out while the copy runs.
-	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", s.lockKey); err != nil {
+	if _, err := tx.Exec(ctx, lockLogSQL, s.lockKey); err != nil {
 		_ = tx.Rollback(ctx)
 		return nil, fmt.Errorf("begin import: %w", err)
 	}

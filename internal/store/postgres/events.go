@@ -44,12 +44,7 @@ func queueEvents(b *pgx.Batch, evs []*store.Event) error {
 		}
 		ats[i] = timestamptz(e.OccurredAt.UTC())
 	}
-	b.Queue(`INSERT INTO events (task_id, step_id, step_name, seq, from_state, to_state, name, data, occurred_at)
-		SELECT t, s, sn, q, f, o, n, d::json, at
-		FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[], $6::text[], $7::text[], $8::text[], $9::timestamptz[])
-			WITH ORDINALITY AS u(t, s, sn, q, f, o, n, d, at, ord)
-		ORDER BY ord
-		RETURNING cursor`, taskIDs, stepIDs, stepNames, seqs, froms, tos, names, datas, ats).Query(func(rows pgx.Rows) error {
+	b.Queue(insertEventsSQL, taskIDs, stepIDs, stepNames, seqs, froms, tos, names, datas, ats).Query(func(rows pgx.Rows) error {
 		// One holder for every row: a holder per row (pgx.RowTo) is an
 		// allocation per log entry.
 		cursors := make([]int64, 0, n)

@@ -123,7 +123,7 @@ func (t *pipeTx) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
 		return errBatch{errPipeTxClosed}
 	}
 	if t.xid == 0 && !asksXID(b) {
-		b.Queue("SELECT txid_current_if_assigned()").QueryRow(func(row pgx.Row) error {
+		b.Queue(xidSQL).QueryRow(func(row pgx.Row) error {
 			var xid *int64
 			if err := row.Scan(&xid); err != nil {
 				return err

@@ -81,6 +81,8 @@ type Store struct {
 	unannounced atomic.Int64
 	// statements counts the statements sent (Statements).
 	statements *atomic.Int64
+	// warm is set by Warm: new connections prepare the hot statements.
+	warm *atomic.Bool
 }
 
 var _ store.Store = (*Store)(nil)
@@ -112,6 +114,8 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	if opts.MaxConns > 0 {
 		cfg.MaxConns = opts.MaxConns
 	}
+	warm := &atomic.Bool{}
+	cfg.AfterConnect = afterConnect(warm, opts.Logger)
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: connect: %w", err)
@@ -123,7 +127,7 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	h := fnv.New64a()
 	h.Write([]byte("tasker events " + opts.Schema))
 	s := &Store{pool: pool, schema: opts.Schema, opts: opts, log: opts.Logger, lockKey: int64(h.Sum64() >> 1),
-		channel: "tasker_ready_" + opts.Schema, origin: uuid.NewString(), statements: statements}
+		channel: "tasker_ready_" + opts.Schema, origin: uuid.NewString(), statements: statements, warm: warm}
 	if !opts.SkipMigrate {
 		if err := s.Migrate(ctx); err != nil {
 			pool.Close()

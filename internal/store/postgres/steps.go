@@ -371,7 +371,7 @@ func (c *change) queueLockTasks(b *pgx.Batch, stepIDs []string) {
 	for id := range c.tasks {
 		known = append(known, id)
 	}
-	b.Queue("SELECT "+lockedTaskColumns+" FROM tasks WHERE id IN (SELECT task_id FROM steps WHERE id = ANY($1)) AND NOT (id = ANY($2)) ORDER BY id FOR UPDATE",
+	b.Queue(lockStepTasksSQL,
 		texts(stepIDs), texts(known)).Query(func(rows pgx.Rows) error {
 		return c.keepLocked(rows)
 	})
@@ -385,7 +385,7 @@ func (c *change) lockForSteps(ctx context.Context, tx pgx.Tx, stepIDs []string) 
 	b := &pgx.Batch{}
 	c.planForIndexes(b)
 	c.queueLockTasks(b, stepIDs)
-	b.Queue("SELECT "+stepColumns+" FROM steps WHERE id = ANY($1) ORDER BY id FOR UPDATE", texts(stepIDs)).Query(func(rows pgx.Rows) error {
+	b.Queue(lockStepsSQL, texts(stepIDs)).Query(func(rows pgx.Rows) error {
 		steps, err := collectSteps(rows, nil)
 		if err != nil {
 			return err
@@ -723,10 +723,7 @@ func (s *Store) StepLeaseRenew(ctx context.Context, p *store.StepLeaseRenewParam
 	for i, l := range p.Leases {
 		ids[i], tokens[i], attempts[i] = l.StepID, l.LeaseToken, int32(l.Attempt)
 	}
-	rows, err := s.pool.Query(ctx, `UPDATE steps s SET lease_expires_at = $4
-		FROM unnest($1::text[], $2::bigint[], $3::int[]) AS l(id, token, attempt)
-		WHERE s.id = l.id AND s.state = 'in_progress' AND s.lease_owner = $5 AND s.lease_token = l.token AND s.attempts = l.attempt
-		RETURNING s.id, s.lease_token, s.attempts`, ids, tokens, attempts, p.Now.Add(p.TTL).UTC(), p.Worker)
+	rows, err := s.pool.Query(ctx, renewSQL, ids, tokens, attempts, p.Now.Add(p.TTL).UTC(), p.Worker)
 	if err != nil {
 		return nil, fmt.Errorf("renew leases: %w", err)
 	}

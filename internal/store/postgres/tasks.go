@@ -208,12 +208,7 @@ func createTask(ctx context.Context, tx pgx.Tx, p *store.TaskCreateParams, c *ch
 	inserted := false
 	// With RequireCurrent the task is inserted only while its template is
 	// current (the primary key of templates finds it).
-	b.Queue(`INSERT INTO tasks (id, template_id, namespace, name, version, state, context,
-		identity_key, idempotency_key, steps_total, steps_done, steps_open, seq, created_at, updated_at, started_at)
-		SELECT $1, $2, $3, $4, $5, 'in_progress', $6::json, $7, $8, $9, 0, $10, 2, $11, $11, $11
-		WHERE NOT $12 OR EXISTS (SELECT 1 FROM templates WHERE id = $2 AND current)
-		ON CONFLICT (identity_key) DO NOTHING
-		RETURNING txid_current()`,
+	b.Queue(insertTaskSQL,
 		taskID, p.TemplateID, p.Namespace, p.Name, p.Version, string(p.Context), nullString(p.IdentityKey),
 		nullString(p.IdempotencyKey), len(p.Steps), roots, now, p.RequireCurrent).Query(func(rows pgx.Rows) error {
 		for rows.Next() {
@@ -233,21 +228,11 @@ func createTask(ctx context.Context, tx pgx.Tx, p *store.TaskCreateParams, c *ch
 	if len(claim.Index) > 0 {
 		worker, token, expires = &p.Claim.Worker, &p.Claim.LeaseToken, &claim.Expires
 	}
-	b.Queue(`INSERT INTO steps (id, task_id, idx, name, template_id, handler, state, attempts, max_attempts, retry_limit,
-			timeout_us, deps_remaining, run_at, seq, created_at, updated_at, lease_owner, lease_token, lease_expires_at, started_at)
-		SELECT id, $2, i, n, $3, h, CASE WHEN c THEN 'in_progress' ELSE 'pending' END, CASE WHEN c THEN 1 ELSE 0 END,
-			m, m, t, d, r, CASE WHEN c THEN 2 ELSE 1 END, $4, $4,
-			CASE WHEN c THEN $13::text END, CASE WHEN c THEN $14::bigint END, CASE WHEN c THEN $15::timestamptz END,
-			CASE WHEN c THEN $4::timestamptz END
-		FROM unnest($1::text[], $5::int[], $6::text[], $7::text[], $8::int[], $9::bigint[], $10::int[], $11::timestamptz[], $12::bool[])
-			AS u(id, i, n, h, m, t, d, r, c)
-		WHERE EXISTS (SELECT 1 FROM tasks WHERE id = $2)`,
+	b.Queue(insertStepsSQL,
 		texts(ids), taskID, p.TemplateID, now, idx, texts(names), texts(handlers), maxAttempts, int8s(timeouts), deps, timePtrs(runAts),
 		claimed, worker, token, expires)
 	if len(parents) > 0 {
-		b.Queue(`INSERT INTO step_edges (parent_id, child_id, task_id)
-			SELECT p, c, $3 FROM unnest($1::text[], $2::text[]) AS u(p, c)
-			WHERE EXISTS (SELECT 1 FROM tasks WHERE id = $3)`, texts(parents), texts(children), taskID)
+		b.Queue(insertEdgesSQL, texts(parents), texts(children), taskID)
 	}
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return nil, fmt.Errorf("insert task: %w", err)
@@ -380,7 +365,7 @@ func (c *change) lockTasks(ctx context.Context, tx pgx.Tx, ids []string) error {
 	if len(want) == 0 {
 		return nil
 	}
-	rows, err := tx.Query(ctx, "SELECT "+lockedTaskColumns+" FROM tasks WHERE id = ANY($1) ORDER BY id FOR UPDATE", want)
+	rows, err := tx.Query(ctx, lockTasksSQL, want)
 	if err != nil {
 		return fmt.Errorf("lock tasks: %w", err)
 	}
@@ -574,16 +559,15 @@ func (c *change) finish(s *Store) (*pgx.Batch, error) {
 	c.counters = counterDeltas{}
 	b := &pgx.Batch{}
 	if len(ids) > 0 {
-		queueGuarded(b, `UPDATE tasks t SET steps_done = t.steps_done + d.done, steps_open = t.steps_open + d.open, updated_at = $4
-			FROM unnest($1::text[], $2::int[], $3::int[]) AS d(id, done, open) WHERE t.id = d.id`,
+		queueGuarded(b, countersSQL,
 			[]any{texts(ids), done, opens, c.now}, len(ids), "update task counters: a task is missing")
 	}
 	c.queueWrites(b)
 	if len(c.events) > 0 {
 		if c.notify && c.readyLeft() {
-			b.Queue("SELECT pg_notify($1, $2)", s.channel, s.origin)
+			b.Queue(notifySQL, s.channel, s.origin)
 		}
-		b.Queue("SELECT pg_advisory_xact_lock($1)", s.lockKey)
+		b.Queue(lockLogSQL, s.lockKey)
 		if err := queueEvents(b, c.events); err != nil {
 			return nil, err
 		}
@@ -618,7 +602,7 @@ func (c *change) finalize(ctx context.Context, tx pgx.Tx, t *taskRow) error {
 	}
 	var meta store.Metadata
 	if to == lifecycle.TaskError {
-		rows, err := tx.Query(ctx, "SELECT name FROM steps WHERE task_id = $1 AND state IN ('error', 'cancelled') ORDER BY idx", t.ID)
+		rows, err := tx.Query(ctx, failedStepsSQL, t.ID)
 		if err != nil {
 			return fmt.Errorf("failed steps of %s: %w", t.ID, err)
 		}

@@ -181,9 +181,13 @@ func (c *change) queueWrites(b *pgx.Batch) {
 // checks it (tasker_guard), so that a mismatch aborts the transaction even
 // when its COMMIT is in the same batch.
 func queueGuarded(b *pgx.Batch, sql string, args []any, want int, what string) {
-	n := len(args)
-	b.Queue(fmt.Sprintf("WITH w AS (%s RETURNING 1) SELECT tasker_guard(count(*) = $%d, $%d) FROM w", sql, n+1, n+2),
-		append(args, want, what)...)
+	b.Queue(guardedSQL(sql, len(args)), append(args, want, what)...)
+}
+
+// guardedSQL is the statement queueGuarded sends for a write of nargs
+// arguments.
+func guardedSQL(sql string, nargs int) string {
+	return fmt.Sprintf("WITH w AS (%s RETURNING 1) SELECT tasker_guard(count(*) = $%d, $%d) FROM w", sql, nargs+1, nargs+2)
 }
 
 // guardConflict turns the error of a failed guard into store.ErrConflict.

@@ -1,0 +1,154 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/tasker-go/tasker/internal/store"
+	"github.com/tasker-go/tasker/internal/store/postgres/pgtest"
+)
+
+// preparedOn lists the statements prepared on each idle connection of the
+// store's pool: those Warm prepared (named by pgx "stmt_…") and those
+// pgx's statement cache prepared on first use ("stmtcache_…").
+func preparedOn(t *testing.T, s *Store) (warmed, lazy [][]string) {
+	t.Helper()
+	ctx := context.Background()
+	conns := s.pool.AcquireAllIdle(ctx)
+	defer func() {
+		for _, c := range conns {
+			c.Release()
+		}
+	}()
+	for _, c := range conns {
+		// The simple protocol prepares nothing itself.
+		rows, err := c.Conn().Query(ctx, "SELECT name, statement FROM pg_prepared_statements", pgx.QueryExecModeSimpleProtocol)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var w, l []string
+		for rows.Next() {
+			var name, sql string
+			if err := rows.Scan(&name, &sql); err != nil {
+				t.Fatal(err)
+			}
+			switch {
+			case strings.HasPrefix(name, "stmtcache_"):
+				l = append(l, sql)
+			case strings.HasPrefix(name, "stmt_"):
+				w = append(w, sql)
+			}
+		}
+		if err := rows.Err(); err != nil {
+			t.Fatal(err)
+		}
+		warmed, lazy = append(warmed, w), append(lazy, l)
+	}
+	return warmed, lazy
+}
+
+// Warm opens every connection of the pool and prepares the hot path's
+// statements on each; a worker's hot path then prepares nothing more, and
+// a connection the pool opens later prepares them as it opens.
+func TestWarmPreparesTheHotPath(t *testing.T) {
+	t.Parallel()
+	url := pgtest.URL(t)
+	ctx := context.Background()
+	schema := pgtest.Schema(t, url)
+	setup, err := Open(ctx, url, Options{Schema: schema})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := setup.TemplateRegister(ctx, &store.TemplateRegisterParams{ID: "t", Namespace: "n", Name: "x", Version: "1.0.0",
+		Definition: json.RawMessage(`{}`), Now: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	setup.Close()
+
+	const size = 3
+	s, err := Open(ctx, url, Options{Schema: schema, MaxConns: size, SkipMigrate: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Warm(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := s.pool.Stat().TotalConns(); n != size {
+		t.Fatalf("%d connections open after Warm, want the pool's size %d", n, size)
+	}
+	hot := len(hotStatements())
+	warmed, _ := preparedOn(t, s)
+	for i, w := range warmed {
+		if len(w) != hot {
+			t.Errorf("connection %d: %d statements prepared by Warm, want %d", i, len(w), hot)
+		}
+	}
+	_, before := preparedOn(t, s)
+
+	// A worker's hot path: creations (with edges), claims, completions with
+	// a claim, a retry, a failure, lease renewals.
+	now := time.Now()
+	for range 4 {
+		if _, err := s.TaskCreate(ctx, &store.TaskCreateParams{TemplateID: "t", Namespace: "n", Name: "x", Version: "1.0.0",
+			Context: json.RawMessage(`{}`), Now: now, Steps: []store.StepSpec{
+				{Name: "a", Handler: "h", MaxAttempts: 2, Timeout: time.Minute},
+				{Name: "b", Handler: "h", MaxAttempts: 2, Timeout: time.Minute, Parents: []int{0}}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	claimed, err := s.StepClaim(ctx, &store.StepClaimParams{Worker: "w", LeaseToken: 1, Limit: 4, Now: now, LeaseTTL: time.Minute})
+	if err != nil || len(claimed.Steps) != 4 {
+		t.Fatalf("claim: %+v, %v", claimed, err)
+	}
+	leases := make([]store.Lease, len(claimed.Steps))
+	for i, cs := range claimed.Steps {
+		leases[i] = store.Lease{StepID: cs.Step.ID, LeaseToken: cs.Step.LeaseToken, Attempt: cs.Step.Attempts}
+	}
+	if _, err := s.StepLeaseRenew(ctx, &store.StepLeaseRenewParams{Worker: "w", Leases: leases, Now: now, TTL: time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	outcome := func(cs *store.ClaimedStep, kind store.OutcomeKind) store.StepOutcome {
+		return store.StepOutcome{StepID: cs.Step.ID, LeaseToken: cs.Step.LeaseToken, Attempt: cs.Step.Attempts, Kind: kind,
+			Result: json.RawMessage(`1`), Error: "e", NextAttemptAt: now}
+	}
+	done, err := s.StepCompleteMany(ctx, &store.StepCompleteManyParams{Worker: "w", Now: now, Outcomes: []store.StepOutcome{
+		outcome(claimed.Steps[0], store.OutcomeComplete), outcome(claimed.Steps[1], store.OutcomeComplete),
+		outcome(claimed.Steps[2], store.OutcomeRetry), outcome(claimed.Steps[3], store.OutcomeFail)},
+		Claim: &store.StepClaimParams{Worker: "w", LeaseToken: 2, Limit: 8, LeaseTTL: time.Minute}})
+	if err != nil || len(done.Stale) != 0 || len(done.Claimed) != 3 {
+		t.Fatalf("complete: %+v, %v", done, err)
+	}
+	var last []store.StepOutcome
+	for _, cs := range done.Claimed {
+		last = append(last, outcome(cs, store.OutcomeComplete))
+	}
+	if _, err := s.StepCompleteMany(ctx, &store.StepCompleteManyParams{Worker: "w", Now: now, Outcomes: last}); err != nil {
+		t.Fatal(err)
+	}
+
+	_, after := preparedOn(t, s)
+	for i := range after {
+		if added := slices.DeleteFunc(slices.Clone(after[i]), func(sql string) bool { return slices.Contains(before[i], sql) }); len(added) > 0 {
+			t.Errorf("connection %d prepared statements of the hot path that Warm did not (add them to hotStatements):\n%s",
+				i, strings.Join(added, "\n---\n"))
+		}
+	}
+
+	// Connections opened after Warm prepare the statements themselves.
+	s.pool.Reset()
+	c, err := s.pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Release()
+	warmed, _ = preparedOn(t, s)
+	if len(warmed) == 0 || len(warmed[0]) != hot {
+		t.Fatalf("a connection opened after Warm prepared %v, want the %d hot statements", warmed, hot)
+	}
+}
