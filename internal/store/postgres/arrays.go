@@ -35,6 +35,19 @@ func (a pgArray[T]) Dimensions() []pgtype.ArrayDimension {
 // interface holds without allocating.
 func (a pgArray[T]) Index(i int) any { return &a[i] }
 
+// registerArrays tells a connection's type map the PostgreSQL types of the
+// store's arrays. pgx finds the type of a parameter from the statement's
+// description, except when the connection does not describe statements
+// (default_query_exec_mode exec or simple_protocol, behind a pooler in
+// transaction mode): it then looks the Go type up in this map, and an array
+// type it does not know cannot be encoded.
+func registerArrays(m *pgtype.Map) {
+	m.RegisterDefaultPgType(pgArray[pgtype.Text]{}, "_text")
+	m.RegisterDefaultPgType(pgArray[pgtype.Timestamptz]{}, "_timestamptz")
+	m.RegisterDefaultPgType(pgArray[pgtype.Int8]{}, "_int8")
+	m.RegisterDefaultPgType(pgArray[pgtype.Int4]{}, "_int4")
+}
+
 // IndexType implements pgtype.ArrayGetter.
 func (a pgArray[T]) IndexType() any { return new(T) }
 

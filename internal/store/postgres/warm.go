@@ -35,6 +35,9 @@ func hotStatements() []string {
 // process to parse and plan every statement for the first time (see the
 // start-up in docs/performance.md).
 //
+// With default_query_exec_mode other than cache_statement in the URL (a
+// pooler in transaction mode), it only opens the connections.
+//
 // A command that sends a few statements does not need it. It is safe to
 // call while the store is in use: connections in use then are left as
 // they are. It waits for connections only as long as ctx allows, and
@@ -75,7 +78,14 @@ func (s *Store) Warm(ctx context.Context) error {
 }
 
 // prepareHot prepares the hot statements on conn, each named by its text.
+// It prepares nothing on a connection configured not to use prepared
+// statements (default_query_exec_mode other than cache_statement, as
+// behind a pooler in transaction mode): pgx would execute them by name
+// there too, on server connections that do not have them.
 func prepareHot(ctx context.Context, conn *pgx.Conn) error {
+	if conn.Config().DefaultQueryExecMode != pgx.QueryExecModeCacheStatement {
+		return nil
+	}
 	for _, sql := range hotStatements() {
 		if _, err := conn.Prepare(ctx, sql, sql); err != nil {
 			return fmt.Errorf("postgres: prepare a statement of the hot path: %w", classify(err))
@@ -84,11 +94,13 @@ func prepareHot(ctx context.Context, conn *pgx.Conn) error {
 	return nil
 }
 
-// afterConnect returns the pool's hook for new connections: once Warm was
-// called (warm), they prepare the hot statements. A failure is logged, not
+// afterConnect returns the pool's hook for new connections: it registers
+// the store's array types, and once Warm was called (warm), the connection
+// prepares the hot statements. A failure to prepare is logged, not
 // returned: the connection works without them.
 func afterConnect(warm *atomic.Bool, log *slog.Logger) func(context.Context, *pgx.Conn) error {
 	return func(ctx context.Context, conn *pgx.Conn) error {
+		registerArrays(conn.TypeMap())
 		if !warm.Load() {
 			return nil
 		}

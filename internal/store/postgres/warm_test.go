@@ -152,3 +152,44 @@ func TestWarmPreparesTheHotPath(t *testing.T) {
 		t.Fatalf("a connection opened after Warm prepared %v, want the %d hot statements", warmed, hot)
 	}
 }
+
+// Behind a pooler in transaction mode the URL asks for no prepared
+// statements: Warm then opens the connections and prepares nothing, and
+// the hot path works.
+func TestWarmPreparesNothingWithoutPreparedStatements(t *testing.T) {
+	t.Parallel()
+	url := pgtest.URL(t)
+	ctx := context.Background()
+	sep := "?"
+	if strings.Contains(url, "?") {
+		sep = "&"
+	}
+	s, err := Open(ctx, url+sep+"default_query_exec_mode=exec", Options{Schema: pgtest.Schema(t, url), MaxConns: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Warm(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := s.pool.Stat().TotalConns(); n != 2 {
+		t.Fatalf("%d connections open after Warm, want 2", n)
+	}
+	if _, err := s.TemplateRegister(ctx, &store.TemplateRegisterParams{ID: "t", Namespace: "n", Name: "x", Version: "1.0.0",
+		Definition: json.RawMessage(`{}`), Now: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.TaskCreate(ctx, &store.TaskCreateParams{TemplateID: "t", Namespace: "n", Name: "x", Version: "1.0.0",
+		Context: json.RawMessage(`{}`), Now: time.Now(), Steps: []store.StepSpec{{Name: "a", Handler: "h", MaxAttempts: 1, Timeout: time.Minute}}}); err != nil {
+		t.Fatal(err)
+	}
+	if claimed, err := s.StepClaim(ctx, &store.StepClaimParams{Worker: "w", LeaseToken: 1, Limit: 1, Now: time.Now(), LeaseTTL: time.Minute}); err != nil || len(claimed.Steps) != 1 {
+		t.Fatalf("claim: %+v, %v", claimed, err)
+	}
+	warmed, lazy := preparedOn(t, s)
+	for i := range warmed {
+		if len(warmed[i])+len(lazy[i]) != 0 {
+			t.Errorf("connection %d has prepared statements: %v %v", i, warmed[i], lazy[i])
+		}
+	}
+}
