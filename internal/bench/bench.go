@@ -93,8 +93,9 @@ type Config struct {
 	// Duration is how long the steady scenario creates tasks. Default 10s.
 	Duration time.Duration `json:"duration_ns,omitempty"`
 	// Synchronous is SQLite's synchronous setting, "FULL" (the product's
-	// default: every commit is on disk) or "NORMAL". Default "FULL".
-	Synchronous string `json:"synchronous"`
+	// default: every commit is on disk) or "NORMAL". Default "FULL". A
+	// report of PostgreSQL runs alone leaves it out.
+	Synchronous string `json:"synchronous,omitempty"`
 	// Logger receives the client's logs. Default: discard.
 	Logger *slog.Logger `json:"-"`
 }

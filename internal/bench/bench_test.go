@@ -232,6 +232,16 @@ func TestReport(t *testing.T) {
 	if db := withPassword.Settings.DB; strings.Contains(db, "s3cret") || !strings.Contains(db, "bench:xxxxx@127.0.0.1:1/bench") {
 		t.Errorf("report's database = %q, want the URL without its password", db)
 	}
+	// SQLite's synchronous setting is left out of a report of PostgreSQL
+	// runs, and kept when a SQLite run is in it too (bench compare).
+	pgRun := *r
+	pgRun.Store = "postgres"
+	if s := bench.NewReport(ctx(t), bench.Config{DB: "postgres://127.0.0.1:1/bench", Synchronous: "FULL"}, &pgRun).Settings.Synchronous; s != "" {
+		t.Errorf("settings of a PostgreSQL report: synchronous %q, want none", s)
+	}
+	if s := bench.NewReport(ctx(t), bench.Config{DB: "postgres://127.0.0.1:1/bench", Synchronous: "FULL"}, &pgRun, r).Settings.Synchronous; s != "FULL" {
+		t.Errorf("settings of a report with a SQLite run: synchronous %q, want FULL", s)
+	}
 	res := got["results"].([]any)[0].(map[string]any)
 	if res["latency"].(map[string]any)["p50_ns"].(float64) != 1e6 {
 		t.Errorf("result = %v", res)

@@ -363,6 +363,11 @@ func NewReport(ctx context.Context, cfg Config, results ...*Result) *Report {
 	m := machineInfo(ctx)
 	if tasker.IsPostgresURL(cfg.DB) {
 		m.PostgresVersion = postgresVersion(ctx, cfg.DB)
+		// SQLite's setting applies to no run of a report of PostgreSQL
+		// runs alone (bench compare runs on both).
+		if !slices.ContainsFunc(results, func(r *Result) bool { return r.Store == "sqlite" }) {
+			cfg.Synchronous = ""
+		}
 	}
 	// A report is meant to be kept and shared: no password goes in it.
 	if u, err := url.Parse(cfg.DB); err == nil && u.User != nil {
