@@ -13,8 +13,9 @@ type warmer interface {
 	Warm(ctx context.Context) error
 }
 
-// warmTimeout bounds how long Start waits for the store to warm up.
-const warmTimeout = 10 * time.Second
+// warmTimeout bounds how long Start waits for the store to warm up: a
+// store slower than that to open its connections is started without them.
+const warmTimeout = 5 * time.Second
 
 // warm readies the store's connections, if it has any to ready. A store
 // that cannot warm up still works: the failure is logged, not returned.
