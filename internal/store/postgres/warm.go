@@ -27,10 +27,16 @@ func hotStatements() []string {
 	}
 }
 
-// Warm readies the store for a worker. It opens the pool's connections, up
-// to its size, and prepares the statements of the hot path on each; from
-// then on, every connection the pool opens (in place of one that reached
-// its lifetime, say) prepares them as it opens. Without it, a worker's
+// warmConns is how many connections Warm opens at most: a worker's own
+// loops use about five at once (the dispatcher, the completer, the
+// heartbeat, maintenance, LISTEN), and a larger pool (for an API server's
+// requests, say) would only start with idle server processes.
+const warmConns = 8
+
+// Warm readies the store for a worker. It opens connections up to the
+// pool's size or warmConns, whichever is smaller, and prepares the
+// statements of the hot path on each; from then on, every connection the
+// pool opens prepares them as it opens. Without it, a worker's
 // first steps wait for connections to open and, on each, for a new server
 // process to parse and plan every statement for the first time (see the
 // start-up in docs/performance.md).
@@ -53,7 +59,7 @@ func (s *Store) Warm(ctx context.Context) error {
 			c.Release()
 		}
 	}()
-	missing := int(s.pool.Config().MaxConns - s.pool.Stat().TotalConns())
+	missing := int(min(s.pool.Config().MaxConns, warmConns) - s.pool.Stat().TotalConns())
 	errs := make([]error, len(idle)+max(missing, 0))
 	var wg sync.WaitGroup
 	for i, c := range idle {

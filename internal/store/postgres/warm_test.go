@@ -193,3 +193,22 @@ func TestWarmPreparesNothingWithoutPreparedStatements(t *testing.T) {
 		}
 	}
 }
+
+// A pool larger than a worker needs is not opened in full: Warm opens
+// warmConns connections, and the others open when needed, prepared.
+func TestWarmOpensAtMostWarmConns(t *testing.T) {
+	t.Parallel()
+	url := pgtest.URL(t)
+	ctx := context.Background()
+	s, err := Open(ctx, url, Options{Schema: pgtest.Schema(t, url), MaxConns: warmConns + 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Warm(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := s.pool.Stat().TotalConns(); n != warmConns {
+		t.Fatalf("%d connections open after Warm, want %d", n, warmConns)
+	}
+}
