@@ -52,6 +52,25 @@ func preparedOn(t *testing.T, s *Store) (warmed, lazy [][]string) {
 	return warmed, lazy
 }
 
+// openWarmed opens a store at url with opts, closed when the test ends,
+// calls Warm, and checks that it left want connections open.
+func openWarmed(t *testing.T, url string, opts Options, want int32) *Store {
+	t.Helper()
+	ctx := context.Background()
+	s, err := Open(ctx, url, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	if err := s.Warm(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := s.pool.Stat().TotalConns(); n != want {
+		t.Fatalf("%d connections open after Warm, want %d", n, want)
+	}
+	return s
+}
+
 // Warm opens every connection of the pool and prepares the hot path's
 // statements on each; a worker's hot path then prepares nothing more, and
 // a connection the pool opens later prepares them as it opens.
@@ -70,18 +89,7 @@ func TestWarmPreparesTheHotPath(t *testing.T) {
 	}
 	setup.Close()
 
-	const size = 3
-	s, err := Open(ctx, url, Options{Schema: schema, MaxConns: size, SkipMigrate: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	if err := s.Warm(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if n := s.pool.Stat().TotalConns(); n != size {
-		t.Fatalf("%d connections open after Warm, want the pool's size %d", n, size)
-	}
+	s := openWarmed(t, url, Options{Schema: schema, MaxConns: 3, SkipMigrate: true}, 3)
 	hot := len(hotStatements())
 	warmed, _ := preparedOn(t, s)
 	for i, w := range warmed {
@@ -164,17 +172,7 @@ func TestWarmPreparesNothingWithoutPreparedStatements(t *testing.T) {
 	if strings.Contains(url, "?") {
 		sep = "&"
 	}
-	s, err := Open(ctx, url+sep+"default_query_exec_mode=exec", Options{Schema: pgtest.Schema(t, url), MaxConns: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	if err := s.Warm(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if n := s.pool.Stat().TotalConns(); n != 2 {
-		t.Fatalf("%d connections open after Warm, want 2", n)
-	}
+	s := openWarmed(t, url+sep+"default_query_exec_mode=exec", Options{Schema: pgtest.Schema(t, url), MaxConns: 2}, 2)
 	if _, err := s.TemplateRegister(ctx, &store.TemplateRegisterParams{ID: "t", Namespace: "n", Name: "x", Version: "1.0.0",
 		Definition: json.RawMessage(`{}`), Now: time.Now()}); err != nil {
 		t.Fatal(err)
@@ -199,16 +197,5 @@ func TestWarmPreparesNothingWithoutPreparedStatements(t *testing.T) {
 func TestWarmOpensAtMostWarmConns(t *testing.T) {
 	t.Parallel()
 	url := pgtest.URL(t)
-	ctx := context.Background()
-	s, err := Open(ctx, url, Options{Schema: pgtest.Schema(t, url), MaxConns: warmConns + 4})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	if err := s.Warm(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if n := s.pool.Stat().TotalConns(); n != warmConns {
-		t.Fatalf("%d connections open after Warm, want %d", n, warmConns)
-	}
+	openWarmed(t, url, Options{Schema: pgtest.Schema(t, url), MaxConns: warmConns + 4}, warmConns)
 }
