@@ -38,7 +38,7 @@ const warmConns = 8
 // statements of the hot path on each; from then on, every connection the
 // pool opens prepares them as it opens. Without it, a worker's
 // first steps wait for connections to open and, on each, for a new server
-// process to parse and plan every statement for the first time (see the
+// process to parse every statement for the first time (see the
 // start-up in docs/performance.md).
 //
 // With default_query_exec_mode other than cache_statement in the URL (a
