@@ -25,6 +25,17 @@ import (
 	"github.com/tasker-go/tasker/internal/lifecycle"
 )
 
+// EventCursorSlack is how far before a time EventCursorAt may start. The
+// log's times follow its cursors only roughly: an operation takes its time
+// before its transaction reaches the log, so entries of operations
+// committed together, or one after the other on several workers, can be
+// out of time order by that wait (plus the skew between the workers'
+// clocks). A store finds a time's cursor by a binary search over the
+// cursors, which is exact when no entry is more than the slack older than
+// one before it; starting early only costs its readers the slack's worth
+// of entries, which they filter out by time.
+const EventCursorSlack = time.Minute
+
 // Sentinel errors.
 var (
 	// ErrNotFound reports that a task, step or template does not exist.
@@ -138,9 +149,10 @@ type Store interface {
 	// EventList reads the durable event log after a cursor, oldest first.
 	EventList(ctx context.Context, p *EventListParams) ([]*Event, error)
 	// EventCursorAt returns a cursor to read after to get the events that
-	// occurred at or after t: the cursor just before the first of them, or
-	// the last cursor when there is none. Occurrence times follow cursors
-	// only roughly, so readers still filter with EventListParams.Since.
+	// occurred at or after t: at most EventCursorSlack's worth of entries
+	// before the first of them, or the last cursor when there is none.
+	// Occurrence times follow cursors only roughly, so readers still filter
+	// with EventListParams.Since.
 	EventCursorAt(ctx context.Context, t time.Time) (int64, error)
 
 	// TokenCreate stores a new API token.

@@ -3,7 +3,6 @@ package postgres
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -199,22 +198,32 @@ func eventListQuery(p *store.EventListParams) (string, []any, error) {
 	return q, args, nil
 }
 
-// EventCursorAt returns the cursor to read after for events from t on.
+// cursorAtSQL is a binary search over the log's cursors for the first
+// position p such that the first entry at or after p occurred at or after
+// $1, a position past the last entry counting as one that did ($1 is the
+// time asked for less store.EventCursorSlack, which keeps the search exact
+// when the log's times are out of order by less: workers take their times
+// before their transactions reach the log, on clocks of their own). Each
+// probe is a seek in the primary key; cursors have gaps (rolled back
+// transactions, retention). It returns p minus one: the cursor to read
+// after. One statement: one round trip and one snapshot.
+const cursorAtSQL = `WITH RECURSIVE probe(lo, hi) AS (
+		SELECT COALESCE((SELECT MIN(cursor) FROM events), 1), COALESCE((SELECT MAX(cursor) FROM events), 0) + 1
+		UNION ALL
+		SELECT CASE WHEN COALESCE((SELECT e.occurred_at >= $1 FROM events e WHERE e.cursor >= (lo + hi) / 2 ORDER BY e.cursor LIMIT 1), true)
+				THEN lo ELSE (lo + hi) / 2 + 1 END,
+			CASE WHEN COALESCE((SELECT e.occurred_at >= $1 FROM events e WHERE e.cursor >= (lo + hi) / 2 ORDER BY e.cursor LIMIT 1), true)
+				THEN (lo + hi) / 2 ELSE hi END
+		FROM probe WHERE lo < hi
+	)
+	SELECT lo - 1 FROM probe WHERE lo >= hi`
+
+// EventCursorAt returns the cursor to read after for events from t on: at
+// most store.EventCursorSlack's worth of entries before the first of them.
 func (s *Store) EventCursorAt(ctx context.Context, t time.Time) (int64, error) {
-	var first *int64
-	err := s.pool.QueryRow(ctx, "SELECT cursor FROM events WHERE occurred_at >= $1 ORDER BY occurred_at LIMIT 1", t.UTC()).Scan(&first)
-	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+	var c int64
+	if err := s.pool.QueryRow(ctx, cursorAtSQL, t.Add(-store.EventCursorSlack).UTC()).Scan(&c); err != nil {
 		return 0, fmt.Errorf("event cursor at %s: %w", t, err)
 	}
-	if first != nil {
-		return *first - 1, nil
-	}
-	var last *int64
-	if err := s.pool.QueryRow(ctx, "SELECT MAX(cursor) FROM events").Scan(&last); err != nil {
-		return 0, fmt.Errorf("event cursor at %s: %w", t, err)
-	}
-	if last == nil {
-		return 0, nil
-	}
-	return *last, nil
+	return c, nil
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -223,19 +222,31 @@ func eventListQuery(p *store.EventListParams) (string, []any, error) {
 	return q, args, nil
 }
 
-// EventCursorAt returns the cursor to read after for events from t on.
+// cursorAtSQL is a binary search over the log's cursors for the first
+// position p such that the first entry at or after p occurred at or after
+// ?1, a position past the last entry counting as one that did (?1 is the
+// time asked for less store.EventCursorSlack, which keeps the search exact
+// when the log's times are out of order by less). Each probe is a seek in
+// the primary key; cursors have gaps where retention deleted tasks. It
+// returns p minus one: the cursor to read after. The probe is written out
+// for each column, as the recursive table cannot be read in a subquery.
+const cursorAtSQL = `WITH RECURSIVE probe(lo, hi) AS (
+		SELECT IFNULL((SELECT MIN(cursor) FROM events), 1), IFNULL((SELECT MAX(cursor) FROM events), 0) + 1
+		UNION ALL
+		SELECT CASE WHEN IFNULL((SELECT e.occurred_at >= ?1 FROM events e WHERE e.cursor >= (lo + hi) / 2 ORDER BY e.cursor LIMIT 1), 1)
+				THEN lo ELSE (lo + hi) / 2 + 1 END,
+			CASE WHEN IFNULL((SELECT e.occurred_at >= ?1 FROM events e WHERE e.cursor >= (lo + hi) / 2 ORDER BY e.cursor LIMIT 1), 1)
+				THEN (lo + hi) / 2 ELSE hi END
+		FROM probe WHERE lo < hi
+	)
+	SELECT lo - 1 FROM probe WHERE lo >= hi`
+
+// EventCursorAt returns the cursor to read after for events from t on: at
+// most store.EventCursorSlack's worth of entries before the first of them.
 func (s *Store) EventCursorAt(ctx context.Context, t time.Time) (int64, error) {
-	var first sql.NullInt64
-	err := s.rdb.QueryRowContext(ctx, "SELECT cursor FROM events WHERE occurred_at >= ? ORDER BY occurred_at LIMIT 1", us(t)).Scan(&first)
-	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+	var c int64
+	if err := s.rdb.QueryRowContext(ctx, cursorAtSQL, us(t.Add(-store.EventCursorSlack))).Scan(&c); err != nil {
 		return 0, fmt.Errorf("event cursor at %s: %w", t, err)
 	}
-	if first.Valid {
-		return first.Int64 - 1, nil
-	}
-	var last sql.NullInt64
-	if err := s.rdb.QueryRowContext(ctx, "SELECT MAX(cursor) FROM events").Scan(&last); err != nil {
-		return 0, fmt.Errorf("event cursor at %s: %w", t, err)
-	}
-	return last.Int64, nil
+	return c, nil
 }

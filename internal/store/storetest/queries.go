@@ -641,3 +641,72 @@ func testStateCounts(t *testing.T, b *bundle) {
 		t.Fatalf("counts of an empty namespace = %v", none)
 	}
 }
+
+// testEventCursorAtSearch checks EventCursorAt over a log with gaps (the
+// tasks that retention deleted) and with times out of cursor order by less
+// than store.EventCursorSlack: for every time, no entry of that time or
+// later comes at or before the cursor, and every entry after it is at
+// most the slack older than the time.
+func testEventCursorAtSearch(t *testing.T, b *bundle) {
+	base := b.now
+	const n = 40
+	for i := range n {
+		at := base.Add(time.Duration(i) * 10 * time.Minute)
+		if i%5 == 4 {
+			// Out of order: taken 40 s before the previous task's time.
+			at = base.Add(time.Duration(i-1)*10*time.Minute - 40*time.Second)
+		}
+		b.tick(at.Sub(b.now))
+		res := b.create(t, single("x"), createOpts{})
+		if i%3 == 0 {
+			c := b.claim(t, store.StepClaimParams{TaskIDs: []string{res.Task.ID}})
+			if len(c.Steps) != 1 {
+				t.Fatalf("task %d: claimed %d steps", i, len(c.Steps))
+			}
+			b.complete(t, outcome(c.Steps[0], store.OutcomeComplete))
+		}
+	}
+	// Delete the finished tasks of the first half: gaps in the cursors.
+	b.tick(base.Add(n * 10 * time.Minute).Sub(b.now))
+	if _, err := b.s.TaskDeleteFinished(b.ctx, &store.TaskDeleteFinishedParams{Before: base.Add(n / 2 * 10 * time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+	all := b.events(t, store.EventListParams{Limit: 10000})
+	if len(all) < n {
+		t.Fatalf("%d log entries, want at least %d", len(all), n)
+	}
+	check := func(at time.Time) {
+		t.Helper()
+		c, err := b.s.EventCursorAt(b.ctx, at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		first := -1
+		for i, e := range all {
+			if e.Cursor <= c && !e.OccurredAt.Before(at) {
+				t.Fatalf("cursor at %v is %d, but entry %d (%s) occurred at %v", at.Sub(base), c, e.Cursor, e.Name, e.OccurredAt.Sub(base))
+			}
+			if e.Cursor > c && first < 0 {
+				first = i
+			}
+		}
+		if first < 0 {
+			if last := all[len(all)-1].Cursor; c != last {
+				t.Fatalf("cursor at %v is %d; want the last cursor %d", at.Sub(base), c, last)
+			}
+			return
+		}
+		for _, e := range all[first:] {
+			if e.OccurredAt.Before(at.Add(-store.EventCursorSlack)) {
+				t.Fatalf("cursor at %v is %d, before entry %d, which occurred at %v: more than the slack early", at.Sub(base), c, e.Cursor, e.OccurredAt.Sub(base))
+			}
+		}
+	}
+	check(base.Add(-time.Hour))
+	for _, e := range all {
+		check(e.OccurredAt)
+		check(e.OccurredAt.Add(time.Microsecond))
+		check(e.OccurredAt.Add(-5 * time.Minute))
+	}
+	check(base.Add(100 * time.Hour))
+}

@@ -58,6 +58,7 @@ func Exercise(t *testing.T, newStore NewStore) {
 		{"LargeTask", testLargeTask},
 		{"OnCommitInCommitOrder", testOnCommit},
 		{"EventCursorAt", testEventCursorAt},
+		{"EventCursorAtSearch", testEventCursorAtSearch},
 		{"LeaseRenew", testLeaseRenew},
 		{"Leader", testLeader},
 		{"DeleteFinished", testDeleteFinished},
