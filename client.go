@@ -655,8 +655,9 @@ func (c *Client) Events(ctx context.Context, opts *EventListOpts) ([]Event, erro
 }
 
 // EventCursorAt returns a cursor to read after (EventListOpts.After) to get
-// the events that occurred at or after t; combine it with
-// EventListOpts.Since, as occurrence times follow cursors only roughly.
+// the events that occurred at or after t, at most a minute's worth of
+// entries early; combine it with EventListOpts.Since, as occurrence times
+// follow cursors only roughly (see docs/events.md).
 func (c *Client) EventCursorAt(ctx context.Context, t time.Time) (int64, error) {
 	cur, err := c.store.EventCursorAt(ctx, t)
 	if err != nil {

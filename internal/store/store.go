@@ -150,9 +150,9 @@ type Store interface {
 	EventList(ctx context.Context, p *EventListParams) ([]*Event, error)
 	// EventCursorAt returns a cursor to read after to get the events that
 	// occurred at or after t: at most EventCursorSlack's worth of entries
-	// before the first of them, or the last cursor when there is none.
-	// Occurrence times follow cursors only roughly, so readers still filter
-	// with EventListParams.Since.
+	// before the first of them, or the last cursor when none occurred at
+	// or after t less the slack. Occurrence times follow cursors only
+	// roughly, so readers still filter with EventListParams.Since.
 	EventCursorAt(ctx context.Context, t time.Time) (int64, error)
 
 	// TokenCreate stores a new API token.
