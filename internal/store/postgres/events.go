@@ -206,9 +206,13 @@ func eventListQuery(p *store.EventListParams) (string, []any, error) {
 // before their transactions reach the log, on clocks of their own). Each
 // probe is a seek in the primary key; cursors have gaps (rolled back
 // transactions, retention). It returns p minus one: the cursor to read
-// after. One statement: one round trip and one snapshot.
+// after. When the last entry is older than $1 the search starts done: the
+// log's head, which the webhooks ask for at every pass, costs two seeks.
+// One statement: one round trip and one snapshot.
 const cursorAtSQL = `WITH RECURSIVE probe(lo, hi) AS (
-		SELECT COALESCE((SELECT MIN(cursor) FROM events), 1), COALESCE((SELECT MAX(cursor) FROM events), 0) + 1
+		SELECT CASE WHEN COALESCE((SELECT occurred_at >= $1 FROM events ORDER BY cursor DESC LIMIT 1), false)
+				THEN COALESCE((SELECT MIN(cursor) FROM events), 1) ELSE COALESCE((SELECT MAX(cursor) FROM events), 0) + 1 END,
+			COALESCE((SELECT MAX(cursor) FROM events), 0) + 1
 		UNION ALL
 		SELECT CASE WHEN COALESCE((SELECT e.occurred_at >= $1 FROM events e WHERE e.cursor >= (lo + hi) / 2 ORDER BY e.cursor LIMIT 1), true)
 				THEN lo ELSE (lo + hi) / 2 + 1 END,

@@ -228,10 +228,14 @@ func eventListQuery(p *store.EventListParams) (string, []any, error) {
 // time asked for less store.EventCursorSlack, which keeps the search exact
 // when the log's times are out of order by less). Each probe is a seek in
 // the primary key; cursors have gaps where retention deleted tasks. It
-// returns p minus one: the cursor to read after. The probe is written out
+// returns p minus one: the cursor to read after. When the last entry is
+// older than ?1 the search starts done: the log's head, which the webhooks
+// ask for at every pass, costs two seeks. The probe is written out
 // for each column, as the recursive table cannot be read in a subquery.
 const cursorAtSQL = `WITH RECURSIVE probe(lo, hi) AS (
-		SELECT IFNULL((SELECT MIN(cursor) FROM events), 1), IFNULL((SELECT MAX(cursor) FROM events), 0) + 1
+		SELECT CASE WHEN IFNULL((SELECT occurred_at >= ?1 FROM events ORDER BY cursor DESC LIMIT 1), 0)
+				THEN IFNULL((SELECT MIN(cursor) FROM events), 1) ELSE IFNULL((SELECT MAX(cursor) FROM events), 0) + 1 END,
+			IFNULL((SELECT MAX(cursor) FROM events), 0) + 1
 		UNION ALL
 		SELECT CASE WHEN IFNULL((SELECT e.occurred_at >= ?1 FROM events e WHERE e.cursor >= (lo + hi) / 2 ORDER BY e.cursor LIMIT 1), 1)
 				THEN lo ELSE (lo + hi) / 2 + 1 END,
