@@ -207,7 +207,7 @@ func eventListQuery(p *store.EventListParams) (string, []any, error) {
 // probe is a seek in the primary key; cursors have gaps (rolled back
 // transactions, retention). It returns p minus one: the cursor to read
 // after. When the last entry is older than $1 the search starts done: the
-// log's head, which the webhooks ask for at every pass, costs two seeks.
+// log's head, which the webhooks ask for at every pass, costs a few seeks.
 // One statement: one round trip and one snapshot.
 const cursorAtSQL = `WITH RECURSIVE probe(lo, hi) AS (
 		SELECT CASE WHEN COALESCE((SELECT occurred_at >= $1 FROM events ORDER BY cursor DESC LIMIT 1), false)

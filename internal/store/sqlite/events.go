@@ -230,7 +230,7 @@ func eventListQuery(p *store.EventListParams) (string, []any, error) {
 // the primary key; cursors have gaps where retention deleted tasks. It
 // returns p minus one: the cursor to read after. When the last entry is
 // older than ?1 the search starts done: the log's head, which the webhooks
-// ask for at every pass, costs two seeks. The probe is written out
+// ask for at every pass, costs a few seeks. The probe is written out
 // for each column, as the recursive table cannot be read in a subquery.
 const cursorAtSQL = `WITH RECURSIVE probe(lo, hi) AS (
 		SELECT CASE WHEN IFNULL((SELECT occurred_at >= ?1 FROM events ORDER BY cursor DESC LIMIT 1), 0)
