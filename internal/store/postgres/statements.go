@@ -4,12 +4,17 @@ package postgres
 // very texts the store sends (hotStatements).
 
 // insertTaskSQL inserts a task; with RequireCurrent ($12) only while its
-// template is current (the primary key of templates finds it).
+// template is current (the primary key of templates finds it). The
+// conflict clause names the predicate of a partial unique index on
+// identity_key, which it also infers the table's unique constraint by, so
+// that a later schema can replace the constraint with that index (no index
+// entry for tasks without an identity key) without breaking the task
+// creations of this build.
 const insertTaskSQL = `INSERT INTO tasks (id, template_id, namespace, name, version, state, context,
 		identity_key, idempotency_key, steps_total, steps_done, steps_open, seq, created_at, updated_at, started_at)
 		SELECT $1, $2, $3, $4, $5, 'in_progress', $6::json, $7, $8, $9, 0, $10, 2, $11, $11, $11
 		WHERE NOT $12 OR EXISTS (SELECT 1 FROM templates WHERE id = $2 AND current)
-		ON CONFLICT (identity_key) DO NOTHING
+		ON CONFLICT (identity_key) WHERE identity_key IS NOT NULL DO NOTHING
 		RETURNING txid_current()`
 
 // insertStepsSQL inserts a task's steps; those claimed at creation ($12) are
