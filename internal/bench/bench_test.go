@@ -124,10 +124,16 @@ func TestChain(t *testing.T) {
 	}
 	checkCommon(t, r, "chain", 2, 10)
 	// On an idle running engine, a chain's first step is claimed by its
-	// task's creation and every other by its parent's completion.
-	if e := r.Engine; e.ClaimedOnCreation != 2 || e.ClaimedOnCompletion != 18 || e.Claimed != 0 {
-		t.Errorf("claimed on creation %d, on completion %d, by the dispatcher %d; want 2, 18, 0", e.ClaimedOnCreation,
-			e.ClaimedOnCompletion, e.Claimed)
+	// task's creation and every other by its parent's completion, but for
+	// a race: a dispatcher round in flight (its poll interval passed)
+	// holds every free slot for its claim, so that a creation or a
+	// completion written meanwhile claims nothing and the dispatcher's
+	// claim takes the step (on a loaded machine, one step in about 25
+	// runs of 20). Without the claims on creation and completion, the
+	// dispatcher would claim all 20.
+	if e := r.Engine; e.ClaimedOnCreation+e.ClaimedOnCompletion+e.Claimed != 20 || e.Claimed > 4 || e.ClaimedOnCompletion < 14 {
+		t.Errorf("claimed on creation %d, on completion %d, by the dispatcher %d; want 20 in all, at least 14 on completion and at most 4 by the dispatcher",
+			e.ClaimedOnCreation, e.ClaimedOnCompletion, e.Claimed)
 	}
 	l := r.Latency
 	if l == nil {
