@@ -813,7 +813,9 @@ func (c *Client) startDeliverer() func() {
 
 // Stop stops claiming steps, lets running handlers finish within the stop
 // grace (or until ctx is done), releases the steps of the others so they
-// run again later, and records every outcome already produced.
+// run again later, records every outcome already produced, and waits until
+// the events of every change committed by then are published to the
+// subscriptions (unless ctx is done first).
 func (c *Client) Stop(ctx context.Context) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -422,7 +422,9 @@ func (e *Engine) Start(ctx context.Context) error {
 // Stop stops claiming, lets running handlers finish for up to StopGrace
 // (or until ctx is done), then cancels the rest and releases their steps
 // so another worker (or the next start) runs them again. Every outcome
-// already produced is recorded before Stop returns.
+// already produced is recorded before Stop returns, and the events of
+// every change committed by then are published (unless ctx is done
+// first): a subscriber closed after Stop has received them all.
 func (e *Engine) Stop(ctx context.Context) error {
 	if !e.started.Load() || e.stopLoops == nil {
 		return nil
@@ -460,6 +462,7 @@ func (e *Engine) Stop(ctx context.Context) error {
 	e.heartbeats.Wait()
 	close(e.outcomes)
 	e.completer.Wait()
+	e.pub.flush(ctx)
 	e.stopLoops = nil
 	e.started.Store(false)
 	e.log.InfoContext(ctx, "engine: stopped", slog.String("worker", e.cfg.WorkerID))

@@ -25,6 +25,9 @@ type publisher struct {
 type publication struct {
 	change   *store.ChangeResult
 	observed []event.Event
+	// flushed, when set, marks a flush: it is closed once everything
+	// queued before it is published.
+	flushed chan struct{}
 }
 
 func newPublisher() *publisher {
@@ -49,6 +52,19 @@ func (p *publisher) take() []publication {
 	return q
 }
 
+// flush returns once everything queued before it was called has been
+// published (handed to the bus: with the Block policy, queued in every
+// subscription), or when ctx is done or the publisher has stopped.
+func (p *publisher) flush(ctx context.Context) {
+	done := make(chan struct{})
+	p.push(publication{flushed: done})
+	select {
+	case <-done:
+	case <-ctx.Done():
+	case <-p.done:
+	}
+}
+
 // run publishes until stop is closed, then drains what is queued.
 func (e *Engine) runPublisher() {
 	p := e.pub
@@ -58,14 +74,22 @@ func (e *Engine) runPublisher() {
 		select {
 		case <-p.signal:
 		case <-p.stop:
-			for _, pub := range p.take() {
-				e.publishChange(ctx, pub.change, pub.observed)
-			}
+			e.publishAll(ctx, p.take())
 			return
 		}
-		for _, pub := range p.take() {
-			e.publishChange(ctx, pub.change, pub.observed)
+		e.publishAll(ctx, p.take())
+	}
+}
+
+// publishAll publishes queued publications in order and releases the
+// flushes among them.
+func (e *Engine) publishAll(ctx context.Context, pubs []publication) {
+	for _, pub := range pubs {
+		if pub.flushed != nil {
+			close(pub.flushed)
+			continue
 		}
+		e.publishChange(ctx, pub.change, pub.observed)
 	}
 }
 

@@ -1,12 +1,15 @@
 package engine_test
 
 import (
+	"context"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/tasker-go/tasker/internal/engine"
 	"github.com/tasker-go/tasker/internal/event"
 	"github.com/tasker-go/tasker/internal/eventbus"
+	"github.com/tasker-go/tasker/internal/store"
 )
 
 // The engine builds only the events some subscription may want
@@ -33,5 +36,50 @@ func TestEngineBuildsOnlyWantedEvents(t *testing.T) {
 		case <-deadline:
 			t.Fatalf("%d task.completed events, want 3", completed)
 		}
+	}
+}
+
+// Stop returns once the events of every change committed before it are
+// published: a subscriber that blocks the publisher (a queue of one,
+// read slowly) and is closed right after Stop has received the whole
+// history of every task, up to its task.completed.
+func TestStopPublishesCommittedEvents(t *testing.T) {
+	g := &gate{}
+	b := setupGated(t, g, engine.Config{Concurrency: 4, PollInterval: 20 * time.Millisecond})
+	sub := eventbus.Subscribe(b.bus, eventbus.SubscribeOpts[event.Event]{Buffer: 1, Policy: eventbus.Block})
+	var received []event.Event
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ev := range sub.Events() {
+			received = append(received, ev)
+			time.Sleep(2 * time.Millisecond)
+		}
+	}()
+	const n = 5
+	b.workOff(t, n)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := b.eng.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	sub.Close()
+	<-done
+	evs, err := b.st.EventList(ctx, &store.EventListParams{Limit: 10000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want, got []string
+	for _, e := range evs {
+		want = append(want, e.TaskID+" "+string(e.Name))
+	}
+	for _, ev := range received {
+		if spec, ok := event.Lookup(ev.Name); ok && (spec.Kind == event.KindTaskLifecycle || spec.Kind == event.KindStepLifecycle) {
+			got = append(got, ev.TaskID+" "+string(ev.Name))
+		}
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("received %d lifecycle events, the log holds %d:\nreceived:\n%s\nlogged:\n%s", len(got), len(want),
+			strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
