@@ -424,7 +424,8 @@ func (e *Engine) Start(ctx context.Context) error {
 // so another worker (or the next start) runs them again. Every outcome
 // already produced is recorded before Stop returns, and the events of
 // every change committed by then are published (unless ctx is done
-// first): a subscriber closed after Stop has received them all.
+// first, or a subscriber blocks publication for 10 s): a subscriber closed
+// after Stop has received them all.
 func (e *Engine) Stop(ctx context.Context) error {
 	if !e.started.Load() || e.stopLoops == nil {
 		return nil
@@ -462,7 +463,12 @@ func (e *Engine) Stop(ctx context.Context) error {
 	e.heartbeats.Wait()
 	close(e.outcomes)
 	e.completer.Wait()
-	e.pub.flush(ctx)
+	flushCtx, cancel := context.WithTimeout(ctx, flushWait)
+	if !e.pub.flush(flushCtx) {
+		e.log.WarnContext(ctx, "engine: stopped before the events of every committed change were published (a subscriber not reading blocks them)",
+			slog.Any("error", flushCtx.Err()))
+	}
+	cancel()
 	e.stopLoops = nil
 	e.started.Store(false)
 	e.log.InfoContext(ctx, "engine: stopped", slog.String("worker", e.cfg.WorkerID))

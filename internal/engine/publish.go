@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"sync"
+	"time"
 
 	"github.com/tasker-go/tasker/internal/event"
 	"github.com/tasker-go/tasker/internal/lifecycle"
@@ -52,16 +53,25 @@ func (p *publisher) take() []publication {
 	return q
 }
 
-// flush returns once everything queued before it was called has been
+// flushWait bounds how long Stop waits for the events of committed changes
+// to be published: a subscriber with the Block policy that stopped reading
+// would otherwise hold Stop forever.
+const flushWait = 10 * time.Second
+
+// flush returns true once everything queued before it was called has been
 // published (handed to the bus: with the Block policy, queued in every
-// subscription), or when ctx is done or the publisher has stopped.
-func (p *publisher) flush(ctx context.Context) {
+// subscription), and false when ctx is done first or the publisher has
+// stopped.
+func (p *publisher) flush(ctx context.Context) bool {
 	done := make(chan struct{})
 	p.push(publication{flushed: done})
 	select {
 	case <-done:
+		return true
 	case <-ctx.Done():
+		return false
 	case <-p.done:
+		return false
 	}
 }
 
