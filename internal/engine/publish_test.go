@@ -83,3 +83,28 @@ func TestStopPublishesCommittedEvents(t *testing.T) {
 			strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+// A subscriber with the Block policy that stops reading does not hold Stop
+// forever: its wait for publication gives up after a while.
+func TestStopWithAStuckSubscriber(t *testing.T) {
+	t.Parallel()
+	g := &gate{}
+	b := setupGated(t, g, engine.Config{Concurrency: 2, PollInterval: 20 * time.Millisecond})
+	sub := eventbus.Subscribe(b.bus, eventbus.SubscribeOpts[event.Event]{Buffer: 1, Policy: eventbus.Block})
+	defer sub.Close()
+	b.workOff(t, 2)
+	stopped := make(chan error, 1)
+	start := time.Now()
+	go func() { stopped <- b.eng.Stop(context.Background()) }()
+	select {
+	case err := <-stopped:
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := time.Since(start); d < 5*time.Second {
+			t.Fatalf("Stop returned after %v although a subscriber blocks publication", d)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Stop still waits for a subscriber that does not read")
+	}
+}
