@@ -91,6 +91,12 @@ type Config struct {
 	// SQLiteSynchronous is "FULL" (default: every commit is on disk) or
 	// "NORMAL" (faster; a power loss may drop the last commits).
 	SQLiteSynchronous string
+	// SQLiteDriver is the SQLite build an SQLite database runs on: "c"
+	// (SQLite's C library, in programs built with cgo, the go command's
+	// default where a C compiler is installed) or "go" (SQLite translated
+	// to Go, in every program). Default: "c" when the program has it (it is
+	// the faster), else "go". Both read and write the same files.
+	SQLiteDriver string
 	// WorkerID names this process in leases. Default "HOST/PID/RANDOM".
 	WorkerID string
 	// SecretEnv lists the environment variables that ${env:NAME} references
@@ -197,8 +203,14 @@ func openStore(ctx context.Context, cfg Config) (store.Store, error) {
 		return postgres.Open(ctx, cfg.Database, postgres.Options{Schema: cfg.Schema, Logger: cfg.Logger,
 			DisableListen: cfg.DisableListen, MaxConns: int32(cfg.MaxConns)})
 	}
-	return sqlite.Open(ctx, cfg.Database, sqlite.Options{Logger: cfg.Logger, Synchronous: cfg.SQLiteSynchronous})
+	return sqlite.Open(ctx, cfg.Database, sqlite.Options{Logger: cfg.Logger, Synchronous: cfg.SQLiteSynchronous,
+		Driver: cfg.SQLiteDriver})
 }
+
+// SQLiteDrivers returns the SQLite builds this program has, for
+// Config.SQLiteDriver, the default first: "c" and "go" in a program built
+// with cgo, "go" alone in one built without.
+func SQLiteDrivers() []string { return sqlite.Drivers() }
 
 // HandlerNames returns the names of the handlers this client runs, sorted.
 func (c *Client) HandlerNames() []string {

@@ -29,6 +29,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -96,6 +97,10 @@ type Config struct {
 	// default: every commit is on disk) or "NORMAL". Default "FULL". A
 	// report of PostgreSQL runs alone leaves it out.
 	Synchronous string `json:"synchronous,omitempty"`
+	// SQLiteDriver is the SQLite build the SQLite runs use, "c" or "go"
+	// (tasker.Config.SQLiteDriver). Default: the program's default. A
+	// report of PostgreSQL runs alone leaves it out.
+	SQLiteDriver string `json:"sqlite_driver,omitempty"`
 	// Logger receives the client's logs. Default: discard.
 	Logger *slog.Logger `json:"-"`
 }
@@ -123,6 +128,10 @@ func (c Config) withDefaults() Config {
 		c.Synchronous = DefaultSynchronous
 	}
 	c.Synchronous = strings.ToUpper(c.Synchronous)
+	if c.SQLiteDriver == "" {
+		c.SQLiteDriver = tasker.SQLiteDrivers()[0]
+	}
+	c.SQLiteDriver = strings.ToLower(c.SQLiteDriver)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -153,6 +162,10 @@ func (c Config) validate() error {
 	}
 	if c.Synchronous != "FULL" && c.Synchronous != "NORMAL" {
 		problems = append(problems, fmt.Sprintf("synchronous must be FULL or NORMAL, not %q", c.Synchronous))
+	}
+	if drivers := tasker.SQLiteDrivers(); !slices.Contains(drivers, c.SQLiteDriver) {
+		problems = append(problems, fmt.Sprintf("SQLite driver must be %s, not %q (driver c needs a build with cgo)",
+			strings.Join(drivers, " or "), c.SQLiteDriver))
 	}
 	if len(problems) > 0 {
 		return fmt.Errorf("bench: %s", strings.Join(problems, "; "))
@@ -198,6 +211,7 @@ func openWith(ctx context.Context, cfg Config, handlers map[string]tasker.Handle
 		Concurrency:           cfg.Concurrency,
 		Prefetch:              clientPrefetch(cfg.Prefetch),
 		SQLiteSynchronous:     cfg.Synchronous,
+		SQLiteDriver:          cfg.SQLiteDriver,
 		Logger:                cfg.Logger,
 		Handlers:              handlers,
 	})

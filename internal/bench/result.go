@@ -29,8 +29,11 @@ type Result struct {
 	// Synchronous, Concurrency and Prefetch are the settings the scenario
 	// ran with.
 	Synchronous string `json:"synchronous"`
-	Concurrency int    `json:"concurrency"`
-	Prefetch    int    `json:"prefetch"`
+	// SQLiteDriver is the SQLite build of an SQLite run, "c" or "go";
+	// empty on PostgreSQL.
+	SQLiteDriver string `json:"sqlite_driver,omitempty"`
+	Concurrency  int    `json:"concurrency"`
+	Prefetch     int    `json:"prefetch"`
 	// N is the number of tasks measured (for a chain: the timed runs).
 	N int `json:"n"`
 	// Steps is the number of steps of each task.
@@ -178,24 +181,28 @@ func engineStats(s tasker.Stats) EngineStats {
 }
 
 func newResult(scenario string, cfg Config, n, steps int) *Result {
-	r := &Result{Scenario: scenario, Store: "sqlite", Synchronous: cfg.Synchronous, Concurrency: cfg.Concurrency,
-		Prefetch: cfg.Prefetch, N: n, Steps: steps}
+	r := &Result{Scenario: scenario, Store: "sqlite", Synchronous: cfg.Synchronous, SQLiteDriver: cfg.SQLiteDriver,
+		Concurrency: cfg.Concurrency, Prefetch: cfg.Prefetch, N: n, Steps: steps}
 	if tasker.IsPostgresURL(cfg.DB) {
-		r.Store, r.Synchronous = "postgres", "-"
+		r.Store, r.Synchronous, r.SQLiteDriver = "postgres", "-", ""
 	}
 	return r
 }
 
 // TableHeader returns the column names of Row.
 func TableHeader() []string {
-	return []string{"scenario", "store", "sync", "conc", "prefetch", "tasks", "steps", "duration", "tasks/s", "steps/s",
+	return []string{"scenario", "store", "driver", "sync", "conc", "prefetch", "tasks", "steps", "duration", "tasks/s", "steps/s",
 		"insert tasks/s", "p50", "p95", "p99", "max", "p50/step", "steps/claim", "claimed on completion", "claimed on creation", "steps/complete", "stmts/step", "tx/step", "rss"}
 }
 
 // Row returns the result as table cells in the order of TableHeader; "-"
 // marks what the scenario does not measure.
 func (r *Result) Row() []string {
-	row := []string{r.Scenario, r.Store, r.Synchronous, fmt.Sprint(r.Concurrency), fmt.Sprint(r.Prefetch), fmt.Sprint(r.N), fmt.Sprint(r.Steps),
+	driver := r.SQLiteDriver
+	if driver == "" {
+		driver = "-"
+	}
+	row := []string{r.Scenario, r.Store, driver, r.Synchronous, fmt.Sprint(r.Concurrency), fmt.Sprint(r.Prefetch), fmt.Sprint(r.N), fmt.Sprint(r.Steps),
 		fmtDuration(r.Duration), fmtRate(r.TasksPerSec), fmtRate(r.StepsPerSec)}
 	if r.Insert != nil {
 		row = append(row, fmtRate(r.Insert.TasksPerSec))
@@ -366,7 +373,7 @@ func NewReport(ctx context.Context, cfg Config, results ...*Result) *Report {
 		// SQLite's setting applies to no run of a report of PostgreSQL
 		// runs alone (bench compare runs on both).
 		if !slices.ContainsFunc(results, func(r *Result) bool { return r.Store == "sqlite" }) {
-			cfg.Synchronous = ""
+			cfg.Synchronous, cfg.SQLiteDriver = "", ""
 		}
 	}
 	// A report is meant to be kept and shared: no password goes in it.

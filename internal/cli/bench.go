@@ -278,8 +278,8 @@ func runCompare(cmd *cobra.Command, e *env, f benchFlags, cfg bench.Config) (err
 		return err
 	}
 	defer stopProfiling(stop, &err)
-	fmt.Fprintf(e.stderr, "tasker: bench compare: %s of burn-downs of %d tasks, on a temporary SQLite database (synchronous %s) and on %s (a temporary schema each time)\n",
-		bench.Pairs(f.pairs), cfg.N, cfg.Synchronous, redact(cfg.DB))
+	fmt.Fprintf(e.stderr, "tasker: bench compare: %s of burn-downs of %d tasks, on a temporary SQLite database (driver %s, synchronous %s) and on %s (a temporary schema each time)\n",
+		bench.Pairs(f.pairs), cfg.N, sqliteDriverName(cfg.SQLiteDriver), cfg.Synchronous, redact(cfg.DB))
 	results, cmp, runErr := bench.Compare(ctx, cfg, f.pairs, e.stderr)
 	if len(results) > 0 {
 		if err := writeComparison(ctx, e.stdout, f.jsonOut, cfg, results, cmp); err != nil {
@@ -329,6 +329,7 @@ func benchConfig(cmd *cobra.Command, e *env, f benchFlags, cfg bench.Config) (be
 		return cfg, exitWith(ExitUsage, err)
 	}
 	cfg.Synchronous = strings.ToUpper(f.synchronous)
+	cfg.SQLiteDriver = e.sqliteDriver
 	cfg.Logger = log
 	// Only a --db given on this command line selects a file; the default
 	// (and TASKER_DB) would point at the user's own database.
@@ -435,7 +436,11 @@ func runBench(cmd *cobra.Command, e *env, f benchFlags, cfg bench.Config,
 	if cfg.ContextBytes > 0 {
 		padded = fmt.Sprintf(", contexts padded with %d bytes", cfg.ContextBytes)
 	}
-	fmt.Fprintf(e.stderr, "tasker: bench %s on %s (synchronous %s, concurrency %d, prefetch %d%s)\n", cmd.Name(), where, cfg.Synchronous,
+	sqliteSettings := ""
+	if !tasker.IsPostgresURL(cfg.DB) {
+		sqliteSettings = fmt.Sprintf("SQLite driver %s, synchronous %s, ", sqliteDriverName(cfg.SQLiteDriver), cfg.Synchronous)
+	}
+	fmt.Fprintf(e.stderr, "tasker: bench %s on %s (%sconcurrency %d, prefetch %d%s)\n", cmd.Name(), where, sqliteSettings,
 		cfg.Concurrency, cfg.PrefetchUsed(), padded)
 	res, err := scenario(ctx, cfg)
 	if err != nil {
@@ -451,4 +456,13 @@ func runBench(cmd *cobra.Command, e *env, f benchFlags, cfg bench.Config,
 		return exitWith(ExitUsage, err)
 	}
 	return nil
+}
+
+// sqliteDriverName is the driver a bench's SQLite runs use: the one asked
+// for, or the program's default.
+func sqliteDriverName(asked string) string {
+	if asked == "" {
+		return tasker.SQLiteDrivers()[0]
+	}
+	return asked
 }

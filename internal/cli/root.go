@@ -53,6 +53,7 @@ type env struct {
 	db             string
 	schema         string
 	noListen       bool
+	sqliteDriver   string
 	server         string
 	token          string
 	logLevel       string
@@ -93,6 +94,7 @@ func (e *env) open(ctx context.Context, cfg tasker.Config) (*tasker.Client, erro
 	cfg.Database = e.db
 	cfg.Schema = e.schema
 	cfg.DisableListen = e.noListen
+	cfg.SQLiteDriver = e.sqliteDriver
 	cfg.Logger = log
 	c, err := tasker.Open(ctx, cfg)
 	if err != nil {
@@ -148,6 +150,9 @@ work between many worker processes on many machines.`,
 	root.PersistentFlags().StringVar(&e.schema, "schema", defaultSchema, "PostgreSQL schema of Tasker's tables (env TASKER_SCHEMA)")
 	root.PersistentFlags().StringVar(&e.server, "server", e.getenv("TASKER_SERVER"), "work against a running tasker serve at this URL instead of the database (task list|show|cancel|retry|resolve, step show|reset|resolve|cancel, template list; env TASKER_SERVER)")
 	root.PersistentFlags().StringVar(&e.token, "token", "", "API token for --server (default: env TASKER_TOKEN)")
+	root.PersistentFlags().StringVar(&e.sqliteDriver, "sqlite-driver", e.getenv("TASKER_SQLITE_DRIVER"),
+		"SQLite build to run an SQLite database on: c (SQLite's C library, in builds with cgo) or go (in every build); default: "+
+			tasker.SQLiteDrivers()[0]+" (env TASKER_SQLITE_DRIVER)")
 	root.PersistentFlags().BoolVar(&e.noListen, "no-listen", false, "PostgreSQL: do not LISTEN for wake-ups, poll only (for poolers in transaction mode)")
 	root.PersistentFlags().StringVar(&e.logLevel, "log-level", "warn", "log level: debug, info, warn or error (logs go to stderr)")
 	root.PersistentFlags().StringVar(&e.logFormat, "log-format", "text", "log format: text or json")

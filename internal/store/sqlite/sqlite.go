@@ -21,7 +21,6 @@ import (
 	"time"
 
 	"github.com/pressly/goose/v3"
-	"modernc.org/sqlite"
 
 	"github.com/tasker-go/tasker/internal/store"
 )
@@ -45,6 +44,10 @@ type Options struct {
 	MaxBatch int
 	// Readers is the size of the read connection pool. Default 4.
 	Readers int
+	// Driver is the SQLite build to run on: DriverC (SQLite's C library,
+	// in programs built with cgo) or DriverGo (SQLite in Go, in every
+	// program). Default: DefaultDriver().
+	Driver string
 }
 
 func (o Options) withDefaults() Options {
@@ -70,6 +73,7 @@ func (o Options) withDefaults() Options {
 type Store struct {
 	path string
 	opts Options
+	drv  sqlDriver
 	log  *slog.Logger
 	wdb  *sql.DB
 	rdb  *sql.DB
@@ -103,6 +107,10 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	default:
 		return nil, fmt.Errorf("sqlite: synchronous must be FULL or NORMAL, not %q", opts.Synchronous)
 	}
+	drv, err := pickDriver(opts.Driver)
+	if err != nil {
+		return nil, err
+	}
 	if dir := filepath.Dir(path); dir != "" {
 		if st, err := os.Stat(dir); err != nil || !st.IsDir() {
 			return nil, fmt.Errorf("sqlite: directory of %s does not exist", path)
@@ -111,14 +119,14 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	base := "file:" + (&url.URL{Path: path}).EscapedPath()
 	common := fmt.Sprintf("_busy_timeout=%d&_journal_mode=WAL&_foreign_keys=1&_synchronous=%s",
 		opts.BusyTimeout.Milliseconds(), strings.ToUpper(opts.Synchronous))
-	drv := &sqlite.Driver{}
 	statements := &atomic.Int64{}
 	// The writer keeps its temporary files in memory: a batch runs each
 	// operation in a savepoint, and SQLite saves the original of every page
 	// a savepoint changes to a statement journal, a temporary file by
 	// default (a write system call per page). Those journals are bounded
 	// by the pages one batch changes.
-	wdb := sql.OpenDB(&connector{dsn: base + "?" + common + "&_txlock=immediate&_pragma=temp_store(MEMORY)", drv: drv, statements: statements})
+	wdrv, wdsn := drv.open(base+"?"+common+"&_txlock=immediate", []string{"temp_store = MEMORY"})
+	wdb := sql.OpenDB(&connector{dsn: wdsn, drv: wdrv, statements: statements})
 	wdb.SetMaxOpenConns(1)
 	wdb.SetMaxIdleConns(1)
 	wdb.SetConnMaxLifetime(0)
@@ -131,12 +139,14 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		wdb.Close()
 		return nil, fmt.Errorf("sqlite: migrate %s: %w", path, err)
 	}
-	rdb := sql.OpenDB(&connector{dsn: base + "?" + common + "&_query_only=1", drv: drv, statements: statements})
+	rdrv, rdsn := drv.open(base+"?"+common+"&_query_only=1", nil)
+	rdb := sql.OpenDB(&connector{dsn: rdsn, drv: rdrv, statements: statements})
 	rdb.SetMaxOpenConns(opts.Readers)
 	rdb.SetMaxIdleConns(opts.Readers)
 	s := &Store{
 		path:       path,
 		opts:       opts,
+		drv:        drv,
 		log:        opts.Logger,
 		wdb:        wdb,
 		rdb:        rdb,
@@ -179,6 +189,10 @@ func (s *Store) MigrationVersion(ctx context.Context) (current, latest int64, er
 
 // Path returns the database file's path.
 func (s *Store) Path() string { return s.path }
+
+// Driver returns the name of the SQLite build the store runs on, DriverC
+// or DriverGo.
+func (s *Store) Driver() string { return s.drv.name }
 
 // Close stops the writer after the writes already queued and closes the
 // database.

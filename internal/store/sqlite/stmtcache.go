@@ -4,9 +4,8 @@ import (
 	"context"
 	"database/sql/driver"
 	"errors"
+	"strings"
 	"sync/atomic"
-
-	"modernc.org/sqlite"
 )
 
 // SQLite spends more time parsing and planning a statement than running
@@ -21,7 +20,7 @@ const maxCachedStmts = 256
 // connector opens SQLite connections that keep their prepared statements.
 type connector struct {
 	dsn string
-	drv *sqlite.Driver
+	drv driver.Driver
 	// statements, when set, counts the statements the connections run
 	// (BEGIN and COMMIT included), for benchmarks.
 	statements *atomic.Int64
@@ -103,9 +102,15 @@ func (c *cachingConn) evict(keep int) {
 	}
 }
 
-// ExecContext runs a statement through its kept prepared statement.
+// ExecContext runs a statement through its kept prepared statement, and
+// a script of several statements (migrations) through the connection
+// itself: a prepared statement is its script's first statement alone in
+// one of the drivers.
 func (c *cachingConn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
 	c.statements.Add(1)
+	if isScript(query) {
+		return c.Conn.(driver.ExecerContext).ExecContext(ctx, query, args)
+	}
 	cs, err := c.stmt(ctx, query)
 	if err != nil {
 		return nil, err
@@ -114,6 +119,14 @@ func (c *cachingConn) ExecContext(ctx context.Context, query string, args []driv
 		return c.Conn.(driver.ExecerContext).ExecContext(ctx, query, args)
 	}
 	return cs.st.(driver.StmtExecContext).ExecContext(ctx, args)
+}
+
+// isScript reports whether query holds more than one statement: text
+// other than white space after a semicolon. (None of the store's own
+// statements has a semicolon in a literal.)
+func isScript(query string) bool {
+	i := strings.IndexByte(query, ';')
+	return i >= 0 && strings.TrimSpace(query[i+1:]) != ""
 }
 
 // QueryContext runs a query through its kept prepared statement, which

@@ -3,12 +3,8 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"time"
-
-	"modernc.org/sqlite"
-	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/tasker-go/tasker/internal/store"
 )
@@ -42,7 +38,7 @@ func (s *Store) TokenCreate(ctx context.Context, p *store.TokenCreateParams) (*s
 			VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING `+tokenColumns,
 			p.ID, p.Name, p.Role, nullString(p.Namespace), p.Hash, us(p.Now), nullUS(p.ExpiresAt)))
 		if err != nil {
-			return uniqueConflict(err)
+			return s.uniqueConflict(err)
 		}
 		out = t
 		return nil
@@ -55,13 +51,9 @@ func (s *Store) TokenCreate(ctx context.Context, p *store.TokenCreateParams) (*s
 
 // uniqueConflict reports a violated primary key or unique constraint as
 // store.ErrConflict.
-func uniqueConflict(err error) error {
-	var se *sqlite.Error
-	if errors.As(err, &se) {
-		switch se.Code() {
-		case sqlite3.SQLITE_CONSTRAINT_UNIQUE, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY:
-			return fmt.Errorf("already exists: %w", store.ErrConflict)
-		}
+func (s *Store) uniqueConflict(err error) error {
+	if s.drv.uniqueViolation(err) {
+		return fmt.Errorf("already exists: %w", store.ErrConflict)
 	}
 	return err
 }
