@@ -156,6 +156,8 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		done:       make(chan struct{}),
 	}
 	go s.writer()
+	opts.Logger.Info("sqlite: database open", "path", path, "driver", drv.name,
+		"synchronous", strings.ToUpper(opts.Synchronous))
 	return s, nil
 }
 
