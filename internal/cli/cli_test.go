@@ -412,3 +412,33 @@ steps:
 		t.Fatalf("worker with a bad subscriptions file: exit %d\n%s", code, stderr)
 	}
 }
+
+// --sqlite-driver picks the SQLite build a database runs on; both run the
+// same file, and a driver this program lacks is refused by name.
+func TestSQLiteDriverFlag(t *testing.T) {
+	dir := t.TempDir()
+	tmpl := writeFile(t, dir, "ok.yaml", okTemplate)
+	db := filepath.Join(dir, "t.db")
+	for _, d := range tasker.SQLiteDrivers() {
+		code, out, stderr := run(t, "--sqlite-driver", d, "run", tmpl, "--db", db, "--json", "--context", `{"n": 1}`)
+		if code != ExitOK || !strings.Contains(out, `"state": "complete"`) {
+			t.Fatalf("driver %s: exit %d\n%s\n%s", d, code, out, stderr)
+		}
+	}
+	code, out, _ := run(t, "task", "list", "--db", db, "--sqlite-driver", tasker.SQLiteDrivers()[len(tasker.SQLiteDrivers())-1])
+	if code != ExitOK || strings.Count(out, "cli/ok") != len(tasker.SQLiteDrivers()) {
+		t.Fatalf("task list: exit %d\n%s", code, out)
+	}
+	code, _, stderr := run(t, "--sqlite-driver", "sqlite4", "task", "list", "--db", db)
+	if code != ExitUsage || !strings.Contains(stderr, `unknown driver "sqlite4"`) {
+		t.Fatalf("driver sqlite4: exit %d: %s", code, stderr)
+	}
+	// TASKER_SQLITE_DRIVER sets the default; the flag wins.
+	t.Setenv("TASKER_SQLITE_DRIVER", "sqlite5")
+	if code, _, stderr := run(t, "task", "list", "--db", db); code != ExitUsage || !strings.Contains(stderr, `unknown driver "sqlite5"`) {
+		t.Fatalf("TASKER_SQLITE_DRIVER=sqlite5: exit %d: %s", code, stderr)
+	}
+	if code, _, stderr := run(t, "task", "list", "--db", db, "--sqlite-driver", "go"); code != ExitOK {
+		t.Fatalf("TASKER_SQLITE_DRIVER=sqlite5 --sqlite-driver go: exit %d: %s", code, stderr)
+	}
+}

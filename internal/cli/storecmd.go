@@ -49,7 +49,7 @@ one PostgreSQL transaction: all or nothing.`,
 			if err != nil {
 				return exitWith(ExitUsage, err)
 			}
-			src, err := sqlite.Open(ctx, from, sqlite.Options{Logger: log})
+			src, err := sqlite.Open(ctx, from, sqlite.Options{Logger: log, Driver: e.sqliteDriver})
 			if err != nil {
 				return exitWith(ExitUsage, err)
 			}
