@@ -13,11 +13,20 @@ import (
 )
 
 // The hot queries use the indexes designed for them, whatever the
-// statistics: SQLite plans from the schema.
+// statistics: SQLite plans from the schema, on each driver alike.
 func TestHotQueriesUseTheirIndexes(t *testing.T) {
 	t.Parallel()
+	for _, d := range Drivers() {
+		t.Run(d, func(t *testing.T) {
+			t.Parallel()
+			testHotQueriesUseTheirIndexes(t, d)
+		})
+	}
+}
+
+func testHotQueriesUseTheirIndexes(t *testing.T, driver string) {
 	ctx := context.Background()
-	s, err := Open(ctx, filepath.Join(t.TempDir(), "tasker.db"), Options{Synchronous: "NORMAL"})
+	s, err := Open(ctx, filepath.Join(t.TempDir(), "tasker.db"), Options{Synchronous: "NORMAL", Driver: driver})
 	if err != nil {
 		t.Fatal(err)
 	}
