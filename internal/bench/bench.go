@@ -128,10 +128,7 @@ func (c Config) withDefaults() Config {
 		c.Synchronous = DefaultSynchronous
 	}
 	c.Synchronous = strings.ToUpper(c.Synchronous)
-	if c.SQLiteDriver == "" {
-		c.SQLiteDriver = tasker.SQLiteDrivers()[0]
-	}
-	c.SQLiteDriver = strings.ToLower(c.SQLiteDriver)
+	c.SQLiteDriver = c.SQLiteDriverUsed()
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -356,6 +353,16 @@ func clientPrefetch(n int) int {
 		return -1
 	}
 	return n
+}
+
+// SQLiteDriverUsed is the SQLite driver of a configuration's SQLite runs,
+// its default applied: SQLiteDriver in lower case, or the program's
+// default when it is empty.
+func (c Config) SQLiteDriverUsed() string {
+	if c.SQLiteDriver == "" {
+		return tasker.SQLiteDrivers()[0]
+	}
+	return strings.ToLower(c.SQLiteDriver)
 }
 
 // PrefetchUsed is the most steps a configuration prefetches, its defaults

@@ -440,6 +440,7 @@ func TestCompareErrors(t *testing.T) {
 		{"no pairs", bench.Config{DB: "postgres://127.0.0.1:1/none"}, 0, "pairs must be between 1 and 100"},
 		{"a kept schema", bench.Config{DB: "postgres://127.0.0.1:1/none", Schema: "kept"}, 1, "fresh schema, not in a given one"},
 		{"bad setting", bench.Config{DB: "postgres://127.0.0.1:1/none", Synchronous: "OFF"}, 1, "synchronous must be FULL or NORMAL"},
+		{"bad driver", bench.Config{DB: "postgres://127.0.0.1:1/none", SQLiteDriver: "cc"}, 1, `SQLite driver must be`},
 	} {
 		results, cmp, err := bench.Compare(ctx(t), tc.cfg, tc.pairs, nil)
 		if err == nil || !strings.Contains(err.Error(), tc.want) || results != nil || cmp != nil {

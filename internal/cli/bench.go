@@ -279,7 +279,7 @@ func runCompare(cmd *cobra.Command, e *env, f benchFlags, cfg bench.Config) (err
 	}
 	defer stopProfiling(stop, &err)
 	fmt.Fprintf(e.stderr, "tasker: bench compare: %s of burn-downs of %d tasks, on a temporary SQLite database (driver %s, synchronous %s) and on %s (a temporary schema each time)\n",
-		bench.Pairs(f.pairs), cfg.N, sqliteDriverName(cfg.SQLiteDriver), cfg.Synchronous, redact(cfg.DB))
+		bench.Pairs(f.pairs), cfg.N, cfg.SQLiteDriverUsed(), cfg.Synchronous, redact(cfg.DB))
 	results, cmp, runErr := bench.Compare(ctx, cfg, f.pairs, e.stderr)
 	if len(results) > 0 {
 		if err := writeComparison(ctx, e.stdout, f.jsonOut, cfg, results, cmp); err != nil {
@@ -438,7 +438,7 @@ func runBench(cmd *cobra.Command, e *env, f benchFlags, cfg bench.Config,
 	}
 	sqliteSettings := ""
 	if !tasker.IsPostgresURL(cfg.DB) {
-		sqliteSettings = fmt.Sprintf("SQLite driver %s, synchronous %s, ", sqliteDriverName(cfg.SQLiteDriver), cfg.Synchronous)
+		sqliteSettings = fmt.Sprintf("SQLite driver %s, synchronous %s, ", cfg.SQLiteDriverUsed(), cfg.Synchronous)
 	}
 	fmt.Fprintf(e.stderr, "tasker: bench %s on %s (%sconcurrency %d, prefetch %d%s)\n", cmd.Name(), where, sqliteSettings,
 		cfg.Concurrency, cfg.PrefetchUsed(), padded)
@@ -456,13 +456,4 @@ func runBench(cmd *cobra.Command, e *env, f benchFlags, cfg bench.Config,
 		return exitWith(ExitUsage, err)
 	}
 	return nil
-}
-
-// sqliteDriverName is the driver a bench's SQLite runs use: the one asked
-// for, or the program's default.
-func sqliteDriverName(asked string) string {
-	if asked == "" {
-		return tasker.SQLiteDrivers()[0]
-	}
-	return asked
 }

@@ -29,12 +29,7 @@ const (
 
 // DefaultDriver returns the driver Open uses when Options.Driver is empty:
 // DriverC if this program was built with cgo, DriverGo otherwise.
-func DefaultDriver() string {
-	if _, ok := cDriver(); ok {
-		return DriverC
-	}
-	return DriverGo
-}
+func DefaultDriver() string { return Drivers()[0] }
 
 // Drivers returns the drivers this program was built with, the default
 // first.
@@ -59,12 +54,10 @@ type sqlDriver struct {
 
 // pickDriver returns the driver of that name ("" for the default).
 func pickDriver(name string) (sqlDriver, error) {
+	if name == "" {
+		name = DefaultDriver()
+	}
 	switch strings.ToLower(name) {
-	case "":
-		if d, ok := cDriver(); ok {
-			return d, nil
-		}
-		return goDriver(), nil
 	case DriverGo:
 		return goDriver(), nil
 	case DriverC:
