@@ -843,6 +843,10 @@ func (c *Client) Stop(ctx context.Context) error {
 // Stats are counters of this process's engine.
 type Stats = engine.Stats
 
+// Latency is a histogram of durations in Stats: Quantile estimates its
+// percentiles, Sub takes an earlier snapshot from it.
+type Latency = engine.Latency
+
 // Stats returns the engine's counters.
 func (c *Client) Stats() Stats { return c.engine.Stats() }
 

@@ -407,6 +407,50 @@ func TestNoRunawayReprocessingDuringBackoff(t *testing.T) {
 	b.checkAudit()
 }
 
+// The engine measures each outcome's wait for the completion in flight and
+// each completion transaction, on both stores: every outcome and every
+// write is counted once, and the writes, which go to a real database, take
+// time.
+func TestCompletionLatencyStats(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, backend string) {
+		b := setup(t, bundleOpts{backend: backend})
+		tmpl := b.register(shapeTemplate("latency", shapes["diamond"]))
+		before := b.client.Stats()
+		if before.OutcomeWait.Count != 0 || before.CompletionWrite.Count != 0 {
+			t.Fatalf("before any work: %d waits, %d writes measured", before.OutcomeWait.Count, before.CompletionWrite.Count)
+		}
+		b.start()
+		var ids []string
+		for range 3 {
+			ids = append(ids, b.create(tmpl, `{}`).ID)
+		}
+		for _, id := range ids {
+			if task := b.wait(id, 20*time.Second); task.State != tasker.TaskComplete {
+				t.Fatalf("task %s = %s", id, task.State)
+			}
+		}
+		if err := b.client.Stop(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		s := b.client.Stats()
+		// 3 tasks of 7 steps, one failing once and one timing out once.
+		if outcomes := s.Completed + s.Stale; s.OutcomeWait.Count != outcomes || outcomes < 3*9 {
+			t.Errorf("%d outcome waits measured for %d outcomes recorded (want at least 27)", s.OutcomeWait.Count, outcomes)
+		}
+		if s.CompletionWrite.Count != s.CompleteCalls || s.CompleteCalls == 0 {
+			t.Errorf("%d completion writes measured for %d completion transactions", s.CompletionWrite.Count, s.CompleteCalls)
+		}
+		w := s.CompletionWrite
+		if w.Sum <= 0 || w.Quantile(0.5) <= 0 || w.Quantile(0.5) > w.Quantile(0.99) || w.Mean() > 5*time.Second {
+			t.Errorf("completion writes: sum %s, p50 %s, p99 %s, mean %s", w.Sum, w.Quantile(0.5), w.Quantile(0.99), w.Mean())
+		}
+		if o := s.OutcomeWait; o.Quantile(0.99) > 5*time.Second || o.Mean() < 0 {
+			t.Errorf("outcome waits: p99 %s, mean %s", o.Quantile(0.99), o.Mean())
+		}
+	})
+}
+
 func TestCustomEvents(t *testing.T) {
 	t.Parallel()
 	forEachBackend(t, func(t *testing.T, backend string) {

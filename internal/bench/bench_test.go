@@ -298,8 +298,14 @@ func TestFanoutBigSteady(t *testing.T) {
 	if s := r.Steady; s.CreatedPerSec <= 0 || s.CreatedPerSec > 2*s.Rate || s.Late < 0 {
 		t.Errorf("steady created %d tasks at %.1f/s, %d late, asked for %.1f/s", r.N, s.CreatedPerSec, s.Late, s.Rate)
 	}
-	if table := tableOf(t, r); !strings.Contains(table, "creation → first step p50 ") || !strings.Contains(table, "20 tasks created at ") {
-		t.Errorf("the table does not give the creation rate and latency:\n%s", table)
+	// The completer's figures cover the run's 80 outcomes (20 tasks of 4 steps).
+	if c := r.Steady.Completer; c == nil || c.Outcomes != 80 || c.Writes <= 0 || c.Writes > 80 || c.WriteP50 <= 0 ||
+		c.WriteP50 > c.WriteP99 || c.WaitP50 > c.WaitP99 {
+		t.Errorf("steady completer = %+v, want 80 outcomes in 1 to 80 writes", c)
+	}
+	if table := tableOf(t, r); !strings.Contains(table, "creation → first step p50 ") || !strings.Contains(table, "20 tasks created at ") ||
+		!strings.Contains(table, "for the completion in flight; a completion took p50 ") {
+		t.Errorf("the table does not give the creation rate and latency, and the completer's:\n%s", table)
 	}
 	if r.PeakRSS <= 0 {
 		t.Error("no peak RSS reported")

@@ -104,6 +104,32 @@ type SteadyLatency struct {
 	// Handoff is from the end of the handler of a step's last parent to
 	// the start of the step's handler.
 	Handoff *Percentiles `json:"handoff"`
+	// Completer is where the hand-off's time goes: the outcomes' wait for
+	// the completion in flight and the completion transactions, from the
+	// engine's histograms (tasker.Stats).
+	Completer *Completer `json:"completer"`
+}
+
+// Completer summarizes the engine's completion histograms over a run:
+// estimated percentiles (interpolated within the histograms' buckets).
+type Completer struct {
+	// Outcomes and Writes are the numbers of outcomes and of completion
+	// transactions measured.
+	Outcomes int64 `json:"outcomes"`
+	Writes   int64 `json:"writes"`
+	// WaitP50 and WaitP99 are of the time from the end of a handler to the
+	// start of the transaction that records its outcome.
+	WaitP50 time.Duration `json:"wait_p50_ns"`
+	WaitP99 time.Duration `json:"wait_p99_ns"`
+	// WriteP50 and WriteP99 are of the completion transactions' durations.
+	WriteP50 time.Duration `json:"write_p50_ns"`
+	WriteP99 time.Duration `json:"write_p99_ns"`
+}
+
+func completer(s tasker.Stats) *Completer {
+	w, x := s.OutcomeWait, s.CompletionWrite
+	return &Completer{Outcomes: w.Count, Writes: x.Count, WaitP50: w.Quantile(0.5), WaitP99: w.Quantile(0.99),
+		WriteP50: x.Quantile(0.5), WriteP99: x.Quantile(0.99)}
 }
 
 // Scale compares one big task with small ones of the same shape.
@@ -303,6 +329,10 @@ func (r *Result) summary() string {
 		p := s.Start
 		line := fmt.Sprintf("%s: %d tasks created at %s/s (asked for %s/s); creation → first step p50 %s, p95 %s, p99 %s, max %s (the table shows the hand-off from parent to child)",
 			r.Scenario, r.N, fmtRate(s.CreatedPerSec), fmtRate(s.Rate), fmtDuration(p.P50), fmtDuration(p.P95), fmtDuration(p.P99), fmtDuration(p.Max))
+		if c := s.Completer; c != nil && c.Writes > 0 {
+			line += fmt.Sprintf("\n%s: an outcome waited p50 %s, p99 %s for the completion in flight; a completion took p50 %s, p99 %s (%d for %d outcomes)",
+				r.Scenario, fmtDuration(c.WaitP50), fmtDuration(c.WaitP99), fmtDuration(c.WriteP50), fmtDuration(c.WriteP99), c.Writes, c.Outcomes)
+		}
 		if s.Late > 0 {
 			line += fmt.Sprintf("\n%s: %d creations started late, behind %d in flight: the store did not keep up with the rate", r.Scenario, s.Late, maxCreating)
 		}

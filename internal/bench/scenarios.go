@@ -294,5 +294,7 @@ func diffStats(after, before tasker.Stats) tasker.Stats {
 		Rescued:             after.Rescued - before.Rescued,
 		Released:            after.Released - before.Released,
 		StoreStatements:     after.StoreStatements - before.StoreStatements,
+		OutcomeWait:         after.OutcomeWait.Sub(before.OutcomeWait),
+		CompletionWrite:     after.CompletionWrite.Sub(before.CompletionWrite),
 	}
 }

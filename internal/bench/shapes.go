@@ -263,7 +263,9 @@ schedule:
 	if len(startLat) < n {
 		return nil, fmt.Errorf("bench: saw the first step start of %d of %d tasks", len(startLat), n)
 	}
-	res.Engine = engineStats(diffStats(c.Stats(), before))
+	stats := diffStats(c.Stats(), before)
+	res.Engine = engineStats(stats)
+	res.Steady.Completer = completer(stats)
 	res.DBTxPerStep = txPerStep(ctx, cfg, commits, 4*n)
 	res.PeakRSS = peakRSS()
 	return res, nil

@@ -74,6 +74,12 @@ func (e *Engine) record(ctx context.Context, batch []*attempt) {
 	if len(done) == 0 {
 		return
 	}
+	began := e.clock.Now()
+	for _, a := range done {
+		if !a.ended.IsZero() {
+			e.stats.outcomeWait.observe(began.Sub(a.ended))
+		}
+	}
 	outs := make([]store.StepOutcome, len(done))
 	for i, a := range done {
 		outs[i] = a.outcome
@@ -119,6 +125,7 @@ func (e *Engine) record(ctx context.Context, batch []*attempt) {
 		}
 		tried = true
 		res, err := e.store.StepCompleteMany(ctx, p)
+		e.stats.completionWrite.observe(e.clock.Now().Sub(now))
 		if err != nil {
 			return err
 		}

@@ -218,6 +218,16 @@ type Stats struct {
 	// database since it was opened (BEGIN and COMMIT included), when the
 	// store counts them (both built-in stores do).
 	StoreStatements int64
+	// OutcomeWait is how long finished attempts waited before the write
+	// of their outcome began: from the end of the handler to the start of
+	// the completion transaction that records it, which waits for the one
+	// in flight (outcomes are written in batches, one batch at a time).
+	OutcomeWait Latency
+	// CompletionWrite is how long the completion transactions took: the
+	// store's write of a batch of outcomes, with the claim of the steps
+	// they released and the commit. A parent's hand-off to its child is
+	// about its outcome's wait, plus this write, plus the child's launch.
+	CompletionWrite Latency
 }
 
 // statementCounter is a store that counts the statements it sends.
@@ -299,6 +309,7 @@ type Engine struct {
 	stats struct {
 		dispatchCycles, claimCalls, claimed, claimedOnCompletion, claimedOnCreation, handlerRuns, completed, stale, completeCalls,
 		finalized, rescued, released, leasesLost, deleted atomic.Int64
+		outcomeWait, completionWrite latencyHistogram
 	}
 }
 
@@ -370,6 +381,7 @@ func (e *Engine) Stats() Stats {
 		CompleteCalls: e.stats.completeCalls.Load(), Finalized: e.stats.finalized.Load(), Rescued: e.stats.rescued.Load(),
 		Released: e.stats.released.Load(), Running: int64(running), Prefetched: int64(prefetched), LeasesLost: e.stats.leasesLost.Load(),
 		Deleted: e.stats.deleted.Load(), Leader: e.leader.Load(),
+		OutcomeWait: e.stats.outcomeWait.snapshot(), CompletionWrite: e.stats.completionWrite.snapshot(),
 	}
 }
 

@@ -35,6 +35,8 @@ type attempt struct {
 	cancel context.CancelFunc
 	// leaseUntil is when the lease expires unless renewed; guarded by Engine.mu.
 	leaseUntil time.Time
+	// ended is when the handler returned (zero if it did not run).
+	ended time.Time
 	// ran is how long the handler ran; 0 if it did not run.
 	ran time.Duration
 	// slotSince is when the attempt took its handler slot, zero while it
@@ -137,6 +139,7 @@ func (e *Engine) launch(cs *store.ClaimedStep) {
 			e.freeSlot(a)
 		default:
 			e.execute(e.runCtx, actx, a)
+			a.ended = e.clock.Now()
 			e.freeSlot(a)
 		}
 		e.mu.Lock()

@@ -75,6 +75,10 @@
 //	tasker_leases_rescued_total     counter: Stats().Rescued
 //	tasker_results_discarded_total  counter: Stats().Stale
 //	tasker_leases_lost_total        counter: Stats().LeasesLost
+//	tasker_outcome_wait_seconds     histogram: Stats().OutcomeWait, from a handler's end to the
+//	                                start of the completion transaction recording its outcome
+//	tasker_completion_write_seconds histogram: Stats().CompletionWrite, the completion
+//	                                transactions (outcomes, the claim of released steps, commit)
 //
 // The engine counters are this process's since it started.
 //

@@ -141,6 +141,12 @@ func NewMetrics(reg prometheus.Registerer, src Source) (*Metrics, error) {
 				Name: "tasker_leases_lost_total",
 				Help: "Running handlers of this process cancelled because their lease was lost or could not be renewed in time.",
 			}, stat(func(s tasker.Stats) int64 { return s.LeasesLost })),
+			&latencyCollector{src: src,
+				wait: prometheus.NewDesc("tasker_outcome_wait_seconds",
+					"Time from the end of a step's handler in this process to the start of the transaction that records its outcome (the wait for the completion in flight).", nil, nil),
+				write: prometheus.NewDesc("tasker_completion_write_seconds",
+					"Time this process's completion transactions took: the write of a batch of outcomes, the claim of the steps they released, and the commit.", nil, nil),
+			},
 		)
 	}
 	for i, c := range cs {
@@ -244,6 +250,38 @@ func handlerRan(ev tasker.Event) bool {
 
 // readyCollector reports the ready-queue depth, read at scrape time, and
 // the errors reading it.
+// latencyCollector exposes the engine's latency histograms
+// (Stats.OutcomeWait and Stats.CompletionWrite), read at scrape time.
+type latencyCollector struct {
+	src         Source
+	wait, write *prometheus.Desc
+}
+
+func (c *latencyCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.wait
+	ch <- c.write
+}
+
+func (c *latencyCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.src.Stats()
+	ch <- constHistogram(c.wait, s.OutcomeWait)
+	ch <- constHistogram(c.write, s.CompletionWrite)
+}
+
+// constHistogram is l as a Prometheus histogram in seconds, its buckets
+// cumulative as Prometheus counts them.
+func constHistogram(d *prometheus.Desc, l tasker.Latency) prometheus.Metric {
+	buckets := make(map[float64]uint64, len(l.Bounds))
+	var cum int64
+	for i, b := range l.Bounds {
+		if i < len(l.Counts) {
+			cum += l.Counts[i]
+		}
+		buckets[b.Seconds()] = uint64(cum)
+	}
+	return prometheus.MustNewConstHistogram(d, uint64(l.Count), l.Sum.Seconds(), buckets)
+}
+
 type readyCollector struct {
 	src         Source
 	ready, errs *prometheus.Desc

@@ -460,3 +460,37 @@ func lookupCatalog(name string) (tasker.EventSpec, bool) {
 	}
 	return tasker.EventSpec{}, false
 }
+
+// The engine's latency histograms are exposed at scrape time in seconds,
+// their buckets cumulative.
+func TestMetricsLatencyHistograms(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	ms := time.Millisecond
+	src := &fakeSource{stats: tasker.Stats{
+		OutcomeWait: tasker.Latency{Bounds: []time.Duration{ms, 2 * ms}, Counts: []int64{3, 1, 1}, Count: 5, Sum: 10 * ms},
+		CompletionWrite: tasker.Latency{Bounds: []time.Duration{ms, 2 * ms}, Counts: []int64{0, 2, 0}, Count: 2,
+			Sum: 3 * ms},
+	}}
+	if _, err := NewMetrics(reg, src); err != nil {
+		t.Fatal(err)
+	}
+	const want = `
+# HELP tasker_completion_write_seconds Time this process's completion transactions took: the write of a batch of outcomes, the claim of the steps they released, and the commit.
+# TYPE tasker_completion_write_seconds histogram
+tasker_completion_write_seconds_bucket{le="0.001"} 0
+tasker_completion_write_seconds_bucket{le="0.002"} 2
+tasker_completion_write_seconds_bucket{le="+Inf"} 2
+tasker_completion_write_seconds_sum 0.003
+tasker_completion_write_seconds_count 2
+# HELP tasker_outcome_wait_seconds Time from the end of a step's handler in this process to the start of the transaction that records its outcome (the wait for the completion in flight).
+# TYPE tasker_outcome_wait_seconds histogram
+tasker_outcome_wait_seconds_bucket{le="0.001"} 3
+tasker_outcome_wait_seconds_bucket{le="0.002"} 4
+tasker_outcome_wait_seconds_bucket{le="+Inf"} 5
+tasker_outcome_wait_seconds_sum 0.01
+tasker_outcome_wait_seconds_count 5
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "tasker_completion_write_seconds", "tasker_outcome_wait_seconds"); err != nil {
+		t.Error(err)
+	}
+}
