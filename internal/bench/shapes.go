@@ -17,7 +17,7 @@ const (
 	DefaultFanoutWidth = 100
 	DefaultBigSteps    = 10000
 	DefaultSmallSteps  = 100
-	DefaultRate        = 100
+	DefaultRate        = 200
 	DefaultDuration    = 10 * time.Second
 )
 
