@@ -248,8 +248,6 @@ func handlerRan(ev tasker.Event) bool {
 	return true
 }
 
-// readyCollector reports the ready-queue depth, read at scrape time, and
-// the errors reading it.
 // latencyCollector exposes the engine's latency histograms
 // (Stats.OutcomeWait and Stats.CompletionWrite), read at scrape time.
 type latencyCollector struct {
@@ -282,6 +280,8 @@ func constHistogram(d *prometheus.Desc, l tasker.Latency) prometheus.Metric {
 	return prometheus.MustNewConstHistogram(d, uint64(l.Count), l.Sum.Seconds(), buckets)
 }
 
+// readyCollector reports the ready-queue depth, read at scrape time, and
+// the errors reading it.
 type readyCollector struct {
 	src         Source
 	ready, errs *prometheus.Desc
