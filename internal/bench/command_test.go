@@ -123,3 +123,40 @@ func TestCompareCommand(t *testing.T) {
 		t.Errorf("compare progress on stderr: %q", errOut.String())
 	}
 }
+
+// `tasker bench dag` runs the four DAG scenarios in order, each with its
+// own defaults and -n for the diamonds only, in one report; a bad setting
+// stops it before anything runs.
+func TestDAGCommand(t *testing.T) {
+	t.Parallel()
+	var out, errOut bytes.Buffer
+	if code := cli.Main(ctx(t), []string{"bench", "dag", "-n", "5", "--synchronous", "NORMAL", "--json"}, &out, &errOut); code != cli.ExitOK {
+		t.Fatalf("bench dag: exit %d\nstdout:\n%s\nstderr:\n%s", code, out.String(), errOut.String())
+	}
+	var rep bench.Report
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+		t.Fatalf("bench dag --json: %v\n%s", err, out.String())
+	}
+	want := []struct {
+		scenario string
+		n, steps int
+	}{{"diamond", 5, 4}, {"chain", 5, bench.DefaultChainSteps}, {"fanout", bench.DefaultFanoutN, bench.DefaultFanoutWidth + 2}, {"big", 1, bench.DefaultBigSteps}}
+	if len(rep.Results) != len(want) {
+		t.Fatalf("%d results, want %d: %+v", len(rep.Results), len(want), rep.Results)
+	}
+	for i, w := range want {
+		if r := rep.Results[i]; r.Scenario != w.scenario || r.N != w.n || r.Steps != w.steps || r.Duration <= 0 {
+			t.Errorf("result %d: %s, %d tasks of %d steps in %s; want %s, %d of %d", i, r.Scenario, r.N, r.Steps, r.Duration, w.scenario, w.n, w.steps)
+		}
+	}
+	if n := strings.Count(errOut.String(), " done in "); n != 4 {
+		t.Errorf("%d progress lines on stderr, want 4:\n%s", n, errOut.String())
+	}
+
+	out.Reset()
+	errOut.Reset()
+	if code := cli.Main(ctx(t), []string{"bench", "dag", "-n", "-1"}, &out, &errOut); code != cli.ExitUsage ||
+		out.Len() != 0 || !strings.Contains(errOut.String(), "n must be at least 1") {
+		t.Errorf("bench dag -n -1: exit %d, stdout %q, stderr %q; want a usage error and no table", code, out.String(), errOut.String())
+	}
+}

@@ -65,6 +65,8 @@ measured, and prints a table (or a JSON report with --json).
   chain      one task of a linear chain of steps, run several times one after
              the other: end-to-end latency and overhead per step.
   big        one task of 10,000 steps against tasks of 100: time per step.
+  dag        diamond, chain, fanout and big one after the other, in one
+             table (or one report).
   steady     diamond tasks created at a fixed rate: latency from creation to
              the first step's handler and from the end of a parent's handler
              to the start of its child's (p50, p95, p99, max).
@@ -194,6 +196,28 @@ whatever the size of the task.
 	big.Flags().IntVar(&f.bigSteps, "steps", bench.DefaultBigSteps, "steps of the big task (at most 10000)")
 	big.Flags().IntVar(&f.bigRuns, "runs", bench.DefaultRuns, "timed runs of the 100-step task")
 
+	dag := &cobra.Command{
+		Use:   "dag",
+		Short: "The DAG scenarios one after the other: diamond, chain, fanout, big",
+		Long: `Dag runs the DAG scenarios one after the other, each on a database of its
+own and with its own defaults: -n diamond tasks (four steps: a, then b and c,
+then d), a chain of 40 steps (five timed runs), 20 fan-outs 1 → 100 → 1, and one
+task of 10,000 steps against tasks of 100. It prints them in one table (or one
+JSON report with --json), and a line on stderr as each ends. For other sizes,
+run the scenarios on their own (tasker bench diamond|chain|fanout|big). A run
+stopped early prints the scenarios it finished before it reports why.
+
+` + benchDBNote,
+		Example: `  tasker bench dag
+  tasker bench dag -n 5000 --db postgres://localhost/bench --json > dag.json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runDAG(cmd, e, f, bench.Config{N: f.n, Inserters: f.inserters})
+		},
+	}
+	dag.Flags().IntVarP(&f.n, "n", "n", bench.DefaultN, "number of diamond tasks")
+	dag.Flags().IntVar(&f.inserters, "inserters", bench.DefaultInserters, "goroutines creating the tasks")
+
 	steady := &cobra.Command{
 		Use:   "steady",
 		Short: "Latency of diamond tasks created at a fixed rate",
@@ -251,7 +275,7 @@ takes about (N ÷ 1,000) × 1.5 seconds per pair on a 2-core machine.`,
 	compare.Flags().IntVar(&f.inserters, "inserters", bench.DefaultInserters, "goroutines creating the tasks")
 	compare.Flags().IntVar(&f.ctxBytes, "context-bytes", 0, "pad each task's context with a string of this many bytes (0: the context is {})")
 
-	cmd.AddCommand(burn, diamond, fanout, chain, big, steady, compare)
+	cmd.AddCommand(burn, diamond, fanout, chain, big, dag, steady, compare)
 	return cmd
 }
 
@@ -293,6 +317,49 @@ func runCompare(cmd *cobra.Command, e *env, f benchFlags, cfg bench.Config) (err
 		return exitWith(ExitUsage, runErr)
 	}
 	return nil
+}
+
+// runDAG runs the DAG scenarios and prints those that ended, in one table
+// or one report, before it reports an error.
+func runDAG(cmd *cobra.Command, e *env, f benchFlags, cfg bench.Config) (err error) {
+	ctx := cmd.Context()
+	if cfg, err = benchConfig(cmd, e, f, cfg); err != nil {
+		return err
+	}
+	stop, err := startProfiling(f)
+	if err != nil {
+		return err
+	}
+	defer stopProfiling(stop, &err)
+	fmt.Fprintf(e.stderr, "tasker: bench dag on %s: diamond, chain, fanout, big\n", benchPlace(cfg))
+	results, runErr := bench.DAG(ctx, cfg, e.stderr)
+	if len(results) > 0 {
+		if f.jsonOut {
+			if err := writeReport(e.stdout, bench.NewReport(ctx, cfg, results...)); err != nil {
+				return err
+			}
+		} else if err := bench.WriteTable(e.stdout, results...); err != nil {
+			return exitWith(ExitUsage, err)
+		}
+	}
+	switch {
+	case runErr != nil && ctx.Err() != nil:
+		return exitWith(ExitInterrupted, runErr)
+	case runErr != nil:
+		return exitWith(ExitUsage, runErr)
+	}
+	return nil
+}
+
+// benchPlace says where a benchmark runs, for its first line on stderr.
+func benchPlace(cfg bench.Config) string {
+	switch {
+	case tasker.IsPostgresURL(cfg.DB) && cfg.Schema == "":
+		return redact(cfg.DB) + " (a temporary schema)"
+	case cfg.DB != "":
+		return redact(cfg.DB)
+	}
+	return "a temporary database"
 }
 
 // writeComparison prints the burn-downs of a comparison and, when a pair
@@ -425,13 +492,7 @@ func runBench(cmd *cobra.Command, e *env, f benchFlags, cfg bench.Config,
 		return err
 	}
 	defer stopProfiling(stop, &err)
-	where := "a temporary database"
-	switch {
-	case tasker.IsPostgresURL(cfg.DB) && cfg.Schema == "":
-		where = redact(cfg.DB) + " (a temporary schema)"
-	case cfg.DB != "":
-		where = redact(cfg.DB)
-	}
+	where := benchPlace(cfg)
 	padded := ""
 	if cfg.ContextBytes > 0 {
 		padded = fmt.Sprintf(", contexts padded with %d bytes", cfg.ContextBytes)
