@@ -321,34 +321,10 @@ func runCompare(cmd *cobra.Command, e *env, f benchFlags, cfg bench.Config) (err
 
 // runDAG runs the DAG scenarios and prints those that ended, in one table
 // or one report, before it reports an error.
-func runDAG(cmd *cobra.Command, e *env, f benchFlags, cfg bench.Config) (err error) {
-	ctx := cmd.Context()
-	if cfg, err = benchConfig(cmd, e, f, cfg); err != nil {
-		return err
-	}
-	stop, err := startProfiling(f)
-	if err != nil {
-		return err
-	}
-	defer stopProfiling(stop, &err)
-	fmt.Fprintf(e.stderr, "tasker: bench dag on %s: diamond, chain, fanout, big\n", benchPlace(cfg))
-	results, runErr := bench.DAG(ctx, cfg, e.stderr)
-	if len(results) > 0 {
-		if f.jsonOut {
-			if err := writeReport(e.stdout, bench.NewReport(ctx, cfg, results...)); err != nil {
-				return err
-			}
-		} else if err := bench.WriteTable(e.stdout, results...); err != nil {
-			return exitWith(ExitUsage, err)
-		}
-	}
-	switch {
-	case runErr != nil && ctx.Err() != nil:
-		return exitWith(ExitInterrupted, runErr)
-	case runErr != nil:
-		return exitWith(ExitUsage, runErr)
-	}
-	return nil
+func runDAG(cmd *cobra.Command, e *env, f benchFlags, cfg bench.Config) error {
+	return runScenarios(cmd, e, f, cfg, func(ctx context.Context, cfg bench.Config) ([]*bench.Result, error) {
+		return bench.DAG(ctx, cfg, e.stderr)
+	})
 }
 
 // benchPlace says where a benchmark runs, for its first line on stderr.
@@ -482,7 +458,20 @@ func writeReport(w io.Writer, rep *bench.Report) error {
 
 // runBench runs one scenario with the shared flags and prints its result.
 func runBench(cmd *cobra.Command, e *env, f benchFlags, cfg bench.Config,
-	scenario func(context.Context, bench.Config) (*bench.Result, error)) (err error) {
+	scenario func(context.Context, bench.Config) (*bench.Result, error)) error {
+	return runScenarios(cmd, e, f, cfg, func(ctx context.Context, cfg bench.Config) ([]*bench.Result, error) {
+		res, err := scenario(ctx, cfg)
+		if err != nil {
+			return nil, err
+		}
+		return []*bench.Result{res}, nil
+	})
+}
+
+// runScenarios runs scenarios with the shared flags and prints the results
+// they returned, in one table or one report, before it reports their error.
+func runScenarios(cmd *cobra.Command, e *env, f benchFlags, cfg bench.Config,
+	scenarios func(context.Context, bench.Config) ([]*bench.Result, error)) (err error) {
 	ctx := cmd.Context()
 	if cfg, err = benchConfig(cmd, e, f, cfg); err != nil {
 		return err
@@ -492,7 +481,6 @@ func runBench(cmd *cobra.Command, e *env, f benchFlags, cfg bench.Config,
 		return err
 	}
 	defer stopProfiling(stop, &err)
-	where := benchPlace(cfg)
 	padded := ""
 	if cfg.ContextBytes > 0 {
 		padded = fmt.Sprintf(", contexts padded with %d bytes", cfg.ContextBytes)
@@ -501,20 +489,23 @@ func runBench(cmd *cobra.Command, e *env, f benchFlags, cfg bench.Config,
 	if !tasker.IsPostgresURL(cfg.DB) {
 		sqliteSettings = fmt.Sprintf("SQLite driver %s, synchronous %s, ", cfg.SQLiteDriverUsed(), cfg.Synchronous)
 	}
-	fmt.Fprintf(e.stderr, "tasker: bench %s on %s (%sconcurrency %d, prefetch %d%s)\n", cmd.Name(), where, sqliteSettings,
+	fmt.Fprintf(e.stderr, "tasker: bench %s on %s (%sconcurrency %d, prefetch %d%s)\n", cmd.Name(), benchPlace(cfg), sqliteSettings,
 		cfg.Concurrency, cfg.PrefetchUsed(), padded)
-	res, err := scenario(ctx, cfg)
-	if err != nil {
-		if ctx.Err() != nil {
-			return exitWith(ExitInterrupted, err)
+	results, runErr := scenarios(ctx, cfg)
+	if len(results) > 0 {
+		if f.jsonOut {
+			if err := writeReport(e.stdout, bench.NewReport(ctx, cfg, results...)); err != nil {
+				return err
+			}
+		} else if err := bench.WriteTable(e.stdout, results...); err != nil {
+			return exitWith(ExitUsage, err)
 		}
-		return exitWith(ExitUsage, err)
 	}
-	if f.jsonOut {
-		return writeReport(e.stdout, bench.NewReport(ctx, cfg, res))
-	}
-	if err := bench.WriteTable(e.stdout, res); err != nil {
-		return exitWith(ExitUsage, err)
+	switch {
+	case runErr != nil && ctx.Err() != nil:
+		return exitWith(ExitInterrupted, runErr)
+	case runErr != nil:
+		return exitWith(ExitUsage, runErr)
 	}
 	return nil
 }
