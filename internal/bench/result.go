@@ -148,6 +148,10 @@ type Insert struct {
 	Duration    time.Duration `json:"duration_ns"`
 	TasksPerSec float64       `json:"tasks_per_sec"`
 	StepsPerSec float64       `json:"steps_per_sec"`
+	// StatementsPerTask is the statements the store sent per task created
+	// (BEGIN and COMMIT included); the table's stmts/step is the work
+	// phase's.
+	StatementsPerTask float64 `json:"statements_per_task"`
 }
 
 // Latency summarizes the end-to-end durations of a chain's runs (from the
@@ -322,6 +326,9 @@ func (r *Result) summary() string {
 		line += fmt.Sprintf("%.0f allocations and %.1f KB allocated per task, %d collections", p.AllocsPerTask, p.BytesPerTask/1024, p.GCCycles)
 		if r.Store == "postgres" {
 			line += " (the PostgreSQL server's CPU is not counted)"
+		}
+		if r.Insert != nil && r.Insert.StatementsPerTask > 0 {
+			line += fmt.Sprintf("; the insert phase sent %.1f statements per task", r.Insert.StatementsPerTask)
 		}
 		return line
 	case r.Steady != nil && r.Steady.Start != nil:

@@ -49,11 +49,16 @@ func burnDown(ctx context.Context, cfg Config, scenario, yaml string, steps int)
 	res = newResult(scenario, cfg, cfg.N, steps)
 
 	// Insert phase: every task is stored before the engine starts.
+	inserting := c.Stats().StoreStatements
 	ins, err := insert(ctx, c, t, cfg.N, cfg.Inserters, cfg.ContextBytes)
 	if err != nil {
 		return nil, err
 	}
-	res.Insert = &Insert{Inserters: cfg.Inserters, Duration: ins, TasksPerSec: rate(cfg.N, ins), StepsPerSec: rate(cfg.N*steps, ins)}
+	// The work phase's counters start here: the statements of the insert
+	// phase are its own figure.
+	before := c.Stats()
+	res.Insert = &Insert{Inserters: cfg.Inserters, Duration: ins, TasksPerSec: rate(cfg.N, ins), StepsPerSec: rate(cfg.N*steps, ins),
+		StatementsPerTask: float64(before.StoreStatements-inserting) / float64(cfg.N)}
 
 	// Work phase: from Start until the engine finalized every task. The
 	// engine's in-memory counters are polled; a finalization event only
@@ -78,7 +83,7 @@ func burnDown(ctx context.Context, cfg Config, scenario, yaml string, steps int)
 	if err := c.Stop(ctx); err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
 	}
-	res.Engine = engineStats(c.Stats())
+	res.Engine = engineStats(diffStats(c.Stats(), before))
 	res.DBTxPerStep = txPerStep(ctx, cfg, commits, cfg.N*steps)
 	res.PeakRSS = peakRSS()
 	failed, err := c.Tasks(ctx, &tasker.TaskListOpts{State: tasker.TaskError, Limit: 1})
