@@ -31,6 +31,31 @@ func TestPeersComparisonSmoke(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	// Each system works in a schema of its own, named after the process;
+	// those of other runs (one killed earlier, one running now) are not
+	// this run's.
+	schemas := func() map[string]bool {
+		t.Helper()
+		rows, err := conn.Query(ctx, `SELECT nspname FROM pg_namespace WHERE nspname ~ '^(river|tasker)_[0-9]+_[0-9]+$'`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			t.Fatal(err)
+		}
+		set := map[string]bool{}
+		for _, n := range names {
+			set[n] = true
+		}
+		return set
+	}
+	before := schemas()
 	cmd := exec.CommandContext(ctx, goBin, "run", ".", "-db", url, "-n", "200", "-workers", "4", "-rounds", "1", "-json")
 	cmd.Dir = filepath.Join("..", "..", "bench", "peers")
 	var stderr strings.Builder
@@ -67,20 +92,11 @@ func TestPeersComparisonSmoke(t *testing.T) {
 	if report.N != 200 || report.Tasks <= 0 || report.Diamond <= 0 {
 		t.Errorf("n %d, ratios %.2f and %.2f; want 200 and positive ratios", report.N, report.Tasks, report.Diamond)
 	}
-	// Each system worked in a schema of its own, named after the process.
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
 	var left []string
-	rows, err := conn.Query(ctx, `SELECT nspname FROM pg_namespace WHERE nspname ~ '^(river|tasker)_[0-9]+_[0-9]+$'`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	left, err = pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		t.Fatal(err)
+	for n := range schemas() {
+		if !before[n] {
+			left = append(left, n)
+		}
 	}
 	if len(left) > 0 {
 		t.Errorf("schemas left behind: %v", left)

@@ -199,10 +199,11 @@ whatever the size of the task.
 	dag := &cobra.Command{
 		Use:   "dag",
 		Short: "The DAG scenarios one after the other: diamond, chain, fanout, big",
-		Long: `Dag runs the DAG scenarios one after the other, each on a database of its
-own and with its own defaults: -n diamond tasks (four steps: a, then b and c,
-then d), a chain of 40 steps (five timed runs), 20 fan-outs 1 → 100 → 1, and one
-task of 10,000 steps against tasks of 100. It prints them in one table (or one
+		Long: `Dag runs the DAG scenarios one after the other, each on a temporary
+database of its own (with --db, all on that database) and with its own
+defaults: -n diamond tasks (four steps: a, then b and c, then d), a chain of
+40 steps (five timed runs), 20 fan-outs 1 → 100 → 1, and one task of 10,000
+steps against tasks of 100. It prints them in one table (or one
 JSON report with --json), and a line on stderr as each ends. For other sizes,
 run the scenarios on their own (tasker bench diamond|chain|fanout|big). A run
 stopped early prints the scenarios it finished before it reports why.
@@ -305,18 +306,17 @@ func runCompare(cmd *cobra.Command, e *env, f benchFlags, cfg bench.Config) (err
 	fmt.Fprintf(e.stderr, "tasker: bench compare: %s of burn-downs of %d tasks, on a temporary SQLite database (driver %s, synchronous %s) and on %s (a temporary schema each time)\n",
 		bench.Pairs(f.pairs), cfg.N, cfg.SQLiteDriverUsed(), cfg.Synchronous, redact(cfg.DB))
 	results, cmp, runErr := bench.Compare(ctx, cfg, f.pairs, e.stderr)
+	var writeErr error
 	if len(results) > 0 {
-		if err := writeComparison(ctx, e.stdout, f.jsonOut, cfg, results, cmp); err != nil {
-			return err
-		}
+		writeErr = writeComparison(context.WithoutCancel(ctx), e.stdout, f.jsonOut, cfg, results, cmp)
 	}
 	switch {
 	case runErr != nil && ctx.Err() != nil:
-		return exitWith(ExitInterrupted, runErr)
+		return exitWith(ExitInterrupted, errors.Join(runErr, writeErr))
 	case runErr != nil:
-		return exitWith(ExitUsage, runErr)
+		return exitWith(ExitUsage, errors.Join(runErr, writeErr))
 	}
-	return nil
+	return writeErr
 }
 
 // runDAG runs the DAG scenarios and prints those that ended, in one table
@@ -492,20 +492,22 @@ func runScenarios(cmd *cobra.Command, e *env, f benchFlags, cfg bench.Config,
 	fmt.Fprintf(e.stderr, "tasker: bench %s on %s (%sconcurrency %d, prefetch %d%s)\n", cmd.Name(), benchPlace(cfg), sqliteSettings,
 		cfg.Concurrency, cfg.PrefetchUsed(), padded)
 	results, runErr := scenarios(ctx, cfg)
+	var writeErr error
 	if len(results) > 0 {
+		// An interrupted run's report still gets its commit and server
+		// version, which are read with a context.
+		rctx := context.WithoutCancel(ctx)
 		if f.jsonOut {
-			if err := writeReport(e.stdout, bench.NewReport(ctx, cfg, results...)); err != nil {
-				return err
-			}
+			writeErr = writeReport(e.stdout, bench.NewReport(rctx, cfg, results...))
 		} else if err := bench.WriteTable(e.stdout, results...); err != nil {
-			return exitWith(ExitUsage, err)
+			writeErr = exitWith(ExitUsage, err)
 		}
 	}
 	switch {
 	case runErr != nil && ctx.Err() != nil:
-		return exitWith(ExitInterrupted, runErr)
+		return exitWith(ExitInterrupted, errors.Join(runErr, writeErr))
 	case runErr != nil:
-		return exitWith(ExitUsage, runErr)
+		return exitWith(ExitUsage, errors.Join(runErr, writeErr))
 	}
-	return nil
+	return writeErr
 }

@@ -35,7 +35,9 @@ type attempt struct {
 	cancel context.CancelFunc
 	// leaseUntil is when the lease expires unless renewed; guarded by Engine.mu.
 	leaseUntil time.Time
-	// ended is when the handler returned (zero if it did not run).
+	// ended is when the attempt's execution returned, its handler run or
+	// not (no template or handler for it, say); zero if it was released
+	// before it began.
 	ended time.Time
 	// ran is how long the handler ran; 0 if it did not run.
 	ran time.Duration

@@ -69,15 +69,18 @@ func (l Latency) Quantile(q float64) time.Duration {
 }
 
 // Sub returns the durations observed in l and not in before, an earlier
-// snapshot of the same histogram.
+// snapshot of the same histogram. A before of other buckets (or the zero
+// Latency) counts as empty: the result is a copy of l.
 func (l Latency) Sub(before Latency) Latency {
-	out := Latency{Bounds: l.Bounds, Counts: make([]int64, len(l.Counts)), Count: l.Count - before.Count, Sum: l.Sum - before.Sum}
-	copy(out.Counts, l.Counts)
-	if len(before.Counts) == len(l.Counts) {
-		for i, n := range before.Counts {
-			out.Counts[i] -= n
-		}
+	out := Latency{Bounds: slices.Clone(l.Bounds), Counts: slices.Clone(l.Counts), Count: l.Count, Sum: l.Sum}
+	if len(before.Counts) != len(l.Counts) || !slices.Equal(before.Bounds, l.Bounds) {
+		return out
 	}
+	for i, n := range before.Counts {
+		out.Counts[i] -= n
+	}
+	out.Count -= before.Count
+	out.Sum -= before.Sum
 	return out
 }
 
@@ -99,7 +102,8 @@ func (h *latencyHistogram) observe(d time.Duration) {
 	h.sum.Add(int64(d))
 }
 
-// snapshot returns the histogram's counts now.
+// snapshot returns the histogram's counts now. Under concurrent
+// observations its sum may miss the last few of those its counts hold.
 func (h *latencyHistogram) snapshot() Latency {
 	l := Latency{Bounds: slices.Clone(latencyBounds[:]), Counts: make([]int64, len(latencyBounds)+1), Sum: time.Duration(h.sum.Load())}
 	for i := range l.Counts {

@@ -51,6 +51,11 @@ func TestLatencyHistogram(t *testing.T) {
 		t.Errorf("difference: count %d, sum %s, p50 %s, p99 %s; want 2 in (200 µs, 300 µs]", d.Count, d.Sum, d.Quantile(0.5), d.Quantile(0.99))
 	}
 
+	// A before of other buckets counts as empty.
+	if e := l.Sub(Latency{}); e.Count != l.Count || e.Sum != l.Sum || e.Counts[1] != l.Counts[1] {
+		t.Errorf("l minus the zero Latency: count %d, sum %s; want l's, %d and %s", e.Count, e.Sum, l.Count, l.Sum)
+	}
+
 	// A snapshot's bounds are its own: changing them changes no other.
 	l.Bounds[0] = time.Hour
 	if h.snapshot().Bounds[0] != 50*time.Microsecond {
