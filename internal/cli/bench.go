@@ -310,13 +310,7 @@ func runCompare(cmd *cobra.Command, e *env, f benchFlags, cfg bench.Config) (err
 	if len(results) > 0 {
 		writeErr = writeComparison(context.WithoutCancel(ctx), e.stdout, f.jsonOut, cfg, results, cmp)
 	}
-	switch {
-	case runErr != nil && ctx.Err() != nil:
-		return exitWith(ExitInterrupted, errors.Join(runErr, writeErr))
-	case runErr != nil:
-		return exitWith(ExitUsage, errors.Join(runErr, writeErr))
-	}
-	return writeErr
+	return benchExit(ctx, runErr, writeErr)
 }
 
 // runDAG runs the DAG scenarios and prints those that ended, in one table
@@ -336,6 +330,19 @@ func benchPlace(cfg bench.Config) string {
 		return redact(cfg.DB)
 	}
 	return "a temporary database"
+}
+
+// benchExit is the outcome of a benchmark whose run ended with runErr and
+// whose results were printed with writeErr: an interrupt, a failed run,
+// or the printing's error.
+func benchExit(ctx context.Context, runErr, writeErr error) error {
+	switch {
+	case runErr != nil && ctx.Err() != nil:
+		return exitWith(ExitInterrupted, errors.Join(runErr, writeErr))
+	case runErr != nil:
+		return exitWith(ExitUsage, errors.Join(runErr, writeErr))
+	}
+	return writeErr
 }
 
 // writeComparison prints the burn-downs of a comparison and, when a pair
@@ -503,11 +510,5 @@ func runScenarios(cmd *cobra.Command, e *env, f benchFlags, cfg bench.Config,
 			writeErr = exitWith(ExitUsage, err)
 		}
 	}
-	switch {
-	case runErr != nil && ctx.Err() != nil:
-		return exitWith(ExitInterrupted, errors.Join(runErr, writeErr))
-	case runErr != nil:
-		return exitWith(ExitUsage, errors.Join(runErr, writeErr))
-	}
-	return writeErr
+	return benchExit(ctx, runErr, writeErr)
 }
