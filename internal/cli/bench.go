@@ -203,10 +203,10 @@ whatever the size of the task.
 database of its own (with --db, all on that database) and with its own
 defaults: -n diamond tasks (four steps: a, then b and c, then d), a chain of
 40 steps (five timed runs), 20 fan-outs 1 → 100 → 1, and one task of 10,000
-steps against tasks of 100. It prints them in one table (or one
-JSON report with --json), and a line on stderr as each ends. For other sizes,
-run the scenarios on their own (tasker bench diamond|chain|fanout|big). A run
-stopped early prints the scenarios it finished before it reports why.
+steps against tasks of 100. It prints them in one table (or one JSON report
+with --json), and a line on stderr as each ends. For other sizes, run the
+scenarios on their own (tasker bench diamond|chain|fanout|big). A run stopped
+early prints the scenarios it finished before it reports why.
 
 ` + benchDBNote,
 		Example: `  tasker bench dag
